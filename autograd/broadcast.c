@@ -1,0 +1,97 @@
+/* broadcast.c - NumPy broadcasting: output shapes, strides, and the sum that
+ * undoes a broadcast in backward. */
+#include "internal.h"
+
+bool ag_broadcast_shape(const ag_tensor *a, const ag_tensor *b, int *ndim, int64_t *shape)
+{
+    int nd = a->ndim > b->ndim ? a->ndim : b->ndim;
+    for (int i = 0; i < nd; i++) {
+        int ia = i - (nd - a->ndim), ib = i - (nd - b->ndim);
+        int64_t da = ia >= 0 ? a->shape[ia] : 1, db = ib >= 0 ? b->shape[ib] : 1;
+        if (da != db && da != 1 && db != 1)
+            return false;
+        shape[i] = da == 1 ? db : da;
+    }
+    *ndim = nd;
+    return true;
+}
+
+void ag_broadcast_strides(const ag_tensor *t, int ndim, const int64_t *shape, int64_t *strides)
+{
+    int64_t own[AG_MAX_DIMS];
+    ag_strides(t->ndim, t->shape, own);
+    for (int i = 0; i < ndim; i++) {
+        int j = i - (ndim - t->ndim);
+        strides[i] = (j < 0 || (t->shape[j] == 1 && shape[i] != 1)) ? 0 : own[j];
+    }
+}
+
+/* Offset of row r (all dims but the last) under strides st. */
+static inline int64_t row_offset(int64_t r, int ndim, const int64_t *shape, const int64_t *st)
+{
+    int64_t off = 0;
+    for (int d = ndim - 2; d >= 0; d--) {
+        off += (r % shape[d]) * st[d];
+        r /= shape[d];
+    }
+    return off;
+}
+
+void ag_accum_reduce(float *dst, const ag_tensor *t, const float *src, const ag_tensor *out,
+                     float scale)
+{
+    int64_t n = out->numel;
+    if (t->numel == n) {
+#pragma omp parallel for if (n > AG_PAR_MIN)
+        for (int64_t i = 0; i < n; i++)
+            dst[i] += scale * src[i];
+        return;
+    }
+    if (t->numel == 1) {
+        double s = 0;
+#pragma omp parallel for reduction(+ : s) if (n > AG_PAR_MIN)
+        for (int64_t i = 0; i < n; i++)
+            s += src[i];
+        dst[0] += scale * (float)s;
+        return;
+    }
+    /* t matches out's trailing numel elements (a bias): column sums, split by columns */
+    int64_t m = t->numel;
+    bool suffix = n % m == 0;
+    for (int i = 0; suffix && i < t->ndim; i++) {
+        int j = out->ndim - t->ndim + i;
+        suffix = j >= 0 && t->shape[i] == out->shape[j];
+    }
+    if (suffix) {
+        int64_t rows = n / m;
+#pragma omp parallel for if (n > AG_PAR_MIN && m >= 64)
+        for (int64_t c0 = 0; c0 < m; c0 += 64) {
+            int64_t c1 = c0 + 64 < m ? c0 + 64 : m;
+            float acc[64] = {0};
+            for (int64_t r = 0; r < rows; r++)
+                for (int64_t c = c0; c < c1; c++)
+                    acc[c - c0] += src[r * m + c];
+            for (int64_t c = c0; c < c1; c++)
+                dst[c] += scale * acc[c - c0];
+        }
+        return;
+    }
+    /* general: walk out's rows, adding into t's broadcast positions */
+    int nd = out->ndim;
+    int64_t st[AG_MAX_DIMS];
+    ag_broadcast_strides(t, nd, out->shape, st);
+    int64_t L = out->shape[nd - 1], sl = st[nd - 1], rows = n / L;
+    for (int64_t r = 0; r < rows; r++) {
+        float *d = dst + row_offset(r, nd, out->shape, st);
+        const float *s = src + r * L;
+        if (sl)
+            for (int64_t i = 0; i < L; i++)
+                d[i] += scale * s[i];
+        else {
+            float acc = 0;
+            for (int64_t i = 0; i < L; i++)
+                acc += s[i];
+            d[0] += scale * acc;
+        }
+    }
+}

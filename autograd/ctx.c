@@ -1,0 +1,53 @@
+/* ctx.c - the context: an arena per step, grad mode and a generator. */
+#include "internal.h"
+
+#include <stdlib.h>
+
+/* Debug builds return arena memory to malloc at every reset, so a tensor kept
+ * across a reset is caught as a use-after-free by the sanitizers. */
+#ifdef AG_ARENA_DEBUG
+#define RELEASE_ON_RESET true
+#else
+#define RELEASE_ON_RESET false
+#endif
+
+ag_ctx *ag_ctx_new(void)
+{
+    ag_ctx *c = calloc(1, sizeof *c);
+    if (!c) {
+        fprintf(stderr, "ag: out of memory\n");
+        abort();
+    }
+    ag_arena_init(&c->arena, (size_t)4 << 20);
+    ag_arena_init(&c->scratch, (size_t)1 << 20);
+    c->grad_enabled = true;
+    c->generation = 1;
+    c->rng = ag_rng_new(0);
+    return c;
+}
+
+void ag_ctx_free(ag_ctx *c)
+{
+    if (!c)
+        return;
+    ag_arena_free(&c->arena);
+    ag_arena_free(&c->scratch);
+    free(c);
+}
+
+void ag_ctx_reset(ag_ctx *c)
+{
+    ag_arena_reset(&c->arena, RELEASE_ON_RESET);
+    ag_arena_reset(&c->scratch, RELEASE_ON_RESET);
+    memset(c->free_grads, 0, sizeof c->free_grads);
+    c->generation++;
+}
+
+void ag_set_grad_enabled(ag_ctx *c, bool on) { c->grad_enabled = on; }
+bool ag_grad_enabled(const ag_ctx *c) { return c->grad_enabled; }
+void ag_ctx_manual_seed(ag_ctx *c, uint64_t seed) { c->rng = ag_rng_new(seed); }
+ag_rng *ag_ctx_rng(ag_ctx *c) { return &c->rng; }
+size_t ag_ctx_bytes_used(const ag_ctx *c) { return c->arena.total + c->scratch.total; }
+size_t ag_ctx_bytes_peak(const ag_ctx *c) { return c->arena.peak + c->scratch.peak; }
+void *ag_ctx_alloc(ag_ctx *c, size_t bytes) { return ag_arena_alloc(&c->arena, bytes); }
+void *ag_scratch(ag_ctx *c, size_t bytes) { return ag_arena_alloc(&c->scratch, bytes); }

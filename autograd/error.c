@@ -1,0 +1,33 @@
+/* error.c - the one overridable error handler. */
+#include "internal.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+
+static void default_handler(const char *msg, void *user)
+{
+    AG_UNUSED(user);
+    fprintf(stderr, "ag: error: %s\n", msg);
+    abort();
+}
+
+static ag_error_handler handler = default_handler;
+static void *handler_user;
+
+ag_error_handler ag_set_error_handler(ag_error_handler h, void *user)
+{
+    ag_error_handler old = handler;
+    handler = h ? h : default_handler;
+    handler_user = user;
+    return old == default_handler ? NULL : old;
+}
+
+void ag_error(const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    handler(msg, handler_user);
+}

@@ -1,0 +1,191 @@
+/* graph.c - recording ops and running backward over what they recorded. */
+#include "internal.h"
+
+static ag_tensor *record(ag_ctx *ctx, const ag_op *op, ag_tensor *const *inputs, int ninputs,
+                         ag_tensor *out)
+{
+    if (!out || !ctx->grad_enabled)
+        return out;
+    bool needs = false;
+    for (int i = 0; i < ninputs; i++)
+        needs = needs || inputs[i]->requires_grad;
+    if (!needs)
+        return out;
+    out->requires_grad = true;
+    out->op = op;
+    out->ninputs = ninputs;
+    out->inputs = ag_arena_alloc(&ctx->arena, (size_t)ninputs * sizeof *out->inputs);
+    memcpy(out->inputs, inputs, (size_t)ninputs * sizeof *out->inputs);
+    return out;
+}
+
+ag_tensor *ag_result(ag_ctx *ctx, const ag_op *op, ag_tensor *const *inputs, int ninputs,
+                     int ndim, const int64_t *shape)
+{
+    return record(ctx, op, inputs, ninputs, ag_empty(ctx, ndim, shape));
+}
+
+ag_tensor *ag_result_view(ag_ctx *ctx, const ag_op *op, ag_tensor *const *inputs, int ninputs,
+                          int ndim, const int64_t *shape)
+{
+    return record(ctx, op, inputs, ninputs, ag_new_header(ctx, ndim, shape));
+}
+
+static float *grad_alloc(ag_ctx *ctx, int64_t numel)
+{
+    ag_free_grad **slot = &ctx->free_grads[(uint64_t)numel % 64];
+    for (ag_free_grad **p = slot; *p; p = &(*p)->next)
+        if ((*p)->numel == numel) {
+            float *g = (float *)*p;
+            *p = (*p)->next;
+            return g;
+        }
+    /* room for the free-list link even in a 1-element grad */
+    size_t bytes = (size_t)numel * sizeof(float);
+    return ag_arena_alloc(&ctx->arena, bytes < sizeof(ag_free_grad) ? sizeof(ag_free_grad) : bytes);
+}
+
+static void grad_release(ag_ctx *ctx, float *g, int64_t numel)
+{
+    ag_free_grad *f = (ag_free_grad *)g;
+    f->numel = numel;
+    f->next = ctx->free_grads[(uint64_t)numel % 64];
+    ctx->free_grads[(uint64_t)numel % 64] = f;
+}
+
+static void zero_floats(float *p, int64_t n)
+{
+#pragma omp parallel for if (n > 4 * AG_PAR_MIN)
+    for (int64_t i = 0; i < n; i++)
+        p[i] = 0.0f;
+}
+
+float *ag_grad_of(ag_ctx *ctx, ag_tensor *t)
+{
+    if (!t->requires_grad)
+        return NULL;
+    if (t->grad)
+        return t->grad;
+    if (!t->owner) {
+        ag_zero_grad(t);
+        return t->grad;
+    }
+    /* non-leaves get their grad from the ctx running backward; leaves from their own */
+    ag_ctx *home = t->op ? ctx : t->owner;
+    t->grad = t->op ? grad_alloc(home, t->numel)
+                    : ag_arena_alloc(&home->arena, (size_t)t->numel * sizeof(float));
+    zero_floats(t->grad, t->numel);
+    return t->grad;
+}
+
+ag_tensor **ag_topo_order(ag_ctx *ctx, ag_tensor *root, int64_t *n)
+{
+    /* Iterative DFS with an explicit stack of (node, next input). The arrays
+     * grow by doubling in scratch; the old copies are left behind there. */
+    uint64_t epoch = ++ctx->visits;
+    int64_t cap = 256, sp = 0, cnt = 0;
+    ag_tensor **stack = ag_scratch(ctx, (size_t)cap * sizeof *stack);
+    int *next = ag_scratch(ctx, (size_t)cap * sizeof *next);
+    int64_t ocap = 256;
+    ag_tensor **order = ag_scratch(ctx, (size_t)ocap * sizeof *order);
+
+    if (!root->op) {
+        *n = 0;
+        return order;
+    }
+    root->visit_by = ctx;
+    root->visit = epoch;
+    stack[sp] = root;
+    next[sp++] = 0;
+    while (sp) {
+        ag_tensor *t = stack[sp - 1];
+        if (next[sp - 1] < t->ninputs) {
+            ag_tensor *in = t->inputs[next[sp - 1]++];
+            if (!in->op || !in->requires_grad || (in->visit_by == ctx && in->visit == epoch))
+                continue;
+            in->visit_by = ctx;
+            in->visit = epoch;
+            if (sp == cap) {
+                ag_tensor **s2 = ag_scratch(ctx, (size_t)cap * 2 * sizeof *s2);
+                int *n2 = ag_scratch(ctx, (size_t)cap * 2 * sizeof *n2);
+                memcpy(s2, stack, (size_t)cap * sizeof *s2);
+                memcpy(n2, next, (size_t)cap * sizeof *n2);
+                stack = s2;
+                next = n2;
+                cap *= 2;
+            }
+            stack[sp] = in;
+            next[sp++] = 0;
+        } else {
+            if (cnt == ocap) {
+                ag_tensor **o2 = ag_scratch(ctx, (size_t)ocap * 2 * sizeof *o2);
+                memcpy(o2, order, (size_t)ocap * sizeof *o2);
+                order = o2;
+                ocap *= 2;
+            }
+            order[cnt++] = t;
+            sp--;
+        }
+    }
+    *n = cnt;
+    return order;
+}
+
+static bool run_backward(ag_ctx *ctx, ag_tensor *root, const ag_tensor *seed, bool ones)
+{
+    const char *who = ones ? "ag_backward" : "ag_backward_with";
+    if (!ag_check_inputs(who, &root, 1))
+        return false;
+    char b[128];
+    if (ones && root->numel != 1) {
+        ag_error("ag_backward: output of shape %s is not a scalar; "
+                 "use ag_backward_with and pass its grad",
+                 ag_shape_str(root, b, sizeof b));
+        return false;
+    }
+    if (!ones && (!seed || !ag_same_shape(root, seed))) {
+        char b2[128];
+        ag_error("ag_backward_with: grad of shape %s for output of shape %s",
+                 seed ? ag_shape_str(seed, b2, sizeof b2) : "NULL", ag_shape_str(root, b, sizeof b));
+        return false;
+    }
+    if (!root->requires_grad) {
+        ag_error("%s: output does not require grad (no input requires it, "
+                 "or it was made with gradients off)", who);
+        return false;
+    }
+
+    ag_arena_reset(&ctx->scratch, false);
+    int64_t n;
+    ag_tensor **order = ag_topo_order(ctx, root, &n);
+    /* order lives in scratch, which each node's backward resets: keep a copy */
+    ag_tensor **nodes = ag_arena_alloc(&ctx->arena, (size_t)n * sizeof *nodes);
+    memcpy(nodes, order, (size_t)n * sizeof *nodes);
+    for (int64_t i = 0; i < n; i++)
+        nodes[i]->grad = NULL;
+
+    float *g = ag_grad_of(ctx, root);
+    for (int64_t i = 0; i < root->numel; i++)
+        g[i] += ones ? 1.0f : seed->data[i];
+
+    for (int64_t i = n - 1; i >= 0; i--) {
+        ag_tensor *t = nodes[i];
+        if (t->grad) {
+            ag_arena_reset(&ctx->scratch, false);
+            t->op->backward(ctx, t);
+        }
+        if (t->grad && !t->retain_grad) {
+            grad_release(ctx, t->grad, t->numel);
+            t->grad = NULL;
+        }
+    }
+    ag_arena_reset(&ctx->scratch, false);
+    return true;
+}
+
+bool ag_backward(ag_ctx *ctx, ag_tensor *loss) { return run_backward(ctx, loss, NULL, true); }
+
+bool ag_backward_with(ag_ctx *ctx, ag_tensor *out, const ag_tensor *grad_out)
+{
+    return run_backward(ctx, out, grad_out, false);
+}

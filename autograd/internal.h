@@ -1,0 +1,114 @@
+/* internal.h - what the engine's files share and users don't see. */
+#ifndef AG_INTERNAL_H
+#define AG_INTERNAL_H
+
+#include "ag.h"
+
+#include <math.h>
+#include <string.h>
+
+/* Below this many elements an elementwise loop stays serial: waking threads
+ * costs more than the work. */
+#define AG_PAR_MIN 32768
+
+/* ---------------------------------------------------------------- arena */
+
+/* Bump allocator over a list of blocks. After a step that needed more than
+ * one block, reset merges them into one block the size of the peak, so a
+ * steady training loop allocates nothing and resets in O(1). */
+typedef struct {
+    char **blocks;
+    size_t *caps;
+    int nblocks, cap_blocks;
+    int cur;          /* block being filled */
+    size_t used;      /* bytes used in blocks[cur] */
+    size_t total;     /* bytes handed out since reset */
+    size_t peak;
+    size_t min_block;
+} ag_arena;
+
+void ag_arena_init(ag_arena *a, size_t min_block);
+void ag_arena_free(ag_arena *a);
+void *ag_arena_alloc(ag_arena *a, size_t bytes); /* 64-byte aligned, never NULL */
+void ag_arena_reset(ag_arena *a, bool release);
+
+/* ---------------------------------------------------------------- ctx */
+
+typedef struct ag_free_grad {
+    struct ag_free_grad *next;
+    int64_t numel;
+} ag_free_grad;
+
+struct ag_ctx {
+    ag_arena arena;       /* tensors of this step */
+    ag_arena scratch;     /* temporaries of one backward node */
+    uint64_t generation;
+    bool grad_enabled;
+    ag_rng rng;
+    ag_free_grad *free_grads[64]; /* dropped non-leaf grads by numel % 64, for ag_grad_of */
+    uint64_t visits;          /* traversals so far, to mark nodes */
+};
+
+/* Nodes that require grad and have an op, inputs before outputs, into an
+ * array from ctx's scratch arena; *n gets the count. Iterative. */
+ag_tensor **ag_topo_order(ag_ctx *ctx, ag_tensor *root, int64_t *n);
+
+/* An arena tensor header without data (for views); data left NULL. */
+ag_tensor *ag_new_header(ag_ctx *ctx, int ndim, const int64_t *shape);
+/* ag_result for a view: out->data is left for the caller to point into an input. */
+ag_tensor *ag_result_view(ag_ctx *ctx, const ag_op *op, ag_tensor *const *inputs, int ninputs,
+                          int ndim, const int64_t *shape);
+
+/* Memory for a backward's temporaries, valid until that node's backward ends. */
+void *ag_scratch(ag_ctx *ctx, size_t bytes);
+
+/* ---------------------------------------------------------------- checks */
+
+/* Reports the error for the first NULL or stale input; true if all good. */
+bool ag_check_inputs(const char *op, ag_tensor *const *ts, int n);
+/* Normalizes a possibly negative axis of a tensor with ndim dims, or reports. */
+bool ag_norm_axis(const char *op, const ag_tensor *t, int *axis);
+/* "(2, 3)" */
+char *ag_fmt_shape(int ndim, const int64_t *shape, char *buf, size_t n);
+int64_t ag_shape_numel(int ndim, const int64_t *shape);
+
+/* Row-major strides (in elements) of a shape. */
+void ag_strides(int ndim, const int64_t *shape, int64_t *strides);
+
+/* Broadcast: out shape of a and b, or false (reported by the caller). */
+bool ag_broadcast_shape(const ag_tensor *a, const ag_tensor *b, int *ndim, int64_t *shape);
+/* Strides of t's elements when t is broadcast to (ndim, shape): 0 on broadcast dims. */
+void ag_broadcast_strides(const ag_tensor *t, int ndim, const int64_t *shape, int64_t *strides);
+/* dst (t's shape) += scale * src (summed over the dims where t was broadcast to src's shape). */
+void ag_accum_reduce(float *dst, const ag_tensor *t, const float *src, const ag_tensor *src_shape,
+                     float scale);
+
+/* ---------------------------------------------------------------- kernels */
+
+/* Row-major C[M,N] = alpha * op(A)[M,K] @ op(B)[K,N] + beta * C, op = transpose when ta/tb. */
+void ag_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+             int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+/* The same with the built-in OpenMP kernel, and the naive triple loop it is tested against. */
+void ag_gemm_builtin(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+                     const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                     float *C, int64_t ldc);
+void ag_gemm_naive(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+                   const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                   float *C, int64_t ldc);
+/* Single-threaded variant for callers that parallelize over a batch themselves. */
+void ag_gemm_serial(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+                    const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                    float *C, int64_t ldc);
+
+/* Counter-based random bits: the same (seed, i) give the same value on any thread. */
+static inline uint64_t ag_hash64(uint64_t seed, uint64_t i)
+{
+    uint64_t z = seed + (i + 1) * 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+#define AG_UNUSED(x) (void)(x)
+
+#endif

@@ -1,0 +1,131 @@
+/* ops_binary.c - add, sub, mul, div with NumPy broadcasting.
+ * (..a) op (..b) -> broadcast(a, b); backward sums over the broadcast dims. */
+#include "internal.h"
+
+enum { ADD, SUB, MUL, DIV };
+
+static const char *const names[] = {"add", "sub", "mul", "div"};
+
+static inline void row(int kind, float *o, const float *a, int64_t sa, const float *b, int64_t sb,
+                       int64_t n)
+{
+    /* sa, sb are 0 (broadcast) or 1; the branches let each loop vectorize */
+#define LOOP(EXPR)                                                                       \
+    if (sa && sb)                                                                        \
+        for (int64_t i = 0; i < n; i++) { float x = a[i], y = b[i]; o[i] = EXPR; }     \
+    else if (sa)                                                                         \
+        for (int64_t i = 0; i < n; i++) { float x = a[i], y = b[0]; o[i] = EXPR; }     \
+    else if (sb)                                                                         \
+        for (int64_t i = 0; i < n; i++) { float x = a[0], y = b[i]; o[i] = EXPR; }     \
+    else                                                                                 \
+        for (int64_t i = 0; i < n; i++) { float x = a[0], y = b[0]; o[i] = EXPR; }
+    switch (kind) {
+    case ADD: LOOP(x + y) break;
+    case SUB: LOOP(x - y) break;
+    case MUL: LOOP(x * y) break;
+    default: LOOP(x / y) break;
+    }
+#undef LOOP
+}
+
+/* out = a op b over out's shape, a and b read through broadcast strides */
+static void binary_kernel(int kind, ag_tensor *out, const ag_tensor *a, const ag_tensor *b)
+{
+    int nd = out->ndim;
+    if (nd == 0 || (ag_same_shape(a, out) && ag_same_shape(b, out))) {
+        int64_t n = out->numel;
+        int64_t chunk = 16384, nchunks = (n + chunk - 1) / chunk;
+#pragma omp parallel for if (n > AG_PAR_MIN)
+        for (int64_t c = 0; c < nchunks; c++) {
+            int64_t i0 = c * chunk, len = i0 + chunk < n ? chunk : n - i0;
+            row(kind, out->data + i0, a->data + (a->numel == 1 ? 0 : i0), a->numel != 1,
+                b->data + (b->numel == 1 ? 0 : i0), b->numel != 1, len);
+        }
+        return;
+    }
+    int64_t sa[AG_MAX_DIMS], sb[AG_MAX_DIMS];
+    ag_broadcast_strides(a, nd, out->shape, sa);
+    ag_broadcast_strides(b, nd, out->shape, sb);
+    int64_t L = out->shape[nd - 1], rows = L ? out->numel / L : 0;
+#pragma omp parallel for if (out->numel > AG_PAR_MIN)
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t oa = 0, ob = 0, q = r;
+        for (int d = nd - 2; d >= 0; d--) {
+            int64_t k = q % out->shape[d];
+            q /= out->shape[d];
+            oa += k * sa[d];
+            ob += k * sb[d];
+        }
+        row(kind, out->data + r * L, a->data + oa, sa[nd - 1] != 0, b->data + ob,
+            sb[nd - 1] != 0, L);
+    }
+}
+
+static void binary_backward(ag_ctx *ctx, ag_tensor *out)
+{
+    int kind = (int)out->iarg[0];
+    ag_tensor *a = out->inputs[0], *b = out->inputs[1];
+    float *ga = ag_grad_of(ctx, a), *gb = ag_grad_of(ctx, b);
+    const float *g = out->grad;
+    int64_t n = out->numel;
+
+    if (kind == ADD || kind == SUB) {
+        if (ga)
+            ag_accum_reduce(ga, a, g, out, 1.0f);
+        if (gb)
+            ag_accum_reduce(gb, b, g, out, kind == ADD ? 1.0f : -1.0f);
+        return;
+    }
+    /* mul: ga = g*b, gb = g*a; div: ga = g/b, gb = -g*a/b^2 = -g*out/b.
+     * Each is formed over out's shape in scratch, then summed down. */
+    ag_tensor tmp = *out;
+    tmp.data = ag_scratch(ctx, (size_t)n * sizeof(float));
+    ag_tensor gt = *out;
+    gt.data = out->grad;
+    if (ga) {
+        binary_kernel(kind == MUL ? MUL : DIV, &tmp, &gt, b);
+        ag_accum_reduce(ga, a, tmp.data, out, 1.0f);
+    }
+    if (gb) {
+        if (kind == MUL)
+            binary_kernel(MUL, &tmp, &gt, a);
+        else {
+            binary_kernel(MUL, &tmp, &gt, out);
+            binary_kernel(DIV, &tmp, &tmp, b);
+        }
+        ag_accum_reduce(gb, b, tmp.data, out, kind == MUL ? 1.0f : -1.0f);
+    }
+}
+
+static const ag_op ops[] = {
+    {"add", binary_backward},
+    {"sub", binary_backward},
+    {"mul", binary_backward},
+    {"div", binary_backward},
+};
+
+static ag_tensor *binary(ag_ctx *c, int kind, ag_tensor *a, ag_tensor *b)
+{
+    ag_tensor *in[2] = {a, b};
+    if (!ag_check_inputs(names[kind], in, 2))
+        return NULL;
+    int nd;
+    int64_t shape[AG_MAX_DIMS];
+    if (!ag_broadcast_shape(a, b, &nd, shape)) {
+        char sa[128], sb[128];
+        ag_error("%s: shapes %s and %s do not broadcast", names[kind], ag_shape_str(a, sa, sizeof sa),
+                 ag_shape_str(b, sb, sizeof sb));
+        return NULL;
+    }
+    ag_tensor *out = ag_result(c, &ops[kind], in, 2, nd, shape);
+    if (!out)
+        return NULL;
+    out->iarg[0] = kind;
+    binary_kernel(kind, out, a, b);
+    return out;
+}
+
+ag_tensor *ag_add(ag_ctx *c, ag_tensor *a, ag_tensor *b) { return binary(c, ADD, a, b); }
+ag_tensor *ag_sub(ag_ctx *c, ag_tensor *a, ag_tensor *b) { return binary(c, SUB, a, b); }
+ag_tensor *ag_mul(ag_ctx *c, ag_tensor *a, ag_tensor *b) { return binary(c, MUL, a, b); }
+ag_tensor *ag_div(ag_ctx *c, ag_tensor *a, ag_tensor *b) { return binary(c, DIV, a, b); }

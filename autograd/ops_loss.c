@@ -1,0 +1,86 @@
+/* ops_loss.c - cross-entropy of class logits against integer targets.
+ * (N, C) logits, (N) targets -> 0-dim mean over the rows not ignored.
+ * Fused: forward keeps each row's log-sum-exp; backward is softmax - onehot. */
+#include "internal.h"
+
+typedef struct {
+    const int32_t *targets;
+    float *lse;
+    int64_t count;
+} ce_saved;
+
+static void ce_backward(ag_ctx *ctx, ag_tensor *out)
+{
+    ag_tensor *x = out->inputs[0];
+    float *gx = ag_grad_of(ctx, x);
+    if (!gx)
+        return;
+    const ce_saved *s = out->saved;
+    int64_t N = x->shape[0], C = x->shape[1];
+    int ignore = (int)out->iarg[0];
+    float scale = out->grad[0] / (float)s->count;
+#pragma omp parallel for if (N * C > AG_PAR_MIN)
+    for (int64_t n = 0; n < N; n++) {
+        int32_t t = s->targets[n];
+        if (t == ignore)
+            continue;
+        const float *xr = x->data + n * C;
+        float *gr = gx + n * C;
+        for (int64_t c = 0; c < C; c++)
+            gr[c] += scale * expf(xr[c] - s->lse[n]);
+        gr[t] -= scale;
+    }
+}
+
+static const ag_op ce_op = {"cross_entropy", ce_backward};
+
+ag_tensor *ag_cross_entropy(ag_ctx *c, ag_tensor *logits, const ag_index *targets, int ignore_index)
+{
+    if (!ag_check_inputs("cross_entropy", &logits, 1))
+        return NULL;
+    char sl[128], st[128];
+    if (!targets || logits->ndim != 2 || targets->ndim != 1 || targets->shape[0] != logits->shape[0]) {
+        ag_error("cross_entropy: logits %s and targets %s; want (N, C) and (N)",
+                 ag_shape_str(logits, sl, sizeof sl),
+                 targets ? ag_fmt_shape(targets->ndim, targets->shape, st, sizeof st) : "NULL");
+        return NULL;
+    }
+    int64_t N = logits->shape[0], C = logits->shape[1], count = 0;
+    for (int64_t n = 0; n < N; n++) {
+        int32_t t = targets->data[n];
+        if (t == ignore_index)
+            continue;
+        if (t < 0 || t >= C) {
+            ag_error("cross_entropy: target %d at row %lld is out of range for %lld classes",
+                     t, (long long)n, (long long)C);
+            return NULL;
+        }
+        count++;
+    }
+    ag_tensor *out = ag_result(c, &ce_op, &logits, 1, 0, NULL);
+    if (!out)
+        return NULL;
+    ce_saved *s = ag_ctx_alloc(c, sizeof *s);
+    int32_t *tg = ag_ctx_alloc(c, (size_t)N * sizeof *tg);
+    memcpy(tg, targets->data, (size_t)N * sizeof *tg);
+    s->targets = tg;
+    s->lse = ag_ctx_alloc(c, (size_t)N * sizeof(float));
+    s->count = count;
+    out->saved = s;
+    out->iarg[0] = ignore_index;
+    double total = 0;
+#pragma omp parallel for reduction(+ : total) if (N * C > AG_PAR_MIN)
+    for (int64_t n = 0; n < N; n++) {
+        const float *xr = logits->data + n * C;
+        float m = -INFINITY, sum = 0.0f;
+        for (int64_t k = 0; k < C; k++)
+            m = xr[k] > m ? xr[k] : m;
+        for (int64_t k = 0; k < C; k++)
+            sum += expf(xr[k] - m);
+        s->lse[n] = m + logf(sum);
+        if (tg[n] != ignore_index)
+            total += s->lse[n] - xr[tg[n]];
+    }
+    out->data[0] = (float)(total / (double)count); /* no rows counted: NaN, as in PyTorch */
+    return out;
+}

@@ -1,0 +1,156 @@
+/* ops_matmul.c - batched matmul with broadcast batch dims.
+ *   matmul:    (..., M, K) @ (..., K, N)   -> (..., M, N)
+ *   matmul_nt: (..., M, K) @ (..., N, K)^T -> (..., M, N)
+ * backward:    dA = dC @ op(B)^T,  dB = A^T @ dC (nt: dC^T @ A),
+ * summed over the batches an input was broadcast across. */
+#include "internal.h"
+
+#include <omp.h>
+
+typedef struct {
+    int64_t nb;                    /* batches of the output */
+    int64_t *oa, *ob;              /* element offset of each batch's A and B */
+    bool a_bcast, b_bcast;         /* an input's batch is shared by several outputs */
+    bool fold;                     /* A's batches fold into M: B is one matrix */
+} plan;
+
+/* Offsets of t's matrices for each output batch, t broadcast over (nbd, bshape). */
+static bool offsets(ag_ctx *c, const ag_tensor *t, int nbd, const int64_t *bshape, int64_t nb,
+                    int64_t **offs)
+{
+    int tb = t->ndim - 2;
+    int64_t mat = t->shape[t->ndim - 2] * t->shape[t->ndim - 1], st[AG_MAX_DIMS], s = mat;
+    for (int i = nbd - 1; i >= 0; i--) {
+        int j = i - (nbd - tb);
+        st[i] = (j < 0 || t->shape[j] == 1) ? 0 : s;
+        if (j >= 0)
+            s *= t->shape[j];
+    }
+    int64_t *o = ag_ctx_alloc(c, (size_t)(nb ? nb : 1) * sizeof *o);
+    for (int64_t b = 0; b < nb; b++) {
+        int64_t q = b, off = 0;
+        for (int i = nbd - 1; i >= 0; i--) {
+            off += (q % bshape[i]) * st[i];
+            q /= bshape[i];
+        }
+        o[b] = off;
+    }
+    *offs = o;
+    return s / mat < nb; /* fewer own batches than outputs: broadcast */
+}
+
+/* Runs C_b = alpha op(A_b) op(B_b) + beta C_b for each batch. `disjoint` says
+ * the C_b never overlap, so batches may run on different threads. */
+static void batched(int64_t nb, const int64_t *oa, const int64_t *ob, const int64_t *oc,
+                    bool disjoint, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+                    const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                    int64_t ldc)
+{
+    /* many small products: one per thread beats splitting each */
+    if (disjoint && nb >= 2 * omp_get_max_threads() && M * N * K < 512 * 512 * 512) {
+#pragma omp parallel for schedule(dynamic)
+        for (int64_t b = 0; b < nb; b++)
+            ag_gemm_serial(ta, tb, M, N, K, 1.0f, A + oa[b], lda, B + ob[b], ldb, beta, C + oc[b],
+                           ldc);
+        return;
+    }
+    for (int64_t b = 0; b < nb; b++)
+        ag_gemm(ta, tb, M, N, K, 1.0f, A + oa[b], lda, B + ob[b], ldb, beta, C + oc[b], ldc);
+}
+
+static int64_t *seq_offsets(ag_ctx *c, int64_t nb, int64_t step)
+{
+    int64_t *o = ag_ctx_alloc(c, (size_t)(nb ? nb : 1) * sizeof *o);
+    for (int64_t b = 0; b < nb; b++)
+        o[b] = b * step;
+    return o;
+}
+
+static void matmul_backward(ag_ctx *ctx, ag_tensor *out)
+{
+    ag_tensor *a = out->inputs[0], *b = out->inputs[1];
+    const plan *p = out->saved;
+    bool nt = out->iarg[0];
+    int64_t M = a->shape[a->ndim - 2], K = a->shape[a->ndim - 1];
+    int64_t N = out->shape[out->ndim - 1];
+    float *ga = ag_grad_of(ctx, a), *gb = ag_grad_of(ctx, b);
+    const float *g = out->grad;
+    int64_t *oc = seq_offsets(ctx, p->nb, M * N);
+
+    if (p->fold) {
+        int64_t R = p->nb * M; /* all of A's rows at once */
+        if (ga) /* (R, N) @ op(B)^T -> (R, K) */
+            ag_gemm(false, !nt, R, K, N, 1.0f, g, N, b->data, nt ? K : N, 1.0f, ga, K);
+        if (gb) {
+            if (nt) /* dB (N, K) += dC^T (N, R) @ A (R, K) */
+                ag_gemm(true, false, N, K, R, 1.0f, g, N, a->data, K, 1.0f, gb, K);
+            else    /* dB (K, N) += A^T (K, R) @ dC (R, N) */
+                ag_gemm(true, false, K, N, R, 1.0f, a->data, K, g, N, 1.0f, gb, N);
+        }
+        return;
+    }
+    if (ga) /* dA_b (M, K) += dC_b (M, N) @ op(B_b)^T */
+        batched(p->nb, oc, p->ob, p->oa, !p->a_bcast, false, !nt, M, K, N, g, N, b->data,
+                nt ? K : N, 1.0f, ga, K);
+    if (gb) {
+        if (nt) /* dB_b (N, K) += dC_b^T (N, M) @ A_b (M, K) */
+            batched(p->nb, oc, p->oa, p->ob, !p->b_bcast, true, false, N, K, M, g, N, a->data, K,
+                    1.0f, gb, K);
+        else    /* dB_b (K, N) += A_b^T (K, M) @ dC_b (M, N) */
+            batched(p->nb, p->oa, oc, p->ob, !p->b_bcast, true, false, K, N, M, a->data, K, g, N,
+                    1.0f, gb, N);
+    }
+}
+
+static const ag_op matmul_op = {"matmul", matmul_backward};
+static const ag_op matmul_nt_op = {"matmul_nt", matmul_backward};
+
+static ag_tensor *matmul(ag_ctx *c, ag_tensor *a, ag_tensor *b, bool nt)
+{
+    const char *name = nt ? "matmul_nt" : "matmul";
+    ag_tensor *in[2] = {a, b};
+    if (!ag_check_inputs(name, in, 2))
+        return NULL;
+    char sa[128], sb[128];
+    if (a->ndim < 2 || b->ndim < 2) {
+        ag_error("%s: needs at least 2-D inputs, got %s and %s", name, ag_shape_str(a, sa, sizeof sa),
+                 ag_shape_str(b, sb, sizeof sb));
+        return NULL;
+    }
+    int64_t M = a->shape[a->ndim - 2], K = a->shape[a->ndim - 1];
+    int64_t Kb = b->shape[b->ndim - (nt ? 1 : 2)], N = b->shape[b->ndim - (nt ? 2 : 1)];
+    /* the batch dims broadcast like elementwise shapes */
+    ag_tensor ba = *a, bb = *b;
+    ba.ndim -= 2;
+    bb.ndim -= 2;
+    int nbd;
+    int64_t shape[AG_MAX_DIMS];
+    if (K != Kb || !ag_broadcast_shape(&ba, &bb, &nbd, shape)) {
+        ag_error("%s: shapes %s and %s do not match (%s)", name, ag_shape_str(a, sa, sizeof sa),
+                 ag_shape_str(b, sb, sizeof sb),
+                 K != Kb ? "inner dims differ" : "batch dims do not broadcast");
+        return NULL;
+    }
+    int64_t nb = ag_shape_numel(nbd, shape);
+    shape[nbd] = M;
+    shape[nbd + 1] = N;
+    ag_tensor *out = ag_result(c, nt ? &matmul_nt_op : &matmul_op, in, 2, nbd + 2, shape);
+    if (!out)
+        return NULL;
+    plan *p = ag_ctx_alloc(c, sizeof *p);
+    p->nb = nb;
+    p->a_bcast = offsets(c, a, nbd, shape, nb, &p->oa);
+    p->b_bcast = offsets(c, b, nbd, shape, nb, &p->ob);
+    p->fold = !p->a_bcast && b->numel == K * N;
+    out->saved = p;
+    out->iarg[0] = nt;
+    if (p->fold)
+        ag_gemm(false, nt, nb * M, N, K, 1.0f, a->data, K, b->data, nt ? K : N, 0.0f, out->data, N);
+    else
+        batched(nb, p->oa, p->ob, seq_offsets(c, nb, M * N), true, false, nt, M, N, K, a->data, K,
+                b->data, nt ? K : N, 0.0f, out->data, N);
+    return out;
+}
+
+ag_tensor *ag_matmul(ag_ctx *c, ag_tensor *a, ag_tensor *b) { return matmul(c, a, b, false); }
+ag_tensor *ag_matmul_nt(ag_ctx *c, ag_tensor *a, ag_tensor *b) { return matmul(c, a, b, true); }

@@ -1,0 +1,285 @@
+/* ops_shape.c - reshape (a view), transpose, permute, concat, slice, split. */
+#include "internal.h"
+
+/* ---- reshape: same data, new shape; grads pass straight through */
+
+static void reshape_backward(ag_ctx *ctx, ag_tensor *out)
+{
+    ag_tensor *x = out->inputs[0];
+    float *gx = ag_grad_of(ctx, x);
+    if (gx)
+        ag_accum_reduce(gx, x, out->grad, out, 1.0f);
+}
+
+static const ag_op reshape_op = {"reshape", reshape_backward};
+
+ag_tensor *ag_reshape(ag_ctx *c, ag_tensor *a, int ndim, const int64_t *shape)
+{
+    if (!ag_check_inputs("reshape", &a, 1))
+        return NULL;
+    char sa[128], sb[128];
+    int64_t s[AG_MAX_DIMS], known = 1;
+    int infer = -1;
+    if (ndim < 0 || ndim > AG_MAX_DIMS) {
+        ag_error("reshape: %d dims, the most is %d", ndim, AG_MAX_DIMS);
+        return NULL;
+    }
+    for (int i = 0; i < ndim; i++) {
+        s[i] = shape[i];
+        if (s[i] == -1 && infer < 0)
+            infer = i;
+        else if (s[i] < 0) {
+            ag_error("reshape: bad target shape %s for %s", ag_fmt_shape(ndim, shape, sb, sizeof sb),
+                     ag_shape_str(a, sa, sizeof sa));
+            return NULL;
+        } else
+            known *= s[i];
+    }
+    if (infer >= 0)
+        s[infer] = known ? a->numel / known : 0;
+    if (ag_shape_numel(ndim, s) != a->numel) {
+        ag_error("reshape: cannot view %s (%lld elements) as %s", ag_shape_str(a, sa, sizeof sa),
+                 (long long)a->numel, ag_fmt_shape(ndim, shape, sb, sizeof sb));
+        return NULL;
+    }
+    ag_tensor *out = ag_result_view(c, &reshape_op, &a, 1, ndim, s);
+    if (out)
+        out->data = a->data;
+    return out;
+}
+
+/* ---- permute: out.shape[i] = in.shape[perm[i]], materialized */
+
+/* Copies (or with back, accumulates back) between in and its permutation out.
+ * Rows of out's last dim; each in element is touched once, so rows run in parallel. */
+static void permute_kernel(const ag_tensor *in, const ag_tensor *out, const int64_t *perm,
+                           float *in_buf, float *out_buf, bool back)
+{
+    int nd = out->ndim;
+    int64_t ist[AG_MAX_DIMS], st[AG_MAX_DIMS];
+    ag_strides(in->ndim, in->shape, ist);
+    for (int i = 0; i < nd; i++)
+        st[i] = ist[perm[i]];
+    int64_t L = nd ? out->shape[nd - 1] : 1, sl = nd ? st[nd - 1] : 1;
+    int64_t rows = L ? out->numel / L : 0;
+#pragma omp parallel for if (out->numel > AG_PAR_MIN)
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t off = 0, q = r;
+        for (int d = nd - 2; d >= 0; d--) {
+            off += (q % out->shape[d]) * st[d];
+            q /= out->shape[d];
+        }
+        float *o = out_buf + r * L;
+        float *x = in_buf + off;
+        if (back)
+            for (int64_t i = 0; i < L; i++)
+                x[i * sl] += o[i];
+        else
+            for (int64_t i = 0; i < L; i++)
+                o[i] = x[i * sl];
+    }
+}
+
+static void permute_backward(ag_ctx *ctx, ag_tensor *out)
+{
+    ag_tensor *x = out->inputs[0];
+    float *gx = ag_grad_of(ctx, x);
+    if (gx)
+        permute_kernel(x, out, out->saved, gx, out->grad, true);
+}
+
+static const ag_op permute_op = {"permute", permute_backward};
+static const ag_op transpose_op = {"transpose", permute_backward};
+
+static ag_tensor *permute(ag_ctx *c, const ag_op *op, ag_tensor *a, const int *perm)
+{
+    int64_t shape[AG_MAX_DIMS];
+    int64_t *p = ag_ctx_alloc(c, AG_MAX_DIMS * sizeof *p);
+    bool used[AG_MAX_DIMS] = {false};
+    for (int i = 0; i < a->ndim; i++) {
+        int k = perm[i] < 0 ? perm[i] + a->ndim : perm[i];
+        if (k < 0 || k >= a->ndim || used[k]) {
+            char b[128];
+            ag_error("%s: axis %d at position %d is not a permutation of the %d axes of %s",
+                     op->name, perm[i], i, a->ndim, ag_shape_str(a, b, sizeof b));
+            return NULL;
+        }
+        used[k] = true;
+        p[i] = k;
+        shape[i] = a->shape[k];
+    }
+    ag_tensor *out = ag_result(c, op, &a, 1, a->ndim, shape);
+    if (!out)
+        return NULL;
+    out->saved = p;
+    permute_kernel(a, out, p, a->data, out->data, false);
+    return out;
+}
+
+ag_tensor *ag_permute(ag_ctx *c, ag_tensor *a, const int *perm)
+{
+    if (!ag_check_inputs("permute", &a, 1))
+        return NULL;
+    return permute(c, &permute_op, a, perm);
+}
+
+ag_tensor *ag_transpose(ag_ctx *c, ag_tensor *a, int axis0, int axis1)
+{
+    if (!ag_check_inputs("transpose", &a, 1) || !ag_norm_axis("transpose", a, &axis0) ||
+        !ag_norm_axis("transpose", a, &axis1))
+        return NULL;
+    int perm[AG_MAX_DIMS];
+    for (int i = 0; i < a->ndim; i++)
+        perm[i] = i;
+    perm[axis0] = axis1;
+    perm[axis1] = axis0;
+    return permute(c, &transpose_op, a, perm);
+}
+
+/* ---- concat, slice: copies of (outer, n, inner) blocks along one axis */
+
+/* dst rows of dn*inner floats starting at column d0*inner, from src rows of
+ * sn*inner floats starting at s0*inner; len*inner floats per row. */
+static void copy_block(float *dst, int64_t dn, int64_t d0, const float *src, int64_t sn,
+                       int64_t s0, int64_t len, int64_t outer, int64_t inner, bool add)
+{
+    int64_t w = len * inner;
+#pragma omp parallel for if (outer * w > AG_PAR_MIN)
+    for (int64_t o = 0; o < outer; o++) {
+        float *d = dst + (o * dn + d0) * inner;
+        const float *s = src + (o * sn + s0) * inner;
+        if (add)
+            for (int64_t i = 0; i < w; i++)
+                d[i] += s[i];
+        else
+            memcpy(d, s, (size_t)w * sizeof(float));
+    }
+}
+
+static void outer_inner(const ag_tensor *t, int axis, int64_t *outer, int64_t *inner)
+{
+    *outer = 1;
+    *inner = 1;
+    for (int i = 0; i < axis; i++)
+        *outer *= t->shape[i];
+    for (int i = axis + 1; i < t->ndim; i++)
+        *inner *= t->shape[i];
+}
+
+static void concat_backward(ag_ctx *ctx, ag_tensor *out)
+{
+    int axis = (int)out->iarg[0];
+    int64_t outer, inner, off = 0;
+    outer_inner(out, axis, &outer, &inner);
+    for (int k = 0; k < out->ninputs; k++) {
+        ag_tensor *x = out->inputs[k];
+        float *gx = ag_grad_of(ctx, x);
+        if (gx)
+            copy_block(gx, x->shape[axis], 0, out->grad, out->shape[axis], off, x->shape[axis],
+                       outer, inner, true);
+        off += x->shape[axis];
+    }
+}
+
+static const ag_op concat_op = {"concat", concat_backward};
+
+ag_tensor *ag_concat(ag_ctx *c, ag_tensor *const *ts, int n, int axis)
+{
+    if (n < 1) {
+        ag_error("concat: no tensors");
+        return NULL;
+    }
+    if (!ag_check_inputs("concat", ts, n) || !ag_norm_axis("concat", ts[0], &axis))
+        return NULL;
+    int64_t shape[AG_MAX_DIMS];
+    memcpy(shape, ts[0]->shape, sizeof shape);
+    shape[axis] = 0;
+    for (int k = 0; k < n; k++) {
+        bool ok = ts[k]->ndim == ts[0]->ndim;
+        for (int i = 0; ok && i < ts[0]->ndim; i++)
+            ok = i == axis || ts[k]->shape[i] == ts[0]->shape[i];
+        if (!ok) {
+            char a[128], b[128];
+            ag_error("concat: tensor %d of shape %s does not match tensor 0 of shape %s "
+                     "outside axis %d", k, ag_shape_str(ts[k], a, sizeof a),
+                     ag_shape_str(ts[0], b, sizeof b), axis);
+            return NULL;
+        }
+        shape[axis] += ts[k]->shape[axis];
+    }
+    ag_tensor *out = ag_result(c, &concat_op, ts, n, ts[0]->ndim, shape);
+    if (!out)
+        return NULL;
+    out->iarg[0] = axis;
+    int64_t outer, inner, off = 0;
+    outer_inner(out, axis, &outer, &inner);
+    for (int k = 0; k < n; k++) {
+        copy_block(out->data, shape[axis], off, ts[k]->data, ts[k]->shape[axis], 0,
+                   ts[k]->shape[axis], outer, inner, false);
+        off += ts[k]->shape[axis];
+    }
+    return out;
+}
+
+static void slice_backward(ag_ctx *ctx, ag_tensor *out)
+{
+    ag_tensor *x = out->inputs[0];
+    float *gx = ag_grad_of(ctx, x);
+    if (!gx)
+        return;
+    int axis = (int)out->iarg[0];
+    int64_t outer, inner;
+    outer_inner(x, axis, &outer, &inner);
+    copy_block(gx, x->shape[axis], out->iarg[1], out->grad, out->shape[axis], 0, out->shape[axis],
+               outer, inner, true);
+}
+
+static const ag_op slice_op = {"slice", slice_backward};
+
+ag_tensor *ag_slice(ag_ctx *c, ag_tensor *a, int axis, int64_t start, int64_t end)
+{
+    if (!ag_check_inputs("slice", &a, 1) || !ag_norm_axis("slice", a, &axis))
+        return NULL;
+    int64_t n = a->shape[axis], s = start < 0 ? start + n : start, e = end < 0 ? end + n : end;
+    if (s < 0 || e > n || s > e) {
+        char b[128];
+        ag_error("slice: [%lld:%lld] out of range for axis %d of shape %s", (long long)start,
+                 (long long)end, axis, ag_shape_str(a, b, sizeof b));
+        return NULL;
+    }
+    int64_t shape[AG_MAX_DIMS];
+    memcpy(shape, a->shape, sizeof shape);
+    shape[axis] = e - s;
+    ag_tensor *out = ag_result(c, &slice_op, &a, 1, a->ndim, shape);
+    if (!out)
+        return NULL;
+    out->iarg[0] = axis;
+    out->iarg[1] = s;
+    int64_t outer, inner;
+    outer_inner(a, axis, &outer, &inner);
+    copy_block(out->data, e - s, 0, a->data, n, s, e - s, outer, inner, false);
+    return out;
+}
+
+bool ag_split(ag_ctx *c, ag_tensor *a, int axis, const int64_t *sizes, int n, ag_tensor **out)
+{
+    if (!ag_check_inputs("split", &a, 1) || !ag_norm_axis("split", a, &axis))
+        return false;
+    int64_t total = 0;
+    for (int k = 0; k < n; k++)
+        total += sizes[k] < 0 ? a->shape[axis] + 1 : sizes[k];
+    if (total != a->shape[axis]) {
+        char b[128];
+        ag_error("split: sizes of %d pieces add up to %lld, not the %lld of axis %d of shape %s", n,
+                 (long long)total, (long long)a->shape[axis], axis, ag_shape_str(a, b, sizeof b));
+        return false;
+    }
+    int64_t off = 0;
+    for (int k = 0; k < n; k++) {
+        out[k] = ag_slice(c, a, axis, off, off + sizes[k]);
+        if (!out[k])
+            return false;
+        off += sizes[k];
+    }
+    return true;
+}

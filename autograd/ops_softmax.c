@@ -1,0 +1,92 @@
+/* ops_softmax.c - softmax and log-softmax over one axis, stable for large
+ * logits (the row max is subtracted first). The input is viewed as
+ * (outer, n, inner); each (outer, inner) line of n is independent. */
+#include "internal.h"
+
+static void lines(const ag_tensor *t, int axis, int64_t *outer, int64_t *n, int64_t *inner)
+{
+    *outer = 1;
+    *inner = 1;
+    for (int i = 0; i < axis; i++)
+        *outer *= t->shape[i];
+    for (int i = axis + 1; i < t->ndim; i++)
+        *inner *= t->shape[i];
+    *n = t->shape[axis];
+}
+
+/* y = softmax(x) or log_softmax(x) along each line (stride inner) */
+static void forward(float *y, const float *x, int64_t outer, int64_t n, int64_t inner, bool log_)
+{
+#pragma omp parallel for collapse(2) if (outer * n * inner > AG_PAR_MIN)
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t i = 0; i < inner; i++) {
+            const float *xl = x + o * n * inner + i;
+            float *yl = y + o * n * inner + i;
+            float m = -INFINITY;
+            for (int64_t k = 0; k < n; k++)
+                m = xl[k * inner] > m ? xl[k * inner] : m;
+            float s = 0.0f;
+            if (log_) {
+                for (int64_t k = 0; k < n; k++)
+                    s += expf(xl[k * inner] - m);
+                float lse = m + logf(s);
+                for (int64_t k = 0; k < n; k++)
+                    yl[k * inner] = xl[k * inner] - lse;
+            } else {
+                for (int64_t k = 0; k < n; k++) {
+                    float e = expf(xl[k * inner] - m);
+                    yl[k * inner] = e;
+                    s += e;
+                }
+                float r = 1.0f / s;
+                for (int64_t k = 0; k < n; k++)
+                    yl[k * inner] *= r;
+            }
+        }
+}
+
+/* softmax: gx += y (g - sum g y);  log_softmax: gx += g - exp(y) sum g */
+static void backward(ag_ctx *ctx, ag_tensor *out)
+{
+    ag_tensor *x = out->inputs[0];
+    float *gx = ag_grad_of(ctx, x);
+    if (!gx)
+        return;
+    int64_t outer = out->iarg[0], n = out->iarg[1], inner = out->iarg[2];
+    bool log_ = out->iarg[3];
+    const float *y = out->data, *g = out->grad;
+#pragma omp parallel for collapse(2) if (outer * n * inner > AG_PAR_MIN)
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t i = 0; i < inner; i++) {
+            int64_t base = o * n * inner + i;
+            float s = 0.0f;
+            for (int64_t k = 0; k < n; k++)
+                s += log_ ? g[base + k * inner] : g[base + k * inner] * y[base + k * inner];
+            if (log_)
+                for (int64_t k = 0; k < n; k++)
+                    gx[base + k * inner] += g[base + k * inner] - expf(y[base + k * inner]) * s;
+            else
+                for (int64_t k = 0; k < n; k++)
+                    gx[base + k * inner] += y[base + k * inner] * (g[base + k * inner] - s);
+        }
+}
+
+static const ag_op softmax_op = {"softmax", backward};
+static const ag_op log_softmax_op = {"log_softmax", backward};
+
+static ag_tensor *softmax(ag_ctx *c, ag_tensor *a, int axis, bool log_)
+{
+    const ag_op *op = log_ ? &log_softmax_op : &softmax_op;
+    if (!ag_check_inputs(op->name, &a, 1) || !ag_norm_axis(op->name, a, &axis))
+        return NULL;
+    ag_tensor *out = ag_result(c, op, &a, 1, a->ndim, a->shape);
+    if (!out)
+        return NULL;
+    lines(a, axis, &out->iarg[0], &out->iarg[1], &out->iarg[2]);
+    out->iarg[3] = log_;
+    forward(out->data, a->data, out->iarg[0], out->iarg[1], out->iarg[2], log_);
+    return out;
+}
+
+ag_tensor *ag_softmax(ag_ctx *c, ag_tensor *a, int axis) { return softmax(c, a, axis, false); }
+ag_tensor *ag_log_softmax(ag_ctx *c, ag_tensor *a, int axis) { return softmax(c, a, axis, true); }

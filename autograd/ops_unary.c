@@ -1,0 +1,112 @@
+/* ops_unary.c - elementwise functions of one tensor, shape kept:
+ * scalar add/mul/pow, neg, exp, log, sqrt, rsqrt, relu, gelu, tanh, sigmoid. */
+#include "internal.h"
+
+enum { ADD_S, MUL_S, POW_S, NEG, EXP, LOG, SQRT, RSQRT, RELU, GELU, TANH, SIGMOID };
+
+#define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
+#define GELU_C 0.044715f
+
+static inline float gelu(float x)
+{
+    return 0.5f * x * (1.0f + tanhf(GELU_K * (x + GELU_C * x * x * x)));
+}
+
+static inline float gelu_grad(float x)
+{
+    float u = GELU_K * (x + GELU_C * x * x * x);
+    float th = tanhf(u);
+    float du = GELU_K * (1.0f + 3.0f * GELU_C * x * x);
+    return 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * du;
+}
+
+/* One parallel loop per kind so each body is a straight vectorizable line.
+ * (The pragma is a string, so it names the length variable n itself.) */
+#define MAP(N, BODY)                                                   \
+    _Pragma("omp parallel for if (n > AG_PAR_MIN)")                    \
+    for (int64_t i = 0; i < (N); i++) { BODY; }
+
+static void forward(int kind, float s, float *y, const float *x, int64_t n)
+{
+    switch (kind) {
+    case ADD_S: MAP(n, y[i] = x[i] + s) break;
+    case MUL_S: MAP(n, y[i] = x[i] * s) break;
+    case POW_S:
+        if (s == 2.0f) {
+            MAP(n, y[i] = x[i] * x[i])
+        } else {
+            MAP(n, y[i] = powf(x[i], s))
+        }
+        break;
+    case NEG: MAP(n, y[i] = -x[i]) break;
+    case EXP: MAP(n, y[i] = expf(x[i])) break;
+    case LOG: MAP(n, y[i] = logf(x[i])) break;
+    case SQRT: MAP(n, y[i] = sqrtf(x[i])) break;
+    case RSQRT: MAP(n, y[i] = 1.0f / sqrtf(x[i])) break;
+    case RELU: MAP(n, y[i] = x[i] > 0.0f ? x[i] : 0.0f) break;
+    case GELU: MAP(n, y[i] = gelu(x[i])) break;
+    case TANH: MAP(n, y[i] = tanhf(x[i])) break;
+    default: MAP(n, y[i] = 1.0f / (1.0f + expf(-x[i]))) break;
+    }
+}
+
+/* gx += g * dy/dx, written with x and y = f(x) */
+static void backward(int kind, float s, float *gx, const float *g, const float *x, const float *y,
+                     int64_t n)
+{
+    switch (kind) {
+    case ADD_S: MAP(n, gx[i] += g[i]) break;
+    case MUL_S: MAP(n, gx[i] += g[i] * s) break;
+    case POW_S: MAP(n, gx[i] += g[i] * s * powf(x[i], s - 1.0f)) break;
+    case NEG: MAP(n, gx[i] -= g[i]) break;
+    case EXP: MAP(n, gx[i] += g[i] * y[i]) break;
+    case LOG: MAP(n, gx[i] += g[i] / x[i]) break;
+    case SQRT: MAP(n, gx[i] += g[i] * 0.5f / y[i]) break;
+    case RSQRT: MAP(n, gx[i] += g[i] * -0.5f * y[i] * y[i] * y[i]) break;
+    case RELU: MAP(n, gx[i] += x[i] > 0.0f ? g[i] : 0.0f) break;
+    case GELU: MAP(n, gx[i] += g[i] * gelu_grad(x[i])) break;
+    case TANH: MAP(n, gx[i] += g[i] * (1.0f - y[i] * y[i])) break;
+    default: MAP(n, gx[i] += g[i] * y[i] * (1.0f - y[i])) break;
+    }
+}
+
+static void unary_backward(ag_ctx *ctx, ag_tensor *out)
+{
+    ag_tensor *x = out->inputs[0];
+    float *gx = ag_grad_of(ctx, x);
+    if (gx)
+        backward((int)out->iarg[0], out->farg[0], gx, out->grad, x->data, out->data, out->numel);
+}
+
+static const ag_op ops[] = {
+    {"add_scalar", unary_backward}, {"mul_scalar", unary_backward}, {"pow_scalar", unary_backward},
+    {"neg", unary_backward},        {"exp", unary_backward},        {"log", unary_backward},
+    {"sqrt", unary_backward},       {"rsqrt", unary_backward},      {"relu", unary_backward},
+    {"gelu", unary_backward},       {"tanh", unary_backward},       {"sigmoid", unary_backward},
+};
+
+static ag_tensor *unary(ag_ctx *c, int kind, ag_tensor *a, float s)
+{
+    if (!ag_check_inputs(ops[kind].name, &a, 1))
+        return NULL;
+    ag_tensor *out = ag_result(c, &ops[kind], &a, 1, a->ndim, a->shape);
+    if (!out)
+        return NULL;
+    out->iarg[0] = kind;
+    out->farg[0] = s;
+    forward(kind, s, out->data, a->data, a->numel);
+    return out;
+}
+
+ag_tensor *ag_add_scalar(ag_ctx *c, ag_tensor *a, float s) { return unary(c, ADD_S, a, s); }
+ag_tensor *ag_mul_scalar(ag_ctx *c, ag_tensor *a, float s) { return unary(c, MUL_S, a, s); }
+ag_tensor *ag_pow_scalar(ag_ctx *c, ag_tensor *a, float p) { return unary(c, POW_S, a, p); }
+ag_tensor *ag_neg(ag_ctx *c, ag_tensor *a) { return unary(c, NEG, a, 0); }
+ag_tensor *ag_exp(ag_ctx *c, ag_tensor *a) { return unary(c, EXP, a, 0); }
+ag_tensor *ag_log(ag_ctx *c, ag_tensor *a) { return unary(c, LOG, a, 0); }
+ag_tensor *ag_sqrt(ag_ctx *c, ag_tensor *a) { return unary(c, SQRT, a, 0); }
+ag_tensor *ag_rsqrt(ag_ctx *c, ag_tensor *a) { return unary(c, RSQRT, a, 0); }
+ag_tensor *ag_relu(ag_ctx *c, ag_tensor *a) { return unary(c, RELU, a, 0); }
+ag_tensor *ag_gelu(ag_ctx *c, ag_tensor *a) { return unary(c, GELU, a, 0); }
+ag_tensor *ag_tanh(ag_ctx *c, ag_tensor *a) { return unary(c, TANH, a, 0); }
+ag_tensor *ag_sigmoid(ag_ctx *c, ag_tensor *a) { return unary(c, SIGMOID, a, 0); }

@@ -1,0 +1,339 @@
+/* tensor.c - making, filling, describing and freeing tensors. */
+#include "internal.h"
+
+#include <stdlib.h>
+
+static void *xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size);
+    if (!p) {
+        fprintf(stderr, "ag: out of memory allocating %zu bytes\n", n * size);
+        abort();
+    }
+    return p;
+}
+
+int64_t ag_shape_numel(int ndim, const int64_t *shape)
+{
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++)
+        n *= shape[i];
+    return n;
+}
+
+char *ag_fmt_shape(int ndim, const int64_t *shape, char *buf, size_t n)
+{
+    size_t k = 0;
+    k += (size_t)snprintf(buf + k, n - k, "(");
+    for (int i = 0; i < ndim && k < n; i++)
+        k += (size_t)snprintf(buf + k, n - k, i ? ", %lld" : "%lld", (long long)shape[i]);
+    if (k < n)
+        snprintf(buf + k, n - k, ")");
+    return buf;
+}
+
+char *ag_shape_str(const ag_tensor *t, char *buf, size_t n)
+{
+    return ag_fmt_shape(t->ndim, t->shape, buf, n);
+}
+
+bool ag_same_shape(const ag_tensor *a, const ag_tensor *b)
+{
+    if (a->ndim != b->ndim)
+        return false;
+    for (int i = 0; i < a->ndim; i++)
+        if (a->shape[i] != b->shape[i])
+            return false;
+    return true;
+}
+
+void ag_strides(int ndim, const int64_t *shape, int64_t *strides)
+{
+    int64_t s = 1;
+    for (int i = ndim - 1; i >= 0; i--) {
+        strides[i] = s;
+        s *= shape[i];
+    }
+}
+
+static bool check_shape(const char *op, int ndim, const int64_t *shape)
+{
+    if (ndim < 0 || ndim > AG_MAX_DIMS) {
+        ag_error("%s: %d dims, the most is %d", op, ndim, AG_MAX_DIMS);
+        return false;
+    }
+    for (int i = 0; i < ndim; i++)
+        if (shape[i] < 0) {
+            char b[128];
+            ag_error("%s: negative size in shape %s", op, ag_fmt_shape(ndim, shape, b, sizeof b));
+            return false;
+        }
+    return true;
+}
+
+ag_tensor *ag_new_header(ag_ctx *ctx, int ndim, const int64_t *shape)
+{
+    if (!check_shape("tensor", ndim, shape))
+        return NULL;
+    ag_tensor *t = ag_arena_alloc(&ctx->arena, sizeof *t);
+    memset(t, 0, sizeof *t);
+    t->owner = ctx;
+    t->generation = ctx->generation;
+    t->ndim = ndim;
+    for (int i = 0; i < ndim; i++)
+        t->shape[i] = shape[i];
+    t->numel = ag_shape_numel(ndim, shape);
+    return t;
+}
+
+/* The header and, for arena tensors, the data in one allocation. */
+static ag_tensor *new_tensor(ag_ctx *ctx, int ndim, const int64_t *shape, bool zero)
+{
+    if (!check_shape("tensor", ndim, shape))
+        return NULL;
+    int64_t numel = ag_shape_numel(ndim, shape);
+    ag_tensor *t;
+    if (ctx) {
+        size_t head = (sizeof(ag_tensor) + 63) & ~(size_t)63;
+        char *p = ag_arena_alloc(&ctx->arena, head + (size_t)numel * sizeof(float));
+        t = (ag_tensor *)p;
+        memset(t, 0, sizeof *t);
+        t->data = (float *)(p + head);
+        if (zero)
+            memset(t->data, 0, (size_t)numel * sizeof(float));
+        t->owner = ctx;
+        t->generation = ctx->generation;
+    } else {
+        t = xcalloc(1, sizeof *t);
+        void *d = NULL;
+        if (posix_memalign(&d, 64, (size_t)(numel ? numel : 1) * sizeof(float)) != 0) {
+            fprintf(stderr, "ag: out of memory\n");
+            abort();
+        }
+        t->data = d;
+        if (zero)
+            memset(t->data, 0, (size_t)numel * sizeof(float));
+        t->owns_data = true;
+    }
+    t->ndim = ndim;
+    for (int i = 0; i < ndim; i++)
+        t->shape[i] = shape[i];
+    t->numel = numel;
+    return t;
+}
+
+ag_tensor *ag_empty(ag_ctx *ctx, int ndim, const int64_t *shape)
+{
+    return new_tensor(ctx, ndim, shape, false);
+}
+
+ag_tensor *ag_zeros(ag_ctx *ctx, int ndim, const int64_t *shape)
+{
+    return new_tensor(ctx, ndim, shape, true);
+}
+
+ag_tensor *ag_full(ag_ctx *ctx, float value, int ndim, const int64_t *shape)
+{
+    ag_tensor *t = new_tensor(ctx, ndim, shape, false);
+    if (t)
+        ag_fill(t, value);
+    return t;
+}
+
+ag_tensor *ag_ones(ag_ctx *ctx, int ndim, const int64_t *shape)
+{
+    return ag_full(ctx, 1.0f, ndim, shape);
+}
+
+ag_tensor *ag_from_data(ag_ctx *ctx, const float *data, int ndim, const int64_t *shape)
+{
+    ag_tensor *t = new_tensor(ctx, ndim, shape, false);
+    if (t)
+        memcpy(t->data, data, (size_t)t->numel * sizeof(float));
+    return t;
+}
+
+ag_tensor *ag_scalar(ag_ctx *ctx, float v)
+{
+    ag_tensor *t = new_tensor(ctx, 0, NULL, false);
+    if (t)
+        t->data[0] = v;
+    return t;
+}
+
+ag_tensor *ag_rand(ag_ctx *ctx, uint64_t seed, float lo, float hi, int ndim, const int64_t *shape)
+{
+    ag_tensor *t = new_tensor(ctx, ndim, shape, false);
+    ag_rng local = ag_rng_new(seed);
+    if (t)
+        ag_fill_uniform(t, ctx ? &ctx->rng : &local, lo, hi);
+    return t;
+}
+
+ag_tensor *ag_randn(ag_ctx *ctx, uint64_t seed, float mean, float std, int ndim,
+                    const int64_t *shape)
+{
+    ag_tensor *t = new_tensor(ctx, ndim, shape, false);
+    ag_rng local = ag_rng_new(seed);
+    if (t)
+        ag_fill_normal(t, ctx ? &ctx->rng : &local, mean, std);
+    return t;
+}
+
+ag_tensor *ag_param(const char *name, int ndim, const int64_t *shape)
+{
+    ag_tensor *t = new_tensor(NULL, ndim, shape, true);
+    if (!t)
+        return NULL;
+    t->requires_grad = true;
+    if (name) {
+        size_t n = strlen(name) + 1;
+        char *s = xcalloc(n, 1);
+        memcpy(s, name, n);
+        t->name = s;
+    }
+    return t;
+}
+
+void ag_tensor_free(ag_tensor *t)
+{
+    if (!t)
+        return;
+    if (t->owner) {
+        ag_error("ag_tensor_free: tensor %s lives in a ctx arena; ag_ctx_reset frees it",
+                 t->name ? t->name : "");
+        return;
+    }
+    if (t->owns_data)
+        free(t->data);
+    free(t->grad);
+    free((char *)t->name);
+    free(t);
+}
+
+void ag_set_requires_grad(ag_tensor *t, bool on)
+{
+    if (t->op) {
+        ag_error("ag_set_requires_grad: tensor made by %s is not a leaf", t->op->name);
+        return;
+    }
+    t->requires_grad = on;
+}
+
+void ag_retain_grad(ag_tensor *t) { t->retain_grad = true; }
+
+void ag_zero_grad(ag_tensor *t)
+{
+    if (!t->grad) {
+        if (t->owner)
+            t->grad = ag_arena_alloc(&t->owner->arena, (size_t)t->numel * sizeof(float));
+        else {
+            void *g = NULL;
+            if (posix_memalign(&g, 64, (size_t)(t->numel ? t->numel : 1) * sizeof(float)) != 0) {
+                fprintf(stderr, "ag: out of memory\n");
+                abort();
+            }
+            t->grad = g;
+        }
+    }
+    memset(t->grad, 0, (size_t)t->numel * sizeof(float));
+}
+
+float ag_item(const ag_tensor *t)
+{
+    if (t->numel != 1) {
+        char b[128];
+        ag_error("ag_item: tensor of shape %s has %lld elements, not 1",
+                 ag_shape_str(t, b, sizeof b), (long long)t->numel);
+        return NAN;
+    }
+    return t->data[0];
+}
+
+static void print_rec(FILE *f, const ag_tensor *t, int dim, int64_t off, int64_t stride_prod)
+{
+    if (dim == t->ndim) {
+        fprintf(f, "%.6g", t->data[off]);
+        return;
+    }
+    int64_t inner = stride_prod / t->shape[dim];
+    fputc('[', f);
+    for (int64_t i = 0; i < t->shape[dim]; i++) {
+        if (i)
+            fputs(", ", f);
+        print_rec(f, t, dim + 1, off + i * inner, inner);
+    }
+    fputc(']', f);
+}
+
+void ag_print(FILE *f, const ag_tensor *t)
+{
+    char b[128];
+    fprintf(f, "tensor%s ", ag_shape_str(t, b, sizeof b));
+    if (t->numel == 0)
+        fputs("[]", f);
+    else
+        print_rec(f, t, 0, 0, t->numel);
+    fputc('\n', f);
+}
+
+ag_index *ag_index_new(ag_ctx *ctx, const int32_t *data, int ndim, const int64_t *shape)
+{
+    if (!check_shape("ag_index_new", ndim, shape))
+        return NULL;
+    int64_t numel = ag_shape_numel(ndim, shape);
+    ag_index *ix;
+    if (ctx) {
+        ix = ag_arena_alloc(&ctx->arena, sizeof *ix);
+        ix->data = ag_arena_alloc(&ctx->arena, (size_t)numel * sizeof(int32_t));
+    } else {
+        ix = xcalloc(1, sizeof *ix);
+        ix->data = xcalloc((size_t)numel, sizeof(int32_t));
+    }
+    ix->ndim = ndim;
+    for (int i = 0; i < ndim; i++)
+        ix->shape[i] = shape[i];
+    ix->numel = numel;
+    if (data)
+        memcpy(ix->data, data, (size_t)numel * sizeof(int32_t));
+    else
+        memset(ix->data, 0, (size_t)numel * sizeof(int32_t));
+    return ix;
+}
+
+void ag_index_free(ag_index *ix)
+{
+    if (!ix)
+        return;
+    free(ix->data);
+    free(ix);
+}
+
+bool ag_check_inputs(const char *op, ag_tensor *const *ts, int n)
+{
+    for (int i = 0; i < n; i++) {
+        const ag_tensor *t = ts[i];
+        if (!t)
+            return false; /* an earlier op failed and reported */
+        if (t->owner && t->generation != t->owner->generation) {
+            ag_error("%s: input %d is from a step whose arena was reset "
+                     "(tensors made in a ctx die at ag_ctx_reset)", op, i);
+            return false;
+        }
+    }
+    return true;
+}
+
+bool ag_norm_axis(const char *op, const ag_tensor *t, int *axis)
+{
+    int a = *axis;
+    if (a < 0)
+        a += t->ndim;
+    if (a < 0 || a >= t->ndim) {
+        char b[128];
+        ag_error("%s: axis %d out of range for shape %s", op, *axis, ag_shape_str(t, b, sizeof b));
+        return false;
+    }
+    *axis = a;
+    return true;
+}
