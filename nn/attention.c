@@ -1,0 +1,75 @@
+/* attention.c - one causal self-attention Head, and MultiHeadAttention made
+ * of separate Heads as in the lecture. */
+#include "nn.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+bool nn_head_init(nn_head *h, nn_params *p, const char *prefix, int64_t n_embd, int64_t head_size,
+                  float dropout, ag_rng *rng)
+{
+    char name[256];
+    h->head_size = head_size;
+    h->dropout.p = dropout;
+    snprintf(name, sizeof name, "%s.key", prefix);
+    bool ok = nn_linear_init(&h->key, p, name, n_embd, head_size, false, rng);
+    snprintf(name, sizeof name, "%s.query", prefix);
+    ok = ok && nn_linear_init(&h->query, p, name, n_embd, head_size, false, rng);
+    snprintf(name, sizeof name, "%s.value", prefix);
+    ok = ok && nn_linear_init(&h->value, p, name, n_embd, head_size, false, rng);
+    return ok;
+}
+
+ag_tensor *nn_head_forward(ag_ctx *c, const nn_head *h, ag_tensor *x, bool training)
+{
+    ag_tensor *k = nn_linear_forward(c, &h->key, x);                       /* (B, T, hs) */
+    ag_tensor *q = nn_linear_forward(c, &h->query, x);                     /* (B, T, hs) */
+    ag_tensor *wei = ag_matmul_nt(c, q, k);                        /* (B, T, T) */
+    wei = ag_mul_scalar(c, wei, 1.0f / sqrtf((float)h->head_size));
+    wei = ag_causal_mask(c, wei, -INFINITY);
+    wei = ag_softmax(c, wei, -1);
+    wei = nn_dropout_forward(c, &h->dropout, wei, training);
+    ag_tensor *v = nn_linear_forward(c, &h->value, x);                     /* (B, T, hs) */
+    return ag_matmul(c, wei, v);                                   /* (B, T, hs) */
+}
+
+bool nn_mha_init(nn_mha *m, nn_params *p, const char *prefix, int64_t n_embd, int n_head,
+                 float dropout, ag_rng *rng)
+{
+    memset(m, 0, sizeof *m);
+    if (n_head <= 0 || n_embd % n_head != 0) {
+        ag_error("nn_mha_init: n_embd %lld is not divisible by n_head %d", (long long)n_embd, n_head);
+        return false;
+    }
+    m->heads = calloc((size_t)n_head, sizeof *m->heads);
+    if (!m->heads) {
+        fprintf(stderr, "nn: out of memory\n");
+        abort();
+    }
+    m->n_head = n_head;
+    m->dropout.p = dropout;
+    char name[256];
+    bool ok = true;
+    for (int i = 0; ok && i < n_head; i++) {
+        snprintf(name, sizeof name, "%s.heads.%d", prefix, i);
+        ok = nn_head_init(&m->heads[i], p, name, n_embd, n_embd / n_head, dropout, rng);
+    }
+    snprintf(name, sizeof name, "%s.proj", prefix);
+    return ok && nn_linear_init(&m->proj, p, name, n_embd, n_embd, true, rng);
+}
+
+ag_tensor *nn_mha_forward(ag_ctx *c, const nn_mha *m, ag_tensor *x, bool training)
+{
+    ag_tensor **outs = ag_ctx_alloc(c, (size_t)m->n_head * sizeof *outs);
+    for (int i = 0; i < m->n_head; i++)
+        outs[i] = nn_head_forward(c, &m->heads[i], x, training);           /* (B, T, hs) each */
+    ag_tensor *cat = ag_concat(c, outs, m->n_head, -1);            /* (B, T, n_embd) */
+    return nn_dropout_forward(c, &m->dropout, nn_linear_forward(c, &m->proj, cat), training);
+}
+
+void nn_mha_free(nn_mha *m)
+{
+    free(m->heads);
+    m->heads = NULL;
+}

@@ -1,0 +1,197 @@
+/* nn.h - layers, optimizers and checkpoints built only from ag.h's public ops,
+ * so every layer's gradients come out of the autograd graph.
+ *
+ * Parameters live in an nn_params registry under PyTorch state_dict names
+ * ("blocks.0.sa.heads.1.key.weight"); a module's init takes the registry and
+ * its name prefix. Forward functions take the step's ctx and, where the
+ * module has dropout, whether it is training.
+ *
+ * Input errors (files, checkpoints) return false with a message in err;
+ * programmer errors (shapes) go to ag's error handler like any op's.
+ */
+#ifndef NN_H
+#define NN_H
+
+#include "ag.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------- registry */
+
+typedef struct {
+    ag_tensor **items;   /* in registration order */
+    int n, cap;
+} nn_params;
+
+void nn_params_init(nn_params *p);
+/* New zeroed parameter named prefix + "." + name (or name alone when prefix is
+ * NULL or ""), registered in p. NULL (after ag_error) on a duplicate name. */
+ag_tensor *nn_param(nn_params *p, const char *prefix, const char *name, int ndim,
+                    const int64_t *shape);
+ag_tensor *nn_params_find(const nn_params *p, const char *name);
+/* Total number of parameter elements. */
+int64_t nn_params_numel(const nn_params *p);
+void nn_params_zero_grad(nn_params *p);
+/* Frees every registered parameter and the registry's own memory. */
+void nn_params_free(nn_params *p);
+/* sqrt(sum of squared grads); scales all grads by max_norm / norm when the
+ * norm exceeds max_norm (torch.nn.utils.clip_grad_norm_). Returns the norm. */
+float nn_clip_grad_norm(nn_params *p, float max_norm);
+/* true if every grad is finite; else false and *bad names the first parameter that is not. */
+bool nn_grads_finite(const nn_params *p, const char **bad);
+
+/* ---------------------------------------------------------------- layers */
+
+/* y = x @ W^T + b: (..., in) -> (..., out). weight (out, in), bias (out) or NULL.
+ * Init as PyTorch: U(-1/sqrt(in), 1/sqrt(in)) for both. */
+typedef struct {
+    ag_tensor *weight, *bias;
+} nn_linear;
+bool nn_linear_init(nn_linear *l, nn_params *p, const char *prefix, int64_t in, int64_t out,
+                    bool bias, ag_rng *rng);
+ag_tensor *nn_linear_forward(ag_ctx *c, const nn_linear *l, ag_tensor *x);
+
+/* Lookup table weight (num, dim), init N(0, 1): idx (...) -> (..., dim). */
+typedef struct {
+    ag_tensor *weight;
+} nn_embedding;
+bool nn_embedding_init(nn_embedding *e, nn_params *p, const char *prefix, int64_t num, int64_t dim,
+                       ag_rng *rng);
+ag_tensor *nn_embedding_forward(ag_ctx *c, const nn_embedding *e, const ag_index *idx);
+
+/* (x - mean) / sqrt(var + eps) * weight + bias over the last dim (biased
+ * variance, eps 1e-5): (..., dim) -> (..., dim). weight ones, bias zeros. */
+typedef struct {
+    ag_tensor *weight, *bias;
+    float eps;
+} nn_layernorm;
+bool nn_layernorm_init(nn_layernorm *ln, nn_params *p, const char *prefix, int64_t dim);
+ag_tensor *nn_layernorm_forward(ag_ctx *c, const nn_layernorm *ln, ag_tensor *x);
+
+/* Dropout with probability p, active only when training. */
+typedef struct {
+    float p;
+} nn_dropout;
+ag_tensor *nn_dropout_forward(ag_ctx *c, const nn_dropout *d, ag_tensor *x, bool training);
+
+/* One head of causal self-attention: key, query, value Linears (n_embd ->
+ * head_size, no bias); softmax(mask(q @ k^T * head_size^-0.5)), dropout, @ v.
+ * (B, T, n_embd) -> (B, T, head_size). */
+typedef struct {
+    nn_linear key, query, value;
+    int64_t head_size;
+    nn_dropout dropout;
+} nn_head;
+bool nn_head_init(nn_head *h, nn_params *p, const char *prefix, int64_t n_embd, int64_t head_size,
+                  float dropout, ag_rng *rng);
+ag_tensor *nn_head_forward(ag_ctx *c, const nn_head *h, ag_tensor *x, bool training);
+
+/* n_head Heads of n_embd / n_head side by side, concatenated on the last dim,
+ * then proj (n_embd -> n_embd) and dropout: (B, T, n_embd) -> (B, T, n_embd). */
+typedef struct {
+    nn_head *heads;
+    int n_head;
+    nn_linear proj;
+    nn_dropout dropout;
+} nn_mha;
+bool nn_mha_init(nn_mha *m, nn_params *p, const char *prefix, int64_t n_embd, int n_head,
+                 float dropout, ag_rng *rng);
+ag_tensor *nn_mha_forward(ag_ctx *c, const nn_mha *m, ag_tensor *x, bool training);
+void nn_mha_free(nn_mha *m);
+
+/* net.0 Linear n -> 4n, ReLU, net.2 Linear 4n -> n, dropout: (..., n) -> (..., n). */
+typedef struct {
+    nn_linear fc, proj;
+    nn_dropout dropout;
+} nn_feedforward;
+bool nn_feedforward_init(nn_feedforward *f, nn_params *p, const char *prefix, int64_t n_embd,
+                         float dropout, ag_rng *rng);
+ag_tensor *nn_feedforward_forward(ag_ctx *c, const nn_feedforward *f, ag_tensor *x, bool training);
+
+/* x = x + sa(ln1(x)); x = x + ffwd(ln2(x)): (B, T, n_embd) -> (B, T, n_embd). */
+typedef struct {
+    nn_mha sa;
+    nn_feedforward ffwd;
+    nn_layernorm ln1, ln2;
+} nn_block;
+bool nn_block_init(nn_block *b, nn_params *p, const char *prefix, int64_t n_embd, int n_head,
+                   float dropout, ag_rng *rng);
+ag_tensor *nn_block_forward(ag_ctx *c, const nn_block *b, ag_tensor *x, bool training);
+void nn_block_free(nn_block *b);
+
+/* ---------------------------------------------------------------- optimizers */
+
+/* torch.optim.SGD: d = g + wd p; buf = momentum buf + d (buf = d at first); p -= lr buf. */
+typedef struct {
+    nn_params *params;
+    float lr, momentum, weight_decay;
+    float **buf;
+    bool started;
+} nn_sgd;
+void nn_sgd_init(nn_sgd *o, nn_params *p, float lr, float momentum, float weight_decay);
+void nn_sgd_step(nn_sgd *o);
+void nn_sgd_free(nn_sgd *o);
+
+/* torch.optim.AdamW: p -= lr wd p; m, v moving averages with bias correction;
+ * p -= lr m_hat / (sqrt(v_hat) + eps). Defaults betas 0.9/0.999, eps 1e-8, wd 0.01.
+ * lr may be changed between steps. */
+typedef struct {
+    nn_params *params;
+    float lr, beta1, beta2, eps, weight_decay;
+    int64_t step;
+    float **m, **v;
+} nn_adamw;
+void nn_adamw_init(nn_adamw *o, nn_params *p, float lr);
+void nn_adamw_step(nn_adamw *o);
+void nn_adamw_free(nn_adamw *o);
+
+/* ---------------------------------------------------------------- safetensors */
+
+/* A safetensors file read into memory: 8-byte little-endian header length,
+ * JSON header, raw little-endian data. Only F32 tensors are read. */
+typedef struct nn_st nn_st;
+nn_st *nn_st_open(const char *path, char *err, size_t errlen);
+/* Parses a file image (copied); for tests and fuzzing. */
+nn_st *nn_st_parse(const void *buf, size_t len, char *err, size_t errlen);
+void nn_st_close(nn_st *f);
+int nn_st_count(const nn_st *f);
+const char *nn_st_name(const nn_st *f, int i);
+bool nn_st_has(const nn_st *f, const char *name);
+/* The __metadata__ string for key, or NULL. */
+const char *nn_st_meta(const nn_st *f, const char *key);
+/* Copies tensor `name` into dst after checking its dtype and that its shape is (ndim, shape). */
+bool nn_st_read(const nn_st *f, const char *name, float *dst, int ndim, const int64_t *shape,
+                char *err, size_t errlen);
+/* Its shape, or false if absent. */
+bool nn_st_shape(const nn_st *f, const char *name, int *ndim, int64_t *shape);
+
+/* Collects tensors (by reference: keep them alive until written) and metadata. */
+typedef struct nn_st_writer nn_st_writer;
+nn_st_writer *nn_st_writer_new(void);
+void nn_st_add(nn_st_writer *w, const char *name, const float *data, int ndim,
+               const int64_t *shape);
+void nn_st_add_meta(nn_st_writer *w, const char *key, const char *value);
+/* Writes path + ".tmp", flushes it to disk, then renames it over path, so a
+ * crash or a full disk never leaves a half-written path behind. */
+bool nn_st_write(nn_st_writer *w, const char *path, char *err, size_t errlen);
+void nn_st_writer_free(nn_st_writer *w);
+
+/* ---------------------------------------------------------------- checkpoints */
+
+/* Adds every parameter under its name, and with opt its state as
+ * "optimizer.exp_avg.<name>", "optimizer.exp_avg_sq.<name>" and metadata
+ * "optimizer.step". */
+void nn_st_add_params(nn_st_writer *w, const nn_params *p);
+void nn_st_add_adamw(nn_st_writer *w, const nn_adamw *opt);
+/* Loads every parameter of p by name, checking shapes; fails on the first
+ * missing or mismatched tensor, and on tensors the file has that p lacks
+ * (other than "optimizer." ones). */
+bool nn_load_params(const nn_st *f, nn_params *p, char *err, size_t errlen);
+bool nn_load_adamw(const nn_st *f, nn_adamw *opt, char *err, size_t errlen);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

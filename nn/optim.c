@@ -1,0 +1,112 @@
+/* optim.c - SGD with momentum and AdamW, with PyTorch's semantics. */
+#include "nn.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static float **state(const nn_params *p)
+{
+    float **s = calloc((size_t)(p->n ? p->n : 1), sizeof *s);
+    for (int i = 0; s && i < p->n; i++)
+        s[i] = calloc((size_t)(p->items[i]->numel ? p->items[i]->numel : 1), sizeof(float));
+    for (int i = 0; s && i < p->n; i++)
+        if (!s[i])
+            s = NULL;
+    if (!s) {
+        fprintf(stderr, "nn: out of memory for optimizer state\n");
+        abort();
+    }
+    return s;
+}
+
+static void free_state(float **s, int n)
+{
+    for (int i = 0; s && i < n; i++)
+        free(s[i]);
+    free(s);
+}
+
+void nn_sgd_init(nn_sgd *o, nn_params *p, float lr, float momentum, float weight_decay)
+{
+    memset(o, 0, sizeof *o);
+    o->params = p;
+    o->lr = lr;
+    o->momentum = momentum;
+    o->weight_decay = weight_decay;
+    o->buf = state(p);
+}
+
+void nn_sgd_step(nn_sgd *o)
+{
+    for (int i = 0; i < o->params->n; i++) {
+        ag_tensor *t = o->params->items[i];
+        if (!t->grad)
+            continue;
+        float *w = t->data, *g = t->grad, *b = o->buf[i];
+        float lr = o->lr, mu = o->momentum, wd = o->weight_decay;
+        bool first = !o->started;
+#pragma omp parallel for if (t->numel > 65536)
+        for (int64_t k = 0; k < t->numel; k++) {
+            float d = g[k] + wd * w[k];
+            if (mu != 0.0f) {
+                b[k] = first ? d : mu * b[k] + d;
+                d = b[k];
+            }
+            w[k] -= lr * d;
+        }
+    }
+    o->started = true;
+}
+
+void nn_sgd_free(nn_sgd *o)
+{
+    free_state(o->buf, o->params ? o->params->n : 0);
+    o->buf = NULL;
+}
+
+void nn_adamw_init(nn_adamw *o, nn_params *p, float lr)
+{
+    memset(o, 0, sizeof *o);
+    o->params = p;
+    o->lr = lr;
+    o->beta1 = 0.9f;
+    o->beta2 = 0.999f;
+    o->eps = 1e-8f;
+    o->weight_decay = 0.01f;
+    o->m = state(p);
+    o->v = state(p);
+}
+
+void nn_adamw_step(nn_adamw *o)
+{
+    o->step++;
+    /* bias corrections in double: beta^step underflows gracefully and matches torch's Python floats */
+    double bc1 = 1.0 - pow((double)o->beta1, (double)o->step);
+    double bc2 = 1.0 - pow((double)o->beta2, (double)o->step);
+    float step_size = (float)(o->lr / bc1);
+    float bc2_sqrt = (float)sqrt(bc2);
+    float decay = 1.0f - o->lr * o->weight_decay;
+    float b1 = o->beta1, b2 = o->beta2, eps = o->eps;
+    for (int i = 0; i < o->params->n; i++) {
+        ag_tensor *t = o->params->items[i];
+        if (!t->grad)
+            continue;
+        float *w = t->data, *g = t->grad, *m = o->m[i], *v = o->v[i];
+#pragma omp parallel for if (t->numel > 65536)
+        for (int64_t k = 0; k < t->numel; k++) {
+            w[k] *= decay;
+            m[k] = b1 * m[k] + (1.0f - b1) * g[k];
+            v[k] = b2 * v[k] + (1.0f - b2) * g[k] * g[k];
+            w[k] -= step_size * m[k] / (sqrtf(v[k]) / bc2_sqrt + eps);
+        }
+    }
+}
+
+void nn_adamw_free(nn_adamw *o)
+{
+    int n = o->params ? o->params->n : 0;
+    free_state(o->m, n);
+    free_state(o->v, n);
+    o->m = o->v = NULL;
+}
