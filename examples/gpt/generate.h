@@ -1,0 +1,23 @@
+/* generate.h - sampling text from a trained model, as gpt.py's generate. */
+#ifndef GPT_GENERATE_H
+#define GPT_GENERATE_H
+
+#include <stdio.h>
+
+#include "data.h"
+#include "model.h"
+
+typedef struct {
+    int64_t max_new_tokens;
+    float temperature;   /* > 0; logits are divided by it */
+    int64_t top_k;       /* keep the k most likely tokens; 0 keeps all */
+    ag_rng rng;
+} gpt_sample_opts;
+
+/* Continues the n tokens of ctx_tokens (n >= 1) by max_new_tokens tokens,
+ * cropping the context to the last block_size tokens each step, writing each
+ * new character to out as it comes. Returns the number generated. */
+int64_t gpt_generate(const gpt_model *m, const gpt_vocab *v, const int32_t *ctx_tokens, int64_t n,
+                     gpt_sample_opts *o, FILE *out);
+
+#endif

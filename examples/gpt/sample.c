@@ -1,0 +1,88 @@
+/* sample.c - `gpt sample`: text from a checkpoint. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "ckpt.h"
+#include "cli.h"
+#include "commands.h"
+#include "generate.h"
+
+int cmd_sample(int argc, char **argv)
+{
+    const char *path = NULL, *prompt = NULL;
+    int64_t tokens = 500, top_k = 0, seed = 1337, threads = 0;
+    double temperature = 1.0;
+    cli_opt t[] = {
+        {"checkpoint", CLI_STRING, &path, "checkpoint to sample from (required)", 0, 0, false},
+        {"prompt", CLI_STRING, &prompt, "text to continue (default: gpt.py's token 0)", 0, 0, false},
+        {"tokens", CLI_INT, &tokens, "characters to generate", 0, 1e9, false},
+        {"temperature", CLI_FLOAT, &temperature, "divides the logits; lower is more conservative", 1e-6, 1e6, false},
+        {"top-k", CLI_INT, &top_k, "sample among the k most likely characters (0: all)", 0, 1e9, false},
+        {"seed", CLI_INT, &seed, "sampling seed", 0, 9.2e18, false},
+        {"threads", CLI_INT, &threads, "threads (0: all cores)", 0, 1024, false},
+    };
+    int n = (int)(sizeof t / sizeof *t);
+    char err[1024];
+    bool help = false;
+    if (!cli_parse(t, n, argc, argv, &help, err, sizeof err)) {
+        fprintf(stderr, "gpt sample: %s (see gpt sample --help)\n", err);
+        return 2;
+    }
+    if (help) {
+        printf("usage: gpt sample --checkpoint FILE [flags]\n\n"
+               "Generates text from a trained checkpoint, cropping the context to the block size.\n\n"
+               "flags:\n");
+        cli_print_help(stdout, t, n);
+        return 0;
+    }
+    if (!path) {
+        fprintf(stderr, "gpt sample: --checkpoint FILE is required (see gpt sample --help)\n");
+        return 2;
+    }
+    if (threads > 0)
+        ag_set_num_threads((int)threads);
+    gpt_model m;
+    gpt_vocab v;
+    if (!gpt_ckpt_load(path, &m, &v, NULL, NULL, err, sizeof err)) {
+        fprintf(stderr, "gpt sample: %s\n", err);
+        return 1;
+    }
+    int rc = 0;
+    int32_t *ctx_tokens = NULL;
+    int64_t nctx = 1;
+    if (prompt && *prompt) {
+        uint32_t *cp;
+        if (!utf8_decode((const unsigned char *)prompt, strlen(prompt), &cp, &nctx, err, sizeof err)) {
+            fprintf(stderr, "gpt sample: --prompt: %s\n", err);
+            rc = 2;
+            goto done;
+        }
+        ctx_tokens = malloc((size_t)nctx * sizeof *ctx_tokens);
+        for (int64_t i = 0; i < nctx; i++) {
+            int id = vocab_find(&v, cp[i]);
+            if (id < 0) {
+                char ch[5] = {0};
+                utf8_encode(cp[i], ch);
+                fprintf(stderr, "gpt sample: --prompt: character \"%s\" (U+%04X) at position %lld "
+                        "is not in the model's vocabulary\n", ch, cp[i], (long long)i);
+                free(cp);
+                rc = 2;
+                goto done;
+            }
+            ctx_tokens[i] = id;
+        }
+        free(cp);
+        fputs(prompt, stdout);
+    } else {
+        ctx_tokens = calloc(1, sizeof *ctx_tokens);
+    }
+    gpt_sample_opts so = {.max_new_tokens = tokens, .temperature = (float)temperature,
+                          .top_k = top_k, .rng = ag_rng_new((uint64_t)seed)};
+    gpt_generate(&m, &v, ctx_tokens, nctx, &so, stdout);
+    printf("\n");
+done:
+    free(ctx_tokens);
+    gpt_free(&m);
+    vocab_free(&v);
+    return rc;
+}
