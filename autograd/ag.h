@@ -64,8 +64,7 @@ struct ag_tensor {
     uint64_t generation;
     bool retain_grad;
     bool owns_data;                 /* persistent tensors only */
-    const void *visit_by;           /* last traversal that reached it */
-    uint64_t visit;
+    bool visited;                   /* set only during a graph traversal */
 };
 
 /* An op: its name (for errors and graphs) and its backward, which reads

@@ -80,7 +80,8 @@ void ag_accum_reduce(float *dst, const ag_tensor *t, const float *src, const ag_
     int nd = out->ndim;
     int64_t st[AG_MAX_DIMS];
     ag_broadcast_strides(t, nd, out->shape, st);
-    int64_t L = out->shape[nd - 1], sl = st[nd - 1], rows = n / L;
+    /* L == 0 only when out is empty: then there is nothing to add */
+    int64_t L = out->shape[nd - 1], sl = st[nd - 1], rows = L ? n / L : 0;
     for (int64_t r = 0; r < rows; r++) {
         float *d = dst + row_offset(r, nd, out->shape, st);
         const float *s = src + r * L;

@@ -30,6 +30,17 @@ static bool seen(const vec *v, const ag_tensor *t)
     return false;
 }
 
+/* A name inside a record label: braces, bars, angle brackets, quotes and
+ * backslashes are label syntax there, so a name holding one is escaped. */
+static void put_label_text(FILE *f, const char *s)
+{
+    for (; *s; s++) {
+        if (strchr("{}|<>\"\\", *s))
+            fputc('\\', f);
+        fputc(*s, f);
+    }
+}
+
 void ag_write_dot(FILE *f, const ag_tensor *root)
 {
     vec all = {0}, todo = {0};
@@ -50,8 +61,12 @@ void ag_write_dot(FILE *f, const ag_tensor *root)
         ag_shape_str(t, shape, sizeof shape);
         const char *style = t->name ? ", style=filled, fillcolor=lightblue"
                             : t == root ? ", style=filled, fillcolor=lightgrey" : "";
-        fprintf(f, "  t%p [shape=record, label=\"{%s%s%s}\"%s];\n", (const void *)t,
-                t->name ? t->name : "", t->name ? " | " : "", shape, style);
+        fprintf(f, "  t%p [shape=record, label=\"{", (const void *)t);
+        if (t->name) {
+            put_label_text(f, t->name);
+            fputs(" | ", f);
+        }
+        fprintf(f, "%s}\"%s];\n", shape, style);
         if (t->op) {
             fprintf(f, "  op%p [shape=ellipse, label=\"%s\"];\n", (const void *)t, t->op->name);
             fprintf(f, "  op%p -> t%p;\n", (const void *)t, (const void *)t);

@@ -82,7 +82,6 @@ ag_tensor **ag_topo_order(ag_ctx *ctx, ag_tensor *root, int64_t *n)
 {
     /* Iterative DFS with an explicit stack of (node, next input). The arrays
      * grow by doubling in scratch; the old copies are left behind there. */
-    uint64_t epoch = ++ctx->visits;
     int64_t cap = 256, sp = 0, cnt = 0;
     ag_tensor **stack = ag_scratch(ctx, (size_t)cap * sizeof *stack);
     int *next = ag_scratch(ctx, (size_t)cap * sizeof *next);
@@ -93,18 +92,16 @@ ag_tensor **ag_topo_order(ag_ctx *ctx, ag_tensor *root, int64_t *n)
         *n = 0;
         return order;
     }
-    root->visit_by = ctx;
-    root->visit = epoch;
+    root->visited = true;
     stack[sp] = root;
     next[sp++] = 0;
     while (sp) {
         ag_tensor *t = stack[sp - 1];
         if (next[sp - 1] < t->ninputs) {
             ag_tensor *in = t->inputs[next[sp - 1]++];
-            if (!in->op || !in->requires_grad || (in->visit_by == ctx && in->visit == epoch))
+            if (!in->op || !in->requires_grad || in->visited)
                 continue;
-            in->visit_by = ctx;
-            in->visit = epoch;
+            in->visited = true;
             if (sp == cap) {
                 ag_tensor **s2 = ag_scratch(ctx, (size_t)cap * 2 * sizeof *s2);
                 int *n2 = ag_scratch(ctx, (size_t)cap * 2 * sizeof *n2);
@@ -127,6 +124,10 @@ ag_tensor **ag_topo_order(ag_ctx *ctx, ag_tensor *root, int64_t *n)
             sp--;
         }
     }
+    /* every visited node ends in order: clearing the marks there leaves
+     * none behind for the next traversal, from this ctx or any other */
+    for (int64_t i = 0; i < cnt; i++)
+        order[i]->visited = false;
     *n = cnt;
     return order;
 }
@@ -136,6 +137,8 @@ static bool run_backward(ag_ctx *ctx, ag_tensor *root, const ag_tensor *seed, bo
     const char *who = ones ? "ag_backward" : "ag_backward_with";
     if (!ag_check_inputs(who, &root, 1))
         return false;
+    if (!ones && !ag_check_inputs(who, (ag_tensor *const *)&seed, 1))
+        return false; /* a NULL grad_out is an earlier op's failure, already reported */
     char b[128];
     if (ones && root->numel != 1) {
         ag_error("ag_backward: output of shape %s is not a scalar; "
@@ -143,10 +146,10 @@ static bool run_backward(ag_ctx *ctx, ag_tensor *root, const ag_tensor *seed, bo
                  ag_shape_str(root, b, sizeof b));
         return false;
     }
-    if (!ones && (!seed || !ag_same_shape(root, seed))) {
+    if (!ones && !ag_same_shape(root, seed)) {
         char b2[128];
         ag_error("ag_backward_with: grad of shape %s for output of shape %s",
-                 seed ? ag_shape_str(seed, b2, sizeof b2) : "NULL", ag_shape_str(root, b, sizeof b));
+                 ag_shape_str(seed, b2, sizeof b2), ag_shape_str(root, b, sizeof b));
         return false;
     }
     if (!root->requires_grad) {

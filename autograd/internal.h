@@ -46,7 +46,6 @@ struct ag_ctx {
     bool grad_enabled;
     ag_rng rng;
     ag_free_grad *free_grads[64]; /* dropped non-leaf grads by numel % 64, for ag_grad_of */
-    uint64_t visits;          /* traversals so far, to mark nodes */
 };
 
 /* Nodes that require grad and have an op, inputs before outputs, into an

@@ -27,13 +27,14 @@ static const ag_op embedding_op = {"embedding", embedding_backward};
 
 ag_tensor *ag_embedding(ag_ctx *c, ag_tensor *weight, const ag_index *idx)
 {
-    if (!ag_check_inputs("embedding", &weight, 1))
+    /* NULL indices come from a failed ag_index_new, which has reported */
+    if (!ag_check_inputs("embedding", &weight, 1) || !idx)
         return NULL;
     char sw[128], si[128];
-    if (!idx || weight->ndim != 2 || idx->ndim + 1 > AG_MAX_DIMS) {
+    if (weight->ndim != 2 || idx->ndim + 1 > AG_MAX_DIMS) {
         ag_error("embedding: weight %s and indices %s; want (V, C) and at most %d dims",
                  ag_shape_str(weight, sw, sizeof sw),
-                 idx ? ag_fmt_shape(idx->ndim, idx->shape, si, sizeof si) : "NULL", AG_MAX_DIMS - 1);
+                 ag_fmt_shape(idx->ndim, idx->shape, si, sizeof si), AG_MAX_DIMS - 1);
         return NULL;
     }
     int64_t V = weight->shape[0], C = weight->shape[1];

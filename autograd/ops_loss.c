@@ -5,7 +5,7 @@
 
 typedef struct {
     const int32_t *targets;
-    float *lse;
+    double *lse;  /* double: m + log(sum) in float would round to m's precision at large logits */
     int64_t count;
 } ce_saved;
 
@@ -27,7 +27,7 @@ static void ce_backward(ag_ctx *ctx, ag_tensor *out)
         const float *xr = x->data + n * C;
         float *gr = gx + n * C;
         for (int64_t c = 0; c < C; c++)
-            gr[c] += scale * expf(xr[c] - s->lse[n]);
+            gr[c] += scale * expf((float)(xr[c] - s->lse[n]));
         gr[t] -= scale;
     }
 }
@@ -36,13 +36,14 @@ static const ag_op ce_op = {"cross_entropy", ce_backward};
 
 ag_tensor *ag_cross_entropy(ag_ctx *c, ag_tensor *logits, const ag_index *targets, int ignore_index)
 {
-    if (!ag_check_inputs("cross_entropy", &logits, 1))
+    /* NULL targets come from a failed ag_index_new, which has reported */
+    if (!ag_check_inputs("cross_entropy", &logits, 1) || !targets)
         return NULL;
     char sl[128], st[128];
-    if (!targets || logits->ndim != 2 || targets->ndim != 1 || targets->shape[0] != logits->shape[0]) {
+    if (logits->ndim != 2 || targets->ndim != 1 || targets->shape[0] != logits->shape[0]) {
         ag_error("cross_entropy: logits %s and targets %s; want (N, C) and (N)",
                  ag_shape_str(logits, sl, sizeof sl),
-                 targets ? ag_fmt_shape(targets->ndim, targets->shape, st, sizeof st) : "NULL");
+                 ag_fmt_shape(targets->ndim, targets->shape, st, sizeof st));
         return NULL;
     }
     int64_t N = logits->shape[0], C = logits->shape[1], count = 0;
@@ -64,7 +65,7 @@ ag_tensor *ag_cross_entropy(ag_ctx *c, ag_tensor *logits, const ag_index *target
     int32_t *tg = ag_ctx_alloc(c, (size_t)N * sizeof *tg);
     memcpy(tg, targets->data, (size_t)N * sizeof *tg);
     s->targets = tg;
-    s->lse = ag_ctx_alloc(c, (size_t)N * sizeof(float));
+    s->lse = ag_ctx_alloc(c, (size_t)N * sizeof(double));
     s->count = count;
     out->saved = s;
     out->iarg[0] = ignore_index;
@@ -77,7 +78,7 @@ ag_tensor *ag_cross_entropy(ag_ctx *c, ag_tensor *logits, const ag_index *target
             m = xr[k] > m ? xr[k] : m;
         for (int64_t k = 0; k < C; k++)
             sum += expf(xr[k] - m);
-        s->lse[n] = m + logf(sum);
+        s->lse[n] = (double)m + logf(sum);
         if (tg[n] != ignore_index)
             total += s->lse[n] - xr[tg[n]];
     }

@@ -19,12 +19,15 @@ static bool offsets(ag_ctx *c, const ag_tensor *t, int nbd, const int64_t *bshap
                     int64_t **offs)
 {
     int tb = t->ndim - 2;
-    int64_t mat = t->shape[t->ndim - 2] * t->shape[t->ndim - 1], st[AG_MAX_DIMS], s = mat;
+    /* own: t's batch count, kept apart from s because mat may be 0 (M or K empty) */
+    int64_t mat = t->shape[t->ndim - 2] * t->shape[t->ndim - 1], st[AG_MAX_DIMS], s = mat, own = 1;
     for (int i = nbd - 1; i >= 0; i--) {
         int j = i - (nbd - tb);
         st[i] = (j < 0 || t->shape[j] == 1) ? 0 : s;
-        if (j >= 0)
+        if (j >= 0) {
             s *= t->shape[j];
+            own *= t->shape[j];
+        }
     }
     int64_t *o = ag_ctx_alloc(c, (size_t)(nb ? nb : 1) * sizeof *o);
     for (int64_t b = 0; b < nb; b++) {
@@ -36,7 +39,7 @@ static bool offsets(ag_ctx *c, const ag_tensor *t, int nbd, const int64_t *bshap
         o[b] = off;
     }
     *offs = o;
-    return s / mat < nb; /* fewer own batches than outputs: broadcast */
+    return own < nb; /* fewer own batches than outputs: broadcast */
 }
 
 /* Runs C_b = alpha op(A_b) op(B_b) + beta C_b for each batch. `disjoint` says

@@ -29,9 +29,11 @@ static void forward(float *y, const float *x, int64_t outer, int64_t n, int64_t 
             if (log_) {
                 for (int64_t k = 0; k < n; k++)
                     s += expf(xl[k * inner] - m);
-                float lse = m + logf(s);
+                /* (x - m) - log s, not x - (m + log s): m + log s would be
+                 * rounded to m's precision, losing digits at large logits */
+                float ls = logf(s);
                 for (int64_t k = 0; k < n; k++)
-                    yl[k * inner] = xl[k * inner] - lse;
+                    yl[k * inner] = (xl[k * inner] - m) - ls;
             } else {
                 for (int64_t k = 0; k < n; k++) {
                     float e = expf(xl[k * inner] - m);

@@ -58,13 +58,15 @@ void ag_strides(int ndim, const int64_t *shape, int64_t *strides)
 
 static bool check_shape(const char *op, int ndim, const int64_t *shape)
 {
+    char b[128];
     if (ndim < 0 || ndim > AG_MAX_DIMS) {
-        ag_error("%s: %d dims, the most is %d", op, ndim, AG_MAX_DIMS);
+        /* the caller's shape array holds ndim sizes; a negative ndim shows as "()" */
+        ag_error("%s: shape %s has %d dims, the most is %d", op,
+                 ag_fmt_shape(ndim, shape, b, sizeof b), ndim, AG_MAX_DIMS);
         return false;
     }
     for (int i = 0; i < ndim; i++)
         if (shape[i] < 0) {
-            char b[128];
             ag_error("%s: negative size in shape %s", op, ag_fmt_shape(ndim, shape, b, sizeof b));
             return false;
         }
@@ -86,10 +88,12 @@ ag_tensor *ag_new_header(ag_ctx *ctx, int ndim, const int64_t *shape)
     return t;
 }
 
-/* The header and, for arena tensors, the data in one allocation. */
-static ag_tensor *new_tensor(ag_ctx *ctx, int ndim, const int64_t *shape, bool zero)
+/* The header and, for arena tensors, the data in one allocation. `who` is
+ * the public function, for the error message. */
+static ag_tensor *new_tensor(const char *who, ag_ctx *ctx, int ndim, const int64_t *shape,
+                             bool zero)
 {
-    if (!check_shape("tensor", ndim, shape))
+    if (!check_shape(who, ndim, shape))
         return NULL;
     int64_t numel = ag_shape_numel(ndim, shape);
     ag_tensor *t;
@@ -124,30 +128,36 @@ static ag_tensor *new_tensor(ag_ctx *ctx, int ndim, const int64_t *shape, bool z
 
 ag_tensor *ag_empty(ag_ctx *ctx, int ndim, const int64_t *shape)
 {
-    return new_tensor(ctx, ndim, shape, false);
+    return new_tensor("ag_empty", ctx, ndim, shape, false);
 }
 
 ag_tensor *ag_zeros(ag_ctx *ctx, int ndim, const int64_t *shape)
 {
-    return new_tensor(ctx, ndim, shape, true);
+    return new_tensor("ag_zeros", ctx, ndim, shape, true);
 }
 
-ag_tensor *ag_full(ag_ctx *ctx, float value, int ndim, const int64_t *shape)
+static ag_tensor *filled(const char *who, ag_ctx *ctx, float value, int ndim,
+                         const int64_t *shape)
 {
-    ag_tensor *t = new_tensor(ctx, ndim, shape, false);
+    ag_tensor *t = new_tensor(who, ctx, ndim, shape, false);
     if (t)
         ag_fill(t, value);
     return t;
 }
 
+ag_tensor *ag_full(ag_ctx *ctx, float value, int ndim, const int64_t *shape)
+{
+    return filled("ag_full", ctx, value, ndim, shape);
+}
+
 ag_tensor *ag_ones(ag_ctx *ctx, int ndim, const int64_t *shape)
 {
-    return ag_full(ctx, 1.0f, ndim, shape);
+    return filled("ag_ones", ctx, 1.0f, ndim, shape);
 }
 
 ag_tensor *ag_from_data(ag_ctx *ctx, const float *data, int ndim, const int64_t *shape)
 {
-    ag_tensor *t = new_tensor(ctx, ndim, shape, false);
+    ag_tensor *t = new_tensor("ag_from_data", ctx, ndim, shape, false);
     if (t)
         memcpy(t->data, data, (size_t)t->numel * sizeof(float));
     return t;
@@ -155,7 +165,7 @@ ag_tensor *ag_from_data(ag_ctx *ctx, const float *data, int ndim, const int64_t 
 
 ag_tensor *ag_scalar(ag_ctx *ctx, float v)
 {
-    ag_tensor *t = new_tensor(ctx, 0, NULL, false);
+    ag_tensor *t = new_tensor("ag_scalar", ctx, 0, NULL, false);
     if (t)
         t->data[0] = v;
     return t;
@@ -163,7 +173,7 @@ ag_tensor *ag_scalar(ag_ctx *ctx, float v)
 
 ag_tensor *ag_rand(ag_ctx *ctx, uint64_t seed, float lo, float hi, int ndim, const int64_t *shape)
 {
-    ag_tensor *t = new_tensor(ctx, ndim, shape, false);
+    ag_tensor *t = new_tensor("ag_rand", ctx, ndim, shape, false);
     ag_rng local = ag_rng_new(seed);
     if (t)
         ag_fill_uniform(t, ctx ? &ctx->rng : &local, lo, hi);
@@ -173,7 +183,7 @@ ag_tensor *ag_rand(ag_ctx *ctx, uint64_t seed, float lo, float hi, int ndim, con
 ag_tensor *ag_randn(ag_ctx *ctx, uint64_t seed, float mean, float std, int ndim,
                     const int64_t *shape)
 {
-    ag_tensor *t = new_tensor(ctx, ndim, shape, false);
+    ag_tensor *t = new_tensor("ag_randn", ctx, ndim, shape, false);
     ag_rng local = ag_rng_new(seed);
     if (t)
         ag_fill_normal(t, ctx ? &ctx->rng : &local, mean, std);
@@ -182,7 +192,7 @@ ag_tensor *ag_randn(ag_ctx *ctx, uint64_t seed, float mean, float std, int ndim,
 
 ag_tensor *ag_param(const char *name, int ndim, const int64_t *shape)
 {
-    ag_tensor *t = new_tensor(NULL, ndim, shape, true);
+    ag_tensor *t = new_tensor("ag_param", NULL, ndim, shape, true);
     if (!t)
         return NULL;
     t->requires_grad = true;
@@ -200,8 +210,10 @@ void ag_tensor_free(ag_tensor *t)
     if (!t)
         return;
     if (t->owner) {
-        ag_error("ag_tensor_free: tensor %s lives in a ctx arena; ag_ctx_reset frees it",
-                 t->name ? t->name : "");
+        char b[128];
+        ag_error("ag_tensor_free: tensor %s%sof shape %s lives in a ctx arena; "
+                 "ag_ctx_reset frees it", t->name ? t->name : "", t->name ? " " : "",
+                 ag_shape_str(t, b, sizeof b));
         return;
     }
     if (t->owns_data)

@@ -36,7 +36,9 @@ static bool make_dirs(const char *path, char *err, size_t errlen)
             char c = *p;
             *p = '\0';
             if (mkdir(buf, 0755) != 0 && errno != EEXIST) {
-                snprintf(err, errlen, "cannot create directory %s: %s", buf, strerror(errno));
+                int e = errno;
+                if (snprintf(err, errlen, "cannot create directory %s: %s", buf, strerror(e)) < 0)
+                    err[0] = '\0';
                 return false;
             }
             *p = c;
@@ -152,16 +154,15 @@ int cmd_train(int argc, char **argv)
             snprintf(out_dir, sizeof out_dir, ".");
     } else
         snprintf(out_dir, sizeof out_dir, "runs/%s", o->preset ? o->preset : "default");
-    if (o->checkpoint)
-        snprintf(s.ckpt_path, sizeof s.ckpt_path, "%s", o->checkpoint);
-    else if (o->resume)
-        snprintf(s.ckpt_path, sizeof s.ckpt_path, "%s", o->resume);
-    else
-        snprintf(s.ckpt_path, sizeof s.ckpt_path, "%s/ckpt.safetensors", out_dir);
-    if (o->log)
-        snprintf(s.log_path, sizeof s.log_path, "%s", o->log);
-    else
-        snprintf(s.log_path, sizeof s.log_path, "%s/loss.csv", out_dir);
+    int len1 = o->checkpoint ? snprintf(s.ckpt_path, sizeof s.ckpt_path, "%s", o->checkpoint)
+               : o->resume   ? snprintf(s.ckpt_path, sizeof s.ckpt_path, "%s", o->resume)
+                             : snprintf(s.ckpt_path, sizeof s.ckpt_path, "%s/ckpt.safetensors", out_dir);
+    int len2 = o->log ? snprintf(s.log_path, sizeof s.log_path, "%s", o->log)
+                      : snprintf(s.log_path, sizeof s.log_path, "%s/loss.csv", out_dir);
+    if (len1 < 0 || len2 < 0 || (size_t)len1 >= sizeof s.ckpt_path || (size_t)len2 >= sizeof s.log_path) {
+        fprintf(stderr, "gpt train: output paths are longer than %zu bytes\n", sizeof s.ckpt_path - 1);
+        return 2;
+    }
 
     gpt_data data;
     if (!gpt_data_load(&data, o->data, err, sizeof err)) {
