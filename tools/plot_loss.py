@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+"""Turns a `gpt train` loss log (CSV: step,batch_loss,train_loss,val_loss,elapsed_s)
+into a PNG of the per-step training loss and the periodic train/val estimates.
+
+    python3 tools/plot_loss.py runs/tiny/loss.csv [out.png]
+
+Needs matplotlib (Debian: apt-get install python3-matplotlib).
+"""
+import csv
+import sys
+
+
+def read(path):
+    steps, batch, ev_steps, train, val = [], [], [], [], []
+    with open(path, newline='') as f:
+        for row in csv.DictReader(f):
+            s = int(row['step'])
+            if row['batch_loss']:
+                steps.append(s)
+                batch.append(float(row['batch_loss']))
+            if row['train_loss'] and row['val_loss']:
+                ev_steps.append(s)
+                train.append(float(row['train_loss']))
+                val.append(float(row['val_loss']))
+    return steps, batch, ev_steps, train, val
+
+
+def smooth(xs, k=50):
+    out, acc = [], 0.0
+    for i, x in enumerate(xs):
+        acc += x
+        if i >= k:
+            acc -= xs[i - k]
+        out.append(acc / min(i + 1, k))
+    return out
+
+
+def main():
+    if len(sys.argv) < 2 or sys.argv[1] in ('-h', '--help'):
+        print(__doc__)
+        sys.exit(0 if len(sys.argv) > 1 else 2)
+    src = sys.argv[1]
+    dst = sys.argv[2] if len(sys.argv) > 2 else src.rsplit('.', 1)[0] + '.png'
+    try:
+        import matplotlib
+        matplotlib.use('Agg')
+        import matplotlib.pyplot as plt
+    except ImportError:
+        sys.exit('plot_loss: needs matplotlib (apt-get install python3-matplotlib)')
+    steps, batch, ev_steps, train, val = read(src)
+    if not steps and not ev_steps:
+        sys.exit(f'plot_loss: no loss rows in {src}')
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    if batch:
+        ax.plot(steps, batch, color='0.8', lw=0.5, label='batch loss')
+        ax.plot(steps, smooth(batch), color='0.4', lw=1, label='batch loss (mean of 50)')
+    if ev_steps:
+        ax.plot(ev_steps, train, 'o-', color='tab:blue', label='train loss (estimate)')
+        ax.plot(ev_steps, val, 'o-', color='tab:orange', label='val loss (estimate)')
+    ax.set_xlabel('step')
+    ax.set_ylabel('cross-entropy loss')
+    ax.set_title(src)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(dst, dpi=120)
+    print(f'plot_loss: wrote {dst}')
+
+
+if __name__ == '__main__':
+    main()
