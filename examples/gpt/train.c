@@ -17,6 +17,12 @@
 
 static volatile sig_atomic_t stop_signal;
 
+static uint64_t eval_seed(uint64_t seed, uint64_t step)
+{
+    ag_rng r = ag_rng_new(seed ^ (step * 0x9E3779B97F4A7C15ull));
+    return ag_rng_next(&r);
+}
+
 static void on_signal(int sig) { stop_signal = sig; }
 
 double gpt_now(void)
@@ -266,8 +272,11 @@ int cmd_train(int argc, char **argv)
 
     for (int64_t iter = ts.step; iter < o->max_iters && !stop_signal; iter++) {
         if ((iter % o->eval_interval == 0 || iter == o->max_iters - 1) && ts.evaluated_at != iter) {
-            double tr = estimate(c, &model, &data, 0, B, o->eval_iters, &ts.eval_rng, x, y);
-            double va = estimate(c, &model, &data, 1, B, o->eval_iters, &ts.eval_rng, x, y);
+            /* eval batches depend only on (seed, step), so an estimate is the
+             * same whether the run was resumed or how often it evaluated */
+            ag_rng er = ag_rng_new(eval_seed(ts.eval_rng.seed, (uint64_t)iter));
+            double tr = estimate(c, &model, &data, 0, B, o->eval_iters, &er, x, y);
+            double va = estimate(c, &model, &data, 1, B, o->eval_iters, &er, x, y);
             if (stop_signal)
                 break;
             if (tty)
