@@ -49,7 +49,7 @@ bool nn_load_adamw(const nn_st *f, nn_adamw *opt, char *err, size_t errlen)
     const char *step = nn_st_meta(f, OPT_PREFIX "step");
     char *end = NULL;
     long long s = step ? strtoll(step, &end, 10) : -1;
-    if (!step || *end || s < 0) {
+    if (!step || end == step || *end || s < 0) { /* end == step: no digits ("" would read as 0) */
         snprintf(err, errlen, "no valid optimizer step in the file (metadata \"" OPT_PREFIX "step\")");
         return false;
     }

@@ -50,6 +50,7 @@ static bool seterr(char *err, size_t n, const char *fmt, ...)
 
 typedef struct {
     const char *s, *end;
+    const char *begin; /* start of the header, for byte positions in messages */
     char *err;
     size_t errlen;
 } lexer;
@@ -65,7 +66,7 @@ static bool expect(lexer *L, char c)
     ws(L);
     if (L->s >= L->end || *L->s != c)
         return seterr(L->err, L->errlen, "bad header JSON: expected '%c' at byte %ld", c,
-                      (long)(L->s - (L->end - (L->end - L->s))));
+                      (long)(L->s - L->begin));
     L->s++;
     return true;
 }
@@ -371,7 +372,7 @@ static int dtype_size(const char *d)
 static bool parse_header(nn_st *f, const char *h, size_t n, char *err, size_t errlen)
 {
     char dummy[1] = "";
-    lexer L = {h, h + n, err ? err : dummy, err ? errlen : 0};
+    lexer L = {h, h + n, h, err ? err : dummy, err ? errlen : 0};
     if (err && errlen)
         err[0] = '\0';
     if (!expect(&L, '{'))
@@ -409,9 +410,26 @@ static bool parse_header(nn_st *f, const char *h, size_t n, char *err, size_t er
             e->name = name;
             if (!parse_entry(&L, e))
                 return false;
+            /* The element count, refusing products beyond the data size: six
+             * dims below 2^31 can wrap 64 bits (2^30 * 2^30 * 16 = 2^64 -> 0),
+             * which would let a huge shape pass with [0, 0] offsets. */
             uint64_t numel = 1;
-            for (int i = 0; i < e->ndim; i++)
-                numel *= (uint64_t)e->shape[i]; /* each < 2^31, at most 6: check below */
+            bool too_many = false;
+            for (int i = 0; i < e->ndim; i++) {
+                uint64_t d = (uint64_t)e->shape[i];
+                if (d == 0) {
+                    numel = 0;
+                    too_many = false;
+                    break;
+                }
+                if (numel > f->data_len / d)
+                    too_many = true; /* keep going: a later 0 dim makes it empty */
+                else
+                    numel *= d;
+            }
+            if (too_many)
+                return seterr(err, errlen, "tensor \"%s\": shape has more elements than the %llu data bytes",
+                              name, (unsigned long long)f->data_len);
             int size = dtype_size(e->dtype);
             if (!size)
                 return seterr(err, errlen, "tensor \"%s\": unknown dtype \"%s\"", name, e->dtype);
@@ -771,7 +789,7 @@ bool nn_st_write(nn_st_writer *w, const char *path, char *err, size_t errlen)
     memcpy(tmp, path, plen);
     memcpy(tmp + plen, ".tmp", 5);
     FILE *fp = fopen(tmp, "wb");
-    bool ok = fp != NULL;
+    bool created = fp != NULL, ok = created;
     if (ok) {
         unsigned char len8[8];
         for (int i = 0; i < 8; i++)
@@ -800,7 +818,10 @@ bool nn_st_write(nn_st_writer *w, const char *path, char *err, size_t errlen)
     }
     if (!ok) {
         seterr(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
-        remove(tmp);
+        /* only a .tmp this call created: if fopen failed, whatever is at tmp
+         * is not ours (remove() would even delete an empty directory) */
+        if (created)
+            remove(tmp);
     } else if (rename(tmp, path) != 0) {
         ok = seterr(err, errlen, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
         remove(tmp);

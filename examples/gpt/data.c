@@ -143,9 +143,8 @@ bool gpt_data_from_text(gpt_data *d, const unsigned char *text, size_t len, char
         d->tokens = NULL;
         return false;
     }
-    d->vocab.chars = realloc(sorted, (size_t)size * sizeof *sorted);
-    if (!d->vocab.chars)
-        d->vocab.chars = sorted;
+    uint32_t *shrunk = realloc(sorted, (size_t)size * sizeof *sorted);
+    d->vocab.chars = shrunk ? shrunk : sorted; /* shrinking failed: keep the larger block */
     d->vocab.size = size;
     for (int64_t i = 0; i < n; i++)
         d->tokens[i] = vocab_find(&d->vocab, cp[i]);

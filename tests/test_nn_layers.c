@@ -1,0 +1,997 @@
+/* test_nn_layers.c - the nn layers on their own: gradients of every module
+ * with respect to its input and each of its parameters (gradcheck, with and
+ * without dropout), LayerNorm's statistics, Linear's values and PyTorch's
+ * inits, causality of attention, gpt.py's parameter names, the registry, and
+ * dropout being the identity in eval mode. */
+#include "test_util.h"
+
+#include <stdlib.h>
+
+#include "nn.h"
+
+/* ------------------------------------------------------------------ helpers */
+
+typedef struct {
+    const void *m;       /* the module */
+    const ag_index *idx; /* embedding indices */
+    bool training;
+} fwd;
+
+static ag_tensor *f_linear(ag_ctx *c, ag_tensor *const *in, int n, void *u)
+{
+    (void)n;
+    return weighted_sum(c, nn_linear_forward(c, ((fwd *)u)->m, in[0]));
+}
+
+static ag_tensor *f_embedding(ag_ctx *c, ag_tensor *const *in, int n, void *u)
+{
+    (void)in, (void)n;
+    const fwd *a = u;
+    return weighted_sum(c, nn_embedding_forward(c, a->m, a->idx));
+}
+
+static ag_tensor *f_layernorm(ag_ctx *c, ag_tensor *const *in, int n, void *u)
+{
+    (void)n;
+    return weighted_sum(c, nn_layernorm_forward(c, ((fwd *)u)->m, in[0]));
+}
+
+static ag_tensor *f_head(ag_ctx *c, ag_tensor *const *in, int n, void *u)
+{
+    (void)n;
+    const fwd *a = u;
+    return weighted_sum(c, nn_head_forward(c, a->m, in[0], a->training));
+}
+
+static ag_tensor *f_mha(ag_ctx *c, ag_tensor *const *in, int n, void *u)
+{
+    (void)n;
+    const fwd *a = u;
+    return weighted_sum(c, nn_mha_forward(c, a->m, in[0], a->training));
+}
+
+static ag_tensor *f_ffwd(ag_ctx *c, ag_tensor *const *in, int n, void *u)
+{
+    (void)n;
+    const fwd *a = u;
+    return weighted_sum(c, nn_feedforward_forward(c, a->m, in[0], a->training));
+}
+
+static ag_tensor *f_block(ag_ctx *c, ag_tensor *const *in, int n, void *u)
+{
+    (void)n;
+    const fwd *a = u;
+    return weighted_sum(c, nn_block_forward(c, a->m, in[0], a->training));
+}
+
+/* Gradchecks f with respect to x (if any) and every parameter in p. First one
+ * backward must give each of them a nonzero gradient: a parameter the forward
+ * ignores would otherwise pass (analytic 0 == numeric 0). */
+static void check_module(ag_gradcheck_fn f, fwd *a, ag_tensor *x, nn_params *p)
+{
+    ag_tensor *in[64];
+    int n = 0;
+    if (x)
+        in[n++] = x;
+    assert_true(p->n > 0 && p->n < 63);
+    for (int i = 0; i < p->n; i++) {
+        assert_true(p->items[i]->requires_grad);
+        assert_null(p->items[i]->owner); /* persistent */
+        in[n++] = p->items[i];
+    }
+    ag_ctx *c = ag_ctx_new();
+    for (int i = 0; i < n; i++)
+        ag_zero_grad(in[i]);
+    ag_tensor *y = f(c, in, n, a);
+    assert_non_null(y);
+    assert_true(ag_backward(c, y));
+    for (int i = 0; i < n; i++) {
+        bool any = false;
+        for (int64_t k = 0; k < in[i]->numel && !any; k++)
+            any = in[i]->grad[k] != 0.0f;
+        if (!any)
+            fail_msg("%s gets no gradient", in[i]->name ? in[i]->name : "the input");
+    }
+    ag_ctx_free(c);
+    assert_gradcheck(f, in, n, a);
+}
+
+static int cmp_float(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* Finite differences across ReLU's kink are wrong by design, so for the
+ * modules with a ReLU this sets fc's bias so that each hidden unit's
+ * pre-activations over all rows of `in` (fc's input) sit as far from 0 as
+ * possible: the bias puts 0 in the middle of the widest gap between that
+ * unit's values, so some rows are active and some are not. Returns the
+ * smallest |pre-activation|. */
+static float center_relu_bias(const nn_linear *fc, ag_tensor *in)
+{
+    ag_ctx *c = ag_ctx_new();
+    ag_set_grad_enabled(c, false);
+    ag_tensor *h = ag_matmul_nt(c, in, fc->weight);
+    int64_t units = fc->weight->shape[0], rows = h->numel / units;
+    float *v = malloc((size_t)rows * sizeof *v), least = INFINITY;
+    assert_true(rows >= 2);
+    for (int64_t j = 0; j < units; j++) {
+        for (int64_t r = 0; r < rows; r++)
+            v[r] = h->data[r * units + j];
+        qsort(v, (size_t)rows, sizeof *v, cmp_float);
+        int64_t best = 0;
+        for (int64_t r = 1; r + 1 < rows; r++)
+            if (v[r + 1] - v[r] > v[best + 1] - v[best])
+                best = r;
+        fc->bias->data[j] = -0.5f * (v[best] + v[best + 1]);
+        least = fminf(least, 0.5f * (v[best + 1] - v[best]));
+    }
+    free(v);
+    ag_ctx_free(c);
+    return least;
+}
+
+/* The input of a Block's feedforward, ln2(x + sa(ln1(x))), as the block's
+ * forward computes it with ctx seeded by seed (dropout masks included). */
+static float center_block_relu(const nn_block *b, ag_tensor *x, bool training, uint64_t seed)
+{
+    ag_ctx *c = ag_ctx_new();
+    ag_set_grad_enabled(c, false);
+    ag_ctx_manual_seed(c, seed);
+    ag_tensor *r = ag_add(c, x, nn_mha_forward(c, &b->sa, nn_layernorm_forward(c, &b->ln1, x), training));
+    ag_tensor *in = nn_layernorm_forward(c, &b->ln2, r);
+    float m = center_relu_bias(&b->ffwd.fc, in);
+    ag_ctx_free(c);
+    return m;
+}
+
+/* a module's forward behind one signature, for run() */
+typedef ag_tensor *(*seq_fn)(ag_ctx *c, const void *m, ag_tensor *x, bool training);
+
+static ag_tensor *s_head(ag_ctx *c, const void *m, ag_tensor *x, bool t) { return nn_head_forward(c, m, x, t); }
+static ag_tensor *s_mha(ag_ctx *c, const void *m, ag_tensor *x, bool t) { return nn_mha_forward(c, m, x, t); }
+static ag_tensor *s_ffwd(ag_ctx *c, const void *m, ag_tensor *x, bool t) { return nn_feedforward_forward(c, m, x, t); }
+static ag_tensor *s_block(ag_ctx *c, const void *m, ag_tensor *x, bool t) { return nn_block_forward(c, m, x, t); }
+static ag_tensor *s_dropout(ag_ctx *c, const void *m, ag_tensor *x, bool t) { return nn_dropout_forward(c, m, x, t); }
+
+/* one forward of m (ctx seeded with seed), copied out into malloc'd memory */
+static float *run(seq_fn f, const void *m, ag_tensor *x, bool training, uint64_t seed, int64_t *numel)
+{
+    ag_ctx *c = ag_ctx_new();
+    ag_ctx_manual_seed(c, seed);
+    ag_tensor *y = f(c, m, x, training);
+    assert_non_null(y);
+    float *out = malloc((size_t)y->numel * sizeof *out);
+    memcpy(out, y->data, (size_t)y->numel * sizeof *out);
+    if (numel)
+        *numel = y->numel;
+    ag_ctx_free(c);
+    return out;
+}
+
+static bool bit_equal(const float *a, const float *b, int64_t n)
+{
+    return memcmp(a, b, (size_t)n * sizeof *a) == 0;
+}
+
+/* ------------------------------------------------------------------ gradchecks */
+
+static void test_gradcheck_linear(void **state)
+{
+    (void)state;
+    for (int bias = 0; bias <= 1; bias++) {
+        nn_params p;
+        nn_params_init(&p);
+        ag_rng r = ag_rng_new(1);
+        nn_linear l;
+        assert_true(nn_linear_init(&l, &p, "lin", 3, 2, bias, &r));
+        assert_int_equal(p.n, bias ? 2 : 1);
+        fwd a = {.m = &l};
+        ag_tensor *x2 = rand_leaf(10, 1.0f, AG_SHAPE(4, 3));
+        ag_tensor *x3 = rand_leaf(11, 1.0f, AG_SHAPE(2, 3, 3));
+        check_module(f_linear, &a, x2, &p);
+        check_module(f_linear, &a, x3, &p);
+        ag_tensor_free(x2);
+        ag_tensor_free(x3);
+        nn_params_free(&p);
+    }
+}
+
+static void test_gradcheck_embedding(void **state)
+{
+    (void)state;
+    nn_params p;
+    nn_params_init(&p);
+    ag_rng r = ag_rng_new(2);
+    nn_embedding e;
+    assert_true(nn_embedding_init(&e, &p, "emb", 5, 3, &r));
+    /* rows 1 and 3 repeat (their grads add up), rows 2 and 4 are unused (zero grad) */
+    const int32_t ids[] = {1, 3, 1, 0, 3, 3};
+    ag_index *idx = ag_index_new(NULL, ids, AG_SHAPE(2, 3));
+    fwd a = {.m = &e, .idx = idx};
+    check_module(f_embedding, &a, NULL, &p);
+
+    /* the repeated rows' grads are the sums of their positions' output grads */
+    ag_ctx *c = ag_ctx_new();
+    ag_zero_grad(e.weight);
+    ag_tensor *y = nn_embedding_forward(c, &e, idx);
+    assert_shape(y, 2, 3, 3);
+    assert_true(bit_equal(y->data + 3 * 3, e.weight->data + 3 * 0, 3)); /* position 3 is row 0 */
+    assert_true(bit_equal(y->data + 3 * 5, e.weight->data + 3 * 3, 3)); /* position 5 is row 3 */
+    ag_tensor *g = ag_ones(c, AG_SHAPE(2, 3, 3));
+    assert_true(ag_backward_with(c, y, g));
+    const float want[] = {1, 1, 1, 2, 2, 2, 0, 0, 0, 3, 3, 3, 0, 0, 0};
+    assert_close(e.weight->grad, want, 15, 0);
+    ag_ctx_free(c);
+    ag_index_free(idx);
+    nn_params_free(&p);
+}
+
+static void test_gradcheck_layernorm(void **state)
+{
+    (void)state;
+    nn_params p;
+    nn_params_init(&p);
+    nn_layernorm ln;
+    assert_true(nn_layernorm_init(&ln, &p, "ln", 5));
+    /* non-default affine parameters, so their grads and their use are both exercised */
+    ag_rng r = ag_rng_new(3);
+    ag_fill_normal(ln.weight, &r, 1.0f, 0.5f);
+    ag_fill_normal(ln.bias, &r, 0.0f, 0.5f);
+    fwd a = {.m = &ln};
+    ag_tensor *x = rand_leaf(12, 1.0f, AG_SHAPE(2, 3, 5));
+    check_module(f_layernorm, &a, x, &p);
+    ag_tensor *x2 = rand_leaf(13, 2.0f, AG_SHAPE(4, 5));
+    check_module(f_layernorm, &a, x2, &p);
+    ag_tensor_free(x);
+    ag_tensor_free(x2);
+    nn_params_free(&p);
+}
+
+static void test_gradcheck_head(void **state)
+{
+    (void)state;
+    nn_params p;
+    nn_params_init(&p);
+    ag_rng r = ag_rng_new(4);
+    nn_head h;
+    assert_true(nn_head_init(&h, &p, "h", 4, 3, 0.0f, &r));
+    assert_int_equal(p.n, 3);
+    fwd a = {.m = &h, .training = true}; /* dropout 0: training changes nothing */
+    ag_tensor *x = rand_leaf(14, 1.0f, AG_SHAPE(2, 3, 4));
+    check_module(f_head, &a, x, &p);
+    ag_tensor_free(x);
+    nn_params_free(&p);
+}
+
+static void test_gradcheck_mha(void **state)
+{
+    (void)state;
+    nn_params p;
+    nn_params_init(&p);
+    ag_rng r = ag_rng_new(5);
+    nn_mha m;
+    assert_true(nn_mha_init(&m, &p, "sa", 4, 2, 0.0f, &r));
+    assert_int_equal(p.n, 2 * 3 + 2);
+    fwd a = {.m = &m, .training = true};
+    ag_tensor *x = rand_leaf(15, 1.0f, AG_SHAPE(2, 3, 4));
+    check_module(f_mha, &a, x, &p);
+    ag_tensor_free(x);
+    nn_mha_free(&m);
+    nn_params_free(&p);
+}
+
+static void test_gradcheck_feedforward(void **state)
+{
+    (void)state;
+    nn_params p;
+    nn_params_init(&p);
+    ag_rng r = ag_rng_new(6);
+    nn_feedforward f;
+    assert_true(nn_feedforward_init(&f, &p, "ffwd", 3, 0.0f, &r));
+    assert_int_equal(p.n, 4);
+    fwd a = {.m = &f, .training = true};
+    ag_tensor *x = rand_leaf(16, 1.0f, AG_SHAPE(2, 2, 3));
+    float margin = center_relu_bias(&f.fc, x);
+    assert_true(margin > 0.05f);
+    check_module(f_ffwd, &a, x, &p);
+    ag_tensor_free(x);
+    nn_params_free(&p);
+}
+
+static void test_gradcheck_block(void **state)
+{
+    (void)state;
+    nn_params p;
+    nn_params_init(&p);
+    ag_rng r = ag_rng_new(7);
+    nn_block b;
+    assert_true(nn_block_init(&b, &p, "blocks.0", 4, 2, 0.0f, &r));
+    /* perturb the LayerNorms away from their identity init */
+    ag_fill_normal(b.ln1.weight, &r, 1.0f, 0.3f);
+    ag_fill_normal(b.ln1.bias, &r, 0.0f, 0.3f);
+    ag_fill_normal(b.ln2.weight, &r, 1.0f, 0.3f);
+    ag_fill_normal(b.ln2.bias, &r, 0.0f, 0.3f);
+    fwd a = {.m = &b, .training = true};
+    ag_tensor *x = rand_leaf(17, 1.0f, AG_SHAPE(2, 3, 4));
+    float margin = center_block_relu(&b, x, false, 0);
+    assert_true(margin > 0.05f);
+    check_module(f_block, &a, x, &p);
+    ag_tensor_free(x);
+    nn_block_free(&b);
+    nn_params_free(&p);
+}
+
+/* With dropout > 0 and training, gradcheck reseeds the ctx generator before
+ * every evaluation, so each one draws the same masks. */
+static void test_gradcheck_with_dropout(void **state)
+{
+    (void)state;
+    nn_params p;
+    nn_params_init(&p);
+    ag_rng r = ag_rng_new(8);
+    nn_block b;
+    assert_true(nn_block_init(&b, &p, "blocks.0", 4, 2, 0.3f, &r));
+    ag_tensor *x = rand_leaf(18, 1.0f, AG_SHAPE(2, 3, 4));
+    /* dropout really is active: the training output differs from eval's */
+    int64_t n;
+    float *yt = run(s_block, &b, x, true, 0, &n);
+    float *ye = run(s_block, &b, x, false, 0, NULL);
+    assert_false(bit_equal(yt, ye, n));
+    free(yt);
+    free(ye);
+    fwd a = {.m = &b, .training = true};
+    /* gradcheck seeds its ctx with opts.seed, 0 by default: the same masks as here */
+    float margin = center_block_relu(&b, x, true, 0);
+    assert_true(margin > 0.05f);
+    check_module(f_block, &a, x, &p);
+
+    nn_params q;
+    nn_params_init(&q);
+    nn_head h;
+    assert_true(nn_head_init(&h, &q, "h", 4, 3, 0.4f, &r));
+    fwd ah = {.m = &h, .training = true};
+    check_module(f_head, &ah, x, &q);
+    nn_params_free(&q);
+
+    ag_tensor_free(x);
+    nn_block_free(&b);
+    nn_params_free(&p);
+}
+
+/* ------------------------------------------------------------------ values */
+
+/* Rows far from 0 with a tiny spread, and around 0 with a huge one: with
+ * default weight and bias each output row has mean 0 and biased variance
+ * var / (var + eps) (i.e. 1 up to eps). E[x^2] - E[x]^2 would lose the first
+ * row to cancellation; an unbiased variance gives (n-1)/n. */
+static void test_layernorm_normalizes(void **state)
+{
+    (void)state;
+    enum { R = 4, D = 8 };
+    const float centre[R] = {1000.0f, 0.0f, -50.0f, 3.0f};
+    const float spread[R] = {0.01f, 100.0f, 1.0f, 1e-3f};
+    ag_rng r = ag_rng_new(9);
+    ag_tensor *x = ag_empty(NULL, AG_SHAPE(R, D));
+    for (int i = 0; i < R; i++)
+        for (int j = 0; j < D; j++)
+            x->data[i * D + j] = centre[i] + spread[i] * ag_rng_normal(&r);
+    nn_params p;
+    nn_params_init(&p);
+    nn_layernorm ln;
+    assert_true(nn_layernorm_init(&ln, &p, "ln", D));
+    assert_true(ln.eps == 1e-5f);
+    for (int j = 0; j < D; j++)
+        assert_true(ln.weight->data[j] == 1.0f && ln.bias->data[j] == 0.0f);
+    ag_ctx *c = ag_ctx_new();
+    ag_tensor *y = nn_layernorm_forward(c, &ln, x);
+    assert_shape(y, R, D);
+    for (int i = 0; i < R; i++) {
+        double mx = 0, vx = 0, my = 0, vy = 0;
+        for (int j = 0; j < D; j++)
+            mx += x->data[i * D + j] / (double)D;
+        for (int j = 0; j < D; j++) {
+            double d = x->data[i * D + j] - mx;
+            vx += d * d / D;
+            my += y->data[i * D + j] / (double)D;
+        }
+        for (int j = 0; j < D; j++)
+            vy += (y->data[i * D + j] - my) * (y->data[i * D + j] - my) / D;
+        double want_v = vx / (vx + 1e-5);
+        /* the row mean is a float: off by up to half an ulp of the centre,
+         * which shifts the output by that over the row's std */
+        double mean_tol = 1e-4 + 0.5 * (double)(nextafterf(fabsf(centre[i]), INFINITY) - fabsf(centre[i])) /
+                                      sqrt(vx + 1e-5);
+        if (!(fabs(my) <= mean_tol && fabs(vy - want_v) < 2e-3))
+            fail_msg("row %d (around %g, spread %g): mean %g, variance %g, want 0 and %g", i,
+                     (double)centre[i], (double)spread[i], my, vy, want_v);
+        if (spread[i] >= 1.0f)
+            assert_true(fabs(vy - 1.0) < 1e-3);
+    }
+
+    /* with an affine part: y = (x - mean) / sqrt(var + eps) * w + b, per column */
+    ag_fill_normal(ln.weight, &r, 1.0f, 1.0f);
+    ag_fill_normal(ln.bias, &r, 0.0f, 1.0f);
+    y = nn_layernorm_forward(c, &ln, x);
+    for (int i = 0; i < R; i++) {
+        double m = 0, v = 0;
+        for (int j = 0; j < D; j++)
+            m += x->data[i * D + j] / (double)D;
+        m = (float)m; /* the float mean the forward subtracts (see above) */
+        for (int j = 0; j < D; j++)
+            v += (x->data[i * D + j] - m) * (x->data[i * D + j] - m) / D;
+        for (int j = 0; j < D; j++) {
+            float want = (float)((x->data[i * D + j] - m) / sqrt(v + 1e-5) * ln.weight->data[j] +
+                                 ln.bias->data[j]);
+            assert_close(&y->data[i * D + j], &want, 1, 1e-4);
+        }
+    }
+    ag_ctx_free(c);
+    ag_tensor_free(x);
+    nn_params_free(&p);
+}
+
+static void test_linear_values(void **state)
+{
+    (void)state;
+    nn_params p;
+    nn_params_init(&p);
+    ag_rng r = ag_rng_new(0);
+    nn_linear l, nb;
+    assert_true(nn_linear_init(&l, &p, "a", 3, 2, true, &r));
+    assert_true(nn_linear_init(&nb, &p, "b", 3, 2, false, &r));
+    assert_shape(l.weight, 2, 3);
+    assert_shape(l.bias, 2);
+    assert_null(nb.bias);
+    const float w[] = {1, 2, 3, -1, 0, 0.5f}, b[] = {0.5f, -1};
+    memcpy(l.weight->data, w, sizeof w);
+    memcpy(l.bias->data, b, sizeof b);
+    memcpy(nb.weight->data, w, sizeof w);
+    const float xv[] = {1, 1, 1, 2, 0, -2};
+    ag_tensor *x = ag_from_data(NULL, xv, AG_SHAPE(2, 3));
+    ag_tensor *x3 = ag_from_data(NULL, xv, AG_SHAPE(2, 1, 3));
+    ag_ctx *c = ag_ctx_new();
+    /* x @ W^T + b: [1+2+3+.5, -1+.5-1] and [2-6+.5, -2-1-1] */
+    const float want[] = {6.5f, -1.5f, -3.5f, -4.0f}, want_nb[] = {6.0f, -0.5f, -4.0f, -3.0f};
+    ag_tensor *y = nn_linear_forward(c, &l, x);
+    assert_shape(y, 2, 2);
+    assert_close(y->data, want, 4, 0);
+    y = nn_linear_forward(c, &nb, x);
+    assert_close(y->data, want_nb, 4, 0);
+    y = nn_linear_forward(c, &l, x3);
+    assert_shape(y, 2, 1, 2);
+    assert_close(y->data, want, 4, 0);
+    ag_ctx_free(c);
+    ag_tensor_free(x);
+    ag_tensor_free(x3);
+    nn_params_free(&p);
+}
+
+static void check_uniform(const ag_tensor *t, float bound, float reach)
+{
+    float lo = INFINITY, hi = -INFINITY;
+    for (int64_t i = 0; i < t->numel; i++) {
+        float v = t->data[i];
+        if (!(fabsf(v) <= bound))
+            fail_msg("%s[%lld] = %g is outside +-%g", t->name, (long long)i, (double)v, (double)bound);
+        lo = v < lo ? v : lo;
+        hi = v > hi ? v : hi;
+    }
+    /* the whole range is used (a bound of 1/in, or all zeros, would not reach it) */
+    if (!(hi > reach * bound && lo < -reach * bound))
+        fail_msg("%s spans [%g, %g], want close to +-%g", t->name, (double)lo, (double)hi, (double)bound);
+}
+
+static void test_inits(void **state)
+{
+    (void)state;
+    nn_params p;
+    nn_params_init(&p);
+    ag_rng r = ag_rng_new(42);
+    nn_linear l;
+    assert_true(nn_linear_init(&l, &p, "l", 64, 48, true, &r));
+    check_uniform(l.weight, 0.125f, 0.97f); /* 1/sqrt(64) */
+    check_uniform(l.bias, 0.125f, 0.8f);
+    double mean = 0;
+    for (int64_t i = 0; i < l.weight->numel; i++)
+        mean += l.weight->data[i] / (double)l.weight->numel;
+    assert_true(fabs(mean) < 0.01);
+
+    /* a layer with few inputs has the wider bound 1/sqrt(3) */
+    nn_linear s;
+    assert_true(nn_linear_init(&s, &p, "s", 3, 40, true, &r));
+    check_uniform(s.weight, 1.0f / sqrtf(3.0f), 0.9f);
+    check_uniform(s.bias, 1.0f / sqrtf(3.0f), 0.8f);
+
+    /* the same seed gives the same weights, another seed others */
+    nn_params q;
+    nn_params_init(&q);
+    ag_rng r1 = ag_rng_new(42), r2 = ag_rng_new(43);
+    nn_linear l1, l2;
+    assert_true(nn_linear_init(&l1, &q, "l1", 64, 48, true, &r1));
+    assert_true(nn_linear_init(&l2, &q, "l2", 64, 48, true, &r2));
+    assert_true(bit_equal(l1.weight->data, l.weight->data, l.weight->numel));
+    assert_true(bit_equal(l1.bias->data, l.bias->data, l.bias->numel));
+    assert_false(bit_equal(l2.weight->data, l.weight->data, l.weight->numel));
+
+    /* Embedding: N(0, 1) */
+    nn_embedding e;
+    assert_true(nn_embedding_init(&e, &p, "e", 2000, 32, &r));
+    assert_shape(e.weight, 2000, 32);
+    double m = 0, v = 0;
+    int64_t n = e.weight->numel;
+    for (int64_t i = 0; i < n; i++)
+        m += e.weight->data[i] / (double)n;
+    for (int64_t i = 0; i < n; i++)
+        v += (e.weight->data[i] - m) * (e.weight->data[i] - m) / (double)n;
+    if (!(fabs(m) < 0.02 && fabs(sqrt(v) - 1.0) < 0.02))
+        fail_msg("embedding init mean %g std %g, want 0 and 1", m, sqrt(v));
+    nn_params_free(&q);
+    nn_params_free(&p);
+}
+
+/* out (B, T, hs) = softmax(causal(q k^T / sqrt(hs))) v in double, weights (hs, C) */
+static void ref_head(const float *x, const nn_head *h, int64_t B, int64_t T, int64_t C, double *out)
+{
+    int64_t hs = h->head_size;
+    double *k = calloc((size_t)(B * T * hs), sizeof *k), *q = calloc((size_t)(B * T * hs), sizeof *q),
+           *v = calloc((size_t)(B * T * hs), sizeof *v), w[16];
+    assert_true(T <= 16);
+    for (int64_t r = 0; r < B * T; r++)
+        for (int64_t j = 0; j < hs; j++)
+            for (int64_t i = 0; i < C; i++) {
+                k[r * hs + j] += (double)x[r * C + i] * h->key.weight->data[j * C + i];
+                q[r * hs + j] += (double)x[r * C + i] * h->query.weight->data[j * C + i];
+                v[r * hs + j] += (double)x[r * C + i] * h->value.weight->data[j * C + i];
+            }
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t t = 0; t < T; t++) {
+            double mx = -INFINITY, z = 0;
+            for (int64_t s = 0; s <= t; s++) {
+                double d = 0;
+                for (int64_t j = 0; j < hs; j++)
+                    d += q[(b * T + t) * hs + j] * k[(b * T + s) * hs + j];
+                w[s] = d / sqrt((double)hs);
+                mx = fmax(mx, w[s]);
+            }
+            for (int64_t s = 0; s <= t; s++)
+                z += w[s] = exp(w[s] - mx);
+            for (int64_t j = 0; j < hs; j++) {
+                double o = 0;
+                for (int64_t s = 0; s <= t; s++)
+                    o += w[s] / z * v[(b * T + s) * hs + j];
+                out[(b * T + t) * hs + j] = o;
+            }
+        }
+    free(k);
+    free(q);
+    free(v);
+}
+
+/* A Head and MultiHeadAttention against attention written out in double:
+ * the 1/sqrt(head_size) scale, the causal mask, the softmax axis, the head
+ * order in the concat and proj all show in the values. */
+static void test_attention_values(void **state)
+{
+    (void)state;
+    enum { B = 2, T = 5, C = 6, H = 3, HS = C / H };
+    nn_params p;
+    nn_params_init(&p);
+    ag_rng r = ag_rng_new(50);
+    nn_mha m;
+    assert_true(nn_mha_init(&m, &p, "sa", C, H, 0.0f, &r));
+    for (int i = 0; i < p.n; i++) /* larger weights: a sharper softmax */
+        for (int64_t k = 0; k < p.items[i]->numel; k++)
+            p.items[i]->data[k] *= 3.0f;
+    ag_tensor *x = ag_randn(NULL, 51, 0.0f, 1.0f, AG_SHAPE(B, T, C));
+    double *heads = malloc(sizeof(double) * B * T * C), one[B * T * HS];
+    for (int h = 0; h < H; h++) {
+        ref_head(x->data, &m.heads[h], B, T, C, one);
+        for (int64_t rt = 0; rt < B * T; rt++)
+            for (int j = 0; j < HS; j++)
+                heads[rt * C + h * HS + j] = one[rt * HS + j];
+    }
+    ag_ctx *c = ag_ctx_new();
+    /* head 1 alone */
+    ag_tensor *y = nn_head_forward(c, &m.heads[1], x, false);
+    assert_shape(y, B, T, HS);
+    for (int64_t rt = 0; rt < B * T; rt++)
+        for (int j = 0; j < HS; j++) {
+            float want = (float)heads[rt * C + 1 * HS + j];
+            assert_close(&y->data[rt * HS + j], &want, 1, 1e-5);
+        }
+    /* all heads, concatenated in order, through proj */
+    y = nn_mha_forward(c, &m, x, false);
+    assert_shape(y, B, T, C);
+    for (int64_t rt = 0; rt < B * T; rt++)
+        for (int o = 0; o < C; o++) {
+            double acc = m.proj.bias->data[o];
+            for (int i = 0; i < C; i++)
+                acc += heads[rt * C + i] * m.proj.weight->data[o * C + i];
+            float want = (float)acc;
+            assert_close(&y->data[rt * C + o], &want, 1, 1e-5);
+        }
+    ag_ctx_free(c);
+    free(heads);
+    ag_tensor_free(x);
+    nn_mha_free(&m);
+    nn_params_free(&p);
+}
+
+/* FeedForward against net.2(relu(net.0(x))) in double, and a Block against
+ * its definition x + sa(ln1(x)), then + ffwd(ln2(.)), built from the
+ * modules' own forwards (bit for bit: the same ops in the same order). */
+static void test_feedforward_and_block_values(void **state)
+{
+    (void)state;
+    enum { B = 2, T = 3, C = 4 };
+    nn_params p;
+    nn_params_init(&p);
+    ag_rng r = ag_rng_new(60);
+    nn_block b;
+    assert_true(nn_block_init(&b, &p, "blocks.0", C, 2, 0.0f, &r));
+    ag_fill_normal(b.ln1.weight, &r, 1.0f, 0.5f);
+    ag_fill_normal(b.ln1.bias, &r, 0.0f, 0.5f);
+    ag_fill_normal(b.ln2.weight, &r, 1.0f, 0.5f);
+    ag_fill_normal(b.ln2.bias, &r, 0.0f, 0.5f);
+    ag_tensor *x = ag_randn(NULL, 61, 0.0f, 1.0f, AG_SHAPE(B, T, C));
+    ag_ctx *c = ag_ctx_new();
+
+    const nn_feedforward *f = &b.ffwd;
+    assert_shape(f->fc.weight, 4 * C, C);
+    assert_shape(f->proj.weight, C, 4 * C);
+    ag_tensor *y = nn_feedforward_forward(c, f, x, false);
+    assert_shape(y, B, T, C);
+    int relu_zeros = 0;
+    for (int64_t rt = 0; rt < B * T; rt++) {
+        double h[4 * C];
+        for (int j = 0; j < 4 * C; j++) {
+            h[j] = f->fc.bias->data[j];
+            for (int i = 0; i < C; i++)
+                h[j] += (double)x->data[rt * C + i] * f->fc.weight->data[j * C + i];
+            relu_zeros += h[j] <= 0;
+            h[j] = h[j] > 0 ? h[j] : 0;
+        }
+        for (int o = 0; o < C; o++) {
+            double acc = f->proj.bias->data[o];
+            for (int j = 0; j < 4 * C; j++)
+                acc += h[j] * f->proj.weight->data[o * 4 * C + j];
+            float want = (float)acc;
+            assert_close(&y->data[rt * C + o], &want, 1, 1e-5);
+        }
+    }
+    assert_true(relu_zeros > 0 && relu_zeros < B * T * 4 * C); /* both sides of the ReLU */
+
+    ag_tensor *h1 = ag_add(c, x, nn_mha_forward(c, &b.sa, nn_layernorm_forward(c, &b.ln1, x), false));
+    ag_tensor *want = ag_add(c, h1, nn_feedforward_forward(c, f, nn_layernorm_forward(c, &b.ln2, h1), false));
+    y = nn_block_forward(c, &b, x, false);
+    assert_shape(y, B, T, C);
+    assert_true(bit_equal(y->data, want->data, y->numel));
+    ag_ctx_free(c);
+    ag_tensor_free(x);
+    nn_block_free(&b);
+    nn_params_free(&p);
+}
+
+/* ------------------------------------------------------------------ causality */
+
+/* Output at positions <= t is unchanged when inputs after t change; output
+ * at every position > t changes. */
+static void check_causal(seq_fn f, const void *m, int64_t C)
+{
+    enum { B = 2, T = 6 };
+    ag_tensor *x1 = ag_randn(NULL, 21, 0.0f, 1.0f, AG_SHAPE(B, T, C));
+    ag_tensor *x2 = ag_empty(NULL, AG_SHAPE(B, T, C));
+    int64_t n;
+    float *y1 = run(f, m, x1, false, 0, &n);
+    int64_t oc = n / (B * T);
+    for (int t = 0; t < T - 1; t++) {
+        memcpy(x2->data, x1->data, (size_t)x1->numel * sizeof(float));
+        ag_rng r = ag_rng_new(100 + (uint64_t)t);
+        for (int b = 0; b < B; b++)
+            for (int s = t + 1; s < T; s++)
+                for (int64_t k = 0; k < C; k++)
+                    x2->data[(b * T + s) * C + k] = 2.0f * ag_rng_normal(&r);
+        float *y2 = run(f, m, x2, false, 0, NULL);
+        for (int b = 0; b < B; b++) {
+            for (int s = 0; s <= t; s++)
+                for (int64_t k = 0; k < oc; k++) {
+                    float a = y1[(b * T + s) * oc + k], z = y2[(b * T + s) * oc + k];
+                    if (!(fabsf(a - z) <= 1e-6f))
+                        fail_msg("t %d: output (%d, %d, %lld) changed from %.9g to %.9g", t, b, s,
+                                 (long long)k, (double)a, (double)z);
+                }
+            for (int s = t + 1; s < T; s++) {
+                float d = 0;
+                for (int64_t k = 0; k < oc; k++)
+                    d = fmaxf(d, fabsf(y1[(b * T + s) * oc + k] - y2[(b * T + s) * oc + k]));
+                if (!(d > 1e-4f))
+                    fail_msg("t %d: output at (%d, %d) did not change with its input", t, b, s);
+            }
+        }
+        free(y2);
+    }
+    free(y1);
+    ag_tensor_free(x1);
+    ag_tensor_free(x2);
+}
+
+static void test_causality(void **state)
+{
+    (void)state;
+    nn_params p;
+    nn_params_init(&p);
+    ag_rng r = ag_rng_new(20);
+    nn_head h;
+    nn_block b;
+    assert_true(nn_head_init(&h, &p, "h", 8, 4, 0.0f, &r));
+    assert_true(nn_block_init(&b, &p, "blocks.0", 8, 2, 0.0f, &r));
+    check_causal(s_head, &h, 8);
+    check_causal(s_block, &b, 8);
+    nn_block_free(&b);
+    nn_params_free(&p);
+}
+
+/* ------------------------------------------------------------------ registry */
+
+static void test_block_parameter_names(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *name;
+        int ndim;
+        int64_t shape[2];
+    } want[] = {
+        {"blocks.0.sa.heads.0.key.weight", 2, {2, 6}},
+        {"blocks.0.sa.heads.0.query.weight", 2, {2, 6}},
+        {"blocks.0.sa.heads.0.value.weight", 2, {2, 6}},
+        {"blocks.0.sa.heads.1.key.weight", 2, {2, 6}},
+        {"blocks.0.sa.heads.1.query.weight", 2, {2, 6}},
+        {"blocks.0.sa.heads.1.value.weight", 2, {2, 6}},
+        {"blocks.0.sa.heads.2.key.weight", 2, {2, 6}},
+        {"blocks.0.sa.heads.2.query.weight", 2, {2, 6}},
+        {"blocks.0.sa.heads.2.value.weight", 2, {2, 6}},
+        {"blocks.0.sa.proj.weight", 2, {6, 6}},
+        {"blocks.0.sa.proj.bias", 1, {6}},
+        {"blocks.0.ffwd.net.0.weight", 2, {24, 6}},
+        {"blocks.0.ffwd.net.0.bias", 1, {24}},
+        {"blocks.0.ffwd.net.2.weight", 2, {6, 24}},
+        {"blocks.0.ffwd.net.2.bias", 1, {6}},
+        {"blocks.0.ln1.weight", 1, {6}},
+        {"blocks.0.ln1.bias", 1, {6}},
+        {"blocks.0.ln2.weight", 1, {6}},
+        {"blocks.0.ln2.bias", 1, {6}},
+    };
+    const int nwant = (int)(sizeof want / sizeof *want);
+    nn_params p;
+    nn_params_init(&p);
+    ag_rng r = ag_rng_new(0);
+    nn_block b, b1;
+    assert_true(nn_block_init(&b, &p, "blocks.0", 6, 3, 0.1f, &r));
+    assert_int_equal(p.n, nwant);
+    for (int i = 0; i < nwant; i++) {
+        const ag_tensor *t = p.items[i];
+        assert_string_equal(t->name, want[i].name);
+        assert_int_equal(t->ndim, want[i].ndim);
+        for (int d = 0; d < want[i].ndim; d++)
+            assert_int_equal(t->shape[d], want[i].shape[d]);
+        assert_true(t->requires_grad);
+        assert_ptr_equal(nn_params_find(&p, want[i].name), t);
+    }
+    /* the struct's fields are the registered tensors */
+    assert_ptr_equal(b.sa.heads[1].query.weight, p.items[4]);
+    assert_ptr_equal(b.ffwd.proj.bias, p.items[14]);
+    assert_ptr_equal(b.ln2.weight, p.items[17]);
+    assert_int_equal(b.sa.n_head, 3);
+    assert_int_equal(b.sa.heads[0].head_size, 2);
+    /* 9 * 2*6 + 6*6+6 + 24*6+24 + 6*24+6 + 4*6 */
+    assert_int_equal(nn_params_numel(&p), 108 + 42 + 168 + 150 + 24);
+    assert_null(nn_params_find(&p, "blocks.0.sa.heads.3.key.weight"));
+    assert_null(nn_params_find(&p, "blocks.0.sa.heads.0.key.bias"));
+
+    /* a second block under its own prefix */
+    assert_true(nn_block_init(&b1, &p, "blocks.1", 6, 3, 0.1f, &r));
+    assert_int_equal(p.n, 2 * nwant);
+    assert_string_equal(p.items[nwant]->name, "blocks.1.sa.heads.0.key.weight");
+    assert_string_equal(p.items[2 * nwant - 1]->name, "blocks.1.ln2.bias");
+    assert_int_equal(nn_params_numel(&p), 2 * 492);
+
+    /* the same prefix again collides on its first name */
+    nn_block dup;
+    bool ok = true;
+    assert_ag_error(ok = nn_block_init(&dup, &p, "blocks.0", 6, 3, 0.1f, &r),
+                    "blocks.0.sa.heads.0.key.weight");
+    assert_false(ok);
+    assert_int_equal(p.n, 2 * nwant);
+    nn_block_free(&dup);
+    nn_block_free(&b1);
+    nn_block_free(&b);
+    nn_params_free(&p);
+    assert_int_equal(p.n, 0);
+    assert_null(p.items);
+}
+
+static void test_registry(void **state)
+{
+    (void)state;
+    nn_params p;
+    nn_params_init(&p);
+    assert_int_equal(p.n, 0);
+    assert_int_equal(nn_params_numel(&p), 0);
+    ag_tensor *a = nn_param(&p, "enc", "w", AG_SHAPE(2, 3));
+    ag_tensor *b = nn_param(&p, NULL, "b", AG_SHAPE(4));
+    ag_tensor *s = nn_param(&p, "", "s", 0, NULL);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_non_null(s);
+    assert_string_equal(a->name, "enc.w");
+    assert_string_equal(b->name, "b");
+    assert_string_equal(s->name, "s");
+    assert_int_equal(s->numel, 1);
+    for (int64_t i = 0; i < a->numel; i++)
+        assert_true(a->data[i] == 0.0f); /* zeroed */
+    assert_int_equal(nn_params_numel(&p), 6 + 4 + 1);
+
+    /* duplicates are reported through the handler and give NULL; nothing is added */
+    ag_tensor *d = a;
+    assert_ag_error(d = nn_param(&p, "enc", "w", AG_SHAPE(5)), "enc.w", "already");
+    assert_null(d);
+    d = a;
+    assert_ag_error(d = nn_param(&p, NULL, "enc.w", AG_SHAPE(2, 3)), "enc.w");
+    assert_null(d);
+    assert_int_equal(p.n, 3);
+    assert_int_equal(nn_params_numel(&p), 11);
+    assert_ptr_equal(nn_params_find(&p, "enc.w"), a);
+    /* a name too long for the registry is refused, not truncated */
+    char longname[300];
+    memset(longname, 'x', sizeof longname - 1);
+    longname[sizeof longname - 1] = '\0';
+    d = a;
+    assert_ag_error(d = nn_param(&p, "enc", longname, AG_SHAPE(1)), "longer");
+    assert_null(d);
+    assert_int_equal(p.n, 3);
+
+    /* many registrations (growing the array) keep order and lookups */
+    for (int i = 0; i < 100; i++) {
+        char nm[16];
+        snprintf(nm, sizeof nm, "p%d", i);
+        assert_non_null(nn_param(&p, "many", nm, AG_SHAPE(i % 3 + 1)));
+    }
+    assert_int_equal(p.n, 103);
+    assert_string_equal(p.items[3]->name, "many.p0");
+    assert_string_equal(p.items[102]->name, "many.p99");
+    assert_int_equal(nn_params_find(&p, "many.p50")->numel, 50 % 3 + 1);
+    assert_int_equal(nn_params_numel(&p), 11 + 33 * 6 + 1); /* 1+2+3 per 3, p99 adds 1 */
+
+    /* zero_grad: grads of any value become zero; missing grads are made, zeroed */
+    ag_zero_grad(a);
+    for (int64_t i = 0; i < a->numel; i++)
+        a->grad[i] = (float)i + 1.0f;
+    assert_null(b->grad);
+    nn_params_zero_grad(&p);
+    for (int i = 0; i < p.n; i++) {
+        ag_tensor *t = p.items[i];
+        assert_non_null(t->grad);
+        for (int64_t k = 0; k < t->numel; k++)
+            assert_true(t->grad[k] == 0.0f);
+    }
+    nn_params_free(&p);
+
+    /* n_embd not divisible by n_head */
+    nn_params q;
+    nn_params_init(&q);
+    ag_rng r = ag_rng_new(0);
+    nn_mha m;
+    bool ok = true;
+    assert_ag_error(ok = nn_mha_init(&m, &q, "sa", 6, 4, 0.0f, &r), "6", "4", "divisible");
+    assert_false(ok);
+    assert_int_equal(q.n, 0);
+    nn_mha_free(&m);
+    ok = true;
+    assert_ag_error(ok = nn_mha_init(&m, &q, "sa", 6, 0, 0.0f, &r), "n_head");
+    assert_false(ok);
+    nn_mha_free(&m);
+    nn_block blk;
+    ok = true;
+    assert_ag_error(ok = nn_block_init(&blk, &q, "blocks.0", 10, 3, 0.0f, &r), "divisible");
+    assert_false(ok);
+    nn_block_free(&blk);
+    nn_params_free(&q);
+}
+
+/* ------------------------------------------------------------------ dropout in eval */
+
+/* A module built with dropout 0.5 gives in eval mode exactly what the same
+ * weights with dropout 0 give (eval or training); in training it differs. */
+static void test_dropout_eval_is_identity(void **state)
+{
+    (void)state;
+    ag_tensor *x = ag_randn(NULL, 30, 0.0f, 1.0f, AG_SHAPE(2, 5, 8));
+    nn_params pa, pb;
+    nn_params_init(&pa);
+    nn_params_init(&pb);
+    nn_head ha, hb;
+    nn_mha ma, mb;
+    nn_feedforward fa, fb;
+    nn_block ba, bb;
+    nn_dropout da = {0.5f}, db = {0.0f};
+    ag_rng ra = ag_rng_new(31), rb = ag_rng_new(31);
+    assert_true(nn_head_init(&ha, &pa, "h", 8, 4, 0.5f, &ra));
+    assert_true(nn_head_init(&hb, &pb, "h", 8, 4, 0.0f, &rb));
+    assert_true(nn_mha_init(&ma, &pa, "sa", 8, 2, 0.5f, &ra));
+    assert_true(nn_mha_init(&mb, &pb, "sa", 8, 2, 0.0f, &rb));
+    assert_true(nn_feedforward_init(&fa, &pa, "ffwd", 8, 0.5f, &ra));
+    assert_true(nn_feedforward_init(&fb, &pb, "ffwd", 8, 0.0f, &rb));
+    assert_true(nn_block_init(&ba, &pa, "blocks.0", 8, 2, 0.5f, &ra));
+    assert_true(nn_block_init(&bb, &pb, "blocks.0", 8, 2, 0.0f, &rb));
+    assert_int_equal(pa.n, pb.n);
+    for (int i = 0; i < pa.n; i++) /* same weights */
+        assert_true(bit_equal(pa.items[i]->data, pb.items[i]->data, pa.items[i]->numel));
+
+    const struct {
+        const char *what;
+        seq_fn f;
+        const void *a, *b;
+    } mods[] = {
+        {"head", s_head, &ha, &hb},
+        {"mha", s_mha, &ma, &mb},
+        {"feedforward", s_ffwd, &fa, &fb},
+        {"block", s_block, &ba, &bb},
+        {"dropout", s_dropout, &da, &db},
+    };
+    for (size_t i = 0; i < sizeof mods / sizeof *mods; i++) {
+        int64_t n;
+        float *eval_a = run(mods[i].f, mods[i].a, x, false, 1, &n);
+        float *eval_a2 = run(mods[i].f, mods[i].a, x, false, 2, NULL);
+        float *eval_b = run(mods[i].f, mods[i].b, x, false, 1, NULL);
+        float *train_b = run(mods[i].f, mods[i].b, x, true, 1, NULL);
+        float *train_a = run(mods[i].f, mods[i].a, x, true, 1, NULL);
+        if (!bit_equal(eval_a, eval_b, n) || !bit_equal(eval_a, eval_a2, n) ||
+            !bit_equal(eval_a, train_b, n))
+            fail_msg("%s: eval output with dropout 0.5 is not the dropout-free output", mods[i].what);
+        if (bit_equal(eval_a, train_a, n))
+            fail_msg("%s: training output with dropout 0.5 equals eval's", mods[i].what);
+        free(eval_a);
+        free(eval_a2);
+        free(eval_b);
+        free(train_b);
+        free(train_a);
+    }
+    /* nn_dropout in eval hands back the same values as its input */
+    float *y = run(s_dropout, &da, x, false, 3, NULL);
+    assert_true(bit_equal(y, x->data, x->numel));
+    free(y);
+
+    nn_mha_free(&ma);
+    nn_mha_free(&mb);
+    nn_block_free(&ba);
+    nn_block_free(&bb);
+    nn_params_free(&pa);
+    nn_params_free(&pb);
+    ag_tensor_free(x);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_gradcheck_linear),
+        cmocka_unit_test(test_gradcheck_embedding),
+        cmocka_unit_test(test_gradcheck_layernorm),
+        cmocka_unit_test(test_gradcheck_head),
+        cmocka_unit_test(test_gradcheck_mha),
+        cmocka_unit_test(test_gradcheck_feedforward),
+        cmocka_unit_test(test_gradcheck_block),
+        cmocka_unit_test(test_gradcheck_with_dropout),
+        cmocka_unit_test(test_layernorm_normalizes),
+        cmocka_unit_test(test_linear_values),
+        cmocka_unit_test(test_inits),
+        cmocka_unit_test(test_attention_values),
+        cmocka_unit_test(test_feedforward_and_block_values),
+        cmocka_unit_test(test_causality),
+        cmocka_unit_test(test_block_parameter_names),
+        cmocka_unit_test(test_registry),
+        cmocka_unit_test(test_dropout_eval_is_identity),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
