@@ -30,8 +30,8 @@ void nn_st_add_adamw(nn_st_writer *w, const nn_adamw *opt)
 bool nn_load_params(const nn_st *f, nn_params *p, char *err, size_t errlen)
 {
     for (int i = 0; i < p->n; i++) {
-        ag_tensor *t = p->items[i];
-        if (!nn_st_read(f, t->name, t->data, t->ndim, t->shape, err, errlen))
+        const ag_tensor *t = p->items[i];
+        if (!nn_st_check(f, t->name, t->ndim, t->shape, err, errlen))
             return false;
     }
     for (int i = 0; i < nn_st_count(f); i++) {
@@ -40,6 +40,10 @@ bool nn_load_params(const nn_st *f, nn_params *p, char *err, size_t errlen)
             snprintf(err, errlen, "tensor \"%s\" in the file is not a parameter of this model", name);
             return false;
         }
+    }
+    for (int i = 0; i < p->n; i++) {
+        ag_tensor *t = p->items[i];
+        nn_st_read(f, t->name, t->data, t->ndim, t->shape, err, errlen);
     }
     return true;
 }
@@ -54,15 +58,18 @@ bool nn_load_adamw(const nn_st *f, nn_adamw *opt, char *err, size_t errlen)
         return false;
     }
     char name[300];
-    for (int i = 0; i < opt->params->n; i++) {
-        const ag_tensor *t = opt->params->items[i];
-        snprintf(name, sizeof name, OPT_PREFIX "exp_avg.%s", t->name);
-        if (!nn_st_read(f, name, opt->m[i], t->ndim, t->shape, err, errlen))
-            return false;
-        snprintf(name, sizeof name, OPT_PREFIX "exp_avg_sq.%s", t->name);
-        if (!nn_st_read(f, name, opt->v[i], t->ndim, t->shape, err, errlen))
-            return false;
-    }
+    for (int pass = 0; pass < 2; pass++) /* check everything, then copy */
+        for (int i = 0; i < opt->params->n; i++) {
+            const ag_tensor *t = opt->params->items[i];
+            snprintf(name, sizeof name, OPT_PREFIX "exp_avg.%s", t->name);
+            if (pass == 0 ? !nn_st_check(f, name, t->ndim, t->shape, err, errlen)
+                          : !nn_st_read(f, name, opt->m[i], t->ndim, t->shape, err, errlen))
+                return false;
+            snprintf(name, sizeof name, OPT_PREFIX "exp_avg_sq.%s", t->name);
+            if (pass == 0 ? !nn_st_check(f, name, t->ndim, t->shape, err, errlen)
+                          : !nn_st_read(f, name, opt->v[i], t->ndim, t->shape, err, errlen))
+                return false;
+        }
     opt->step = s;
     return true;
 }

@@ -161,6 +161,9 @@ const char *nn_st_name(const nn_st *f, int i);
 bool nn_st_has(const nn_st *f, const char *name);
 /* The __metadata__ string for key, or NULL. */
 const char *nn_st_meta(const nn_st *f, const char *key);
+/* true if tensor `name` is there as F32 of shape (ndim, shape); else false with the reason. */
+bool nn_st_check(const nn_st *f, const char *name, int ndim, const int64_t *shape, char *err,
+                 size_t errlen);
 /* Copies tensor `name` into dst after checking its dtype and that its shape is (ndim, shape). */
 bool nn_st_read(const nn_st *f, const char *name, float *dst, int ndim, const int64_t *shape,
                 char *err, size_t errlen);
@@ -187,7 +190,8 @@ void nn_st_add_params(nn_st_writer *w, const nn_params *p);
 void nn_st_add_adamw(nn_st_writer *w, const nn_adamw *opt);
 /* Loads every parameter of p by name, checking shapes; fails on the first
  * missing or mismatched tensor, and on tensors the file has that p lacks
- * (other than "optimizer." ones). */
+ * (other than "optimizer." ones). Everything is checked before anything is
+ * copied, so a failed load leaves p (and opt) as they were. */
 bool nn_load_params(const nn_st *f, nn_params *p, char *err, size_t errlen);
 bool nn_load_adamw(const nn_st *f, nn_adamw *opt, char *err, size_t errlen);
 

@@ -582,8 +582,8 @@ static void fmt_shape(char *b, size_t n, int nd, const int64_t *s)
         snprintf(b + k, n - k, ")");
 }
 
-bool nn_st_read(const nn_st *f, const char *name, float *dst, int ndim, const int64_t *shape,
-                char *err, size_t errlen)
+bool nn_st_check(const nn_st *f, const char *name, int ndim, const int64_t *shape, char *err,
+                 size_t errlen)
 {
     const entry *e = find(f, name);
     if (!e)
@@ -599,6 +599,15 @@ bool nn_st_read(const nn_st *f, const char *name, float *dst, int ndim, const in
         fmt_shape(b, sizeof b, ndim, shape);
         return seterr(err, errlen, "tensor \"%s\" has shape %s in the file, want %s", name, a, b);
     }
+    return true;
+}
+
+bool nn_st_read(const nn_st *f, const char *name, float *dst, int ndim, const int64_t *shape,
+                char *err, size_t errlen)
+{
+    if (!nn_st_check(f, name, ndim, shape, err, errlen))
+        return false;
+    const entry *e = find(f, name);
     const unsigned char *src = f->data + e->begin;
     size_t n = (size_t)(e->end - e->begin) / 4;
     for (size_t i = 0; i < n; i++) { /* little-endian on any host */
@@ -750,6 +759,12 @@ static bool write_all(FILE *fp, const void *p, size_t n) { return fwrite(p, 1, n
 
 bool nn_st_write(nn_st_writer *w, const char *path, char *err, size_t errlen)
 {
+    /* a file with a name twice could not be read back: refuse to write it */
+    for (int i = 0; i < w->n; i++)
+        for (int j = 0; j < i; j++)
+            if (strcmp(w->e[i].name, w->e[j].name) == 0)
+                return seterr(err, errlen, "cannot write %s: tensor \"%s\" added twice", path,
+                              w->e[i].name);
     sbuf h = {0};
     put(&h, "{", 1);
     if (w->nmeta) {

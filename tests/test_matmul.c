@@ -1,0 +1,590 @@
+/* test_matmul.c - ag_matmul and ag_matmul_nt, and the GEMM kernels under them.
+ *
+ * Ops: 2-D non-square, batched 3-D and 4-D, broadcast batch dims
+ * ((2,1,M,K) @ (3,K,N), (B,T,C) @ (C,N) which folds into one GEMM, 2-D @
+ * batched), empty dims; forward values by hand for small cases and against a
+ * double-precision reference loop otherwise; gradcheck of both inputs for
+ * every case, the broadcast inputs' grads (sums over the broadcast batches)
+ * checked directly, and grads accumulating across backward calls.
+ *
+ * Kernels: ag_gemm_builtin, ag_gemm_serial and ag_gemm (BLAS when the build
+ * has it) against ag_gemm_naive over all four transpose combinations, sizes
+ * of 1, primes, sizes around the 6x16 micro-tile and the 72/256 blocks,
+ * alpha != 1, beta 0 (over NaN garbage), 1 and 0.5, and submatrices whose
+ * leading dimensions exceed their widths (the padding must be neither read
+ * nor written). */
+#include "test_util.h"
+
+#include "internal.h"
+
+#include <stdlib.h>
+
+/* ------------------------------------------------------------ reference */
+
+/* Offset of t's matrix for output batch b (row-major over out's batch dims),
+ * t's batch dims aligned to the right and broadcast where they are 1. */
+static int64_t batch_offset(const ag_tensor *t, const ag_tensor *out, int64_t b)
+{
+    int nbd = out->ndim - 2, tbd = t->ndim - 2;
+    int64_t off = 0, stride = t->shape[t->ndim - 2] * t->shape[t->ndim - 1];
+    for (int i = nbd - 1; i >= 0; i--) {
+        int64_t k = b % out->shape[i];
+        b /= out->shape[i];
+        int j = i - (nbd - tbd);
+        if (j < 0)
+            continue;
+        if (t->shape[j] != 1)
+            off += k * stride;
+        stride *= t->shape[j];
+    }
+    return off;
+}
+
+/* want = a @ b (nt: a @ b^T) over out's shape, by definition, in double */
+static void ref_matmul(const ag_tensor *a, const ag_tensor *b, bool nt, const ag_tensor *out,
+                       float *want)
+{
+    int64_t M = a->shape[a->ndim - 2], K = a->shape[a->ndim - 1];
+    int64_t N = out->shape[out->ndim - 1], nb = M * N != 0 ? out->numel / (M * N) : 0;
+    for (int64_t q = 0; q < nb; q++) {
+        const float *A = a->data + batch_offset(a, out, q);
+        const float *B = b->data + batch_offset(b, out, q);
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < N; j++) {
+                double s = 0;
+                for (int64_t k = 0; k < K; k++)
+                    s += (double)A[i * K + k] * (nt ? B[j * K + k] : B[k * N + j]);
+                want[(q * M + i) * N + j] = (float)s;
+            }
+    }
+}
+
+static ag_tensor *f_matmul(ag_ctx *c, ag_tensor *const *in, int n, void *user)
+{
+    (void)n;
+    (void)user;
+    return weighted_sum(c, ag_matmul(c, in[0], in[1]));
+}
+
+static ag_tensor *f_matmul_nt(ag_ctx *c, ag_tensor *const *in, int n, void *user)
+{
+    (void)n;
+    (void)user;
+    return weighted_sum(c, ag_matmul_nt(c, in[0], in[1]));
+}
+
+/* Random a and b of the given shapes: the op's forward matches the reference,
+ * its output has out_shape, and gradcheck passes for both inputs. */
+static void check_case(bool nt, int nda, const int64_t *sa, int ndb, const int64_t *sb, int ndo,
+                       const int64_t *so)
+{
+    ag_tensor *a = rand_leaf(11 + (uint64_t)nda, 1.0f, nda, sa);
+    ag_tensor *b = rand_leaf(23 + (uint64_t)ndb, 1.0f, ndb, sb);
+    ag_ctx *c = ag_ctx_new();
+    ag_tensor *y = nt ? ag_matmul_nt(c, a, b) : ag_matmul(c, a, b);
+    assert_non_null(y);
+    assert_int_equal(y->ndim, ndo);
+    for (int i = 0; i < ndo; i++)
+        assert_int_equal(y->shape[i], so[i]);
+    float *want = malloc((size_t)(y->numel ? y->numel : 1) * sizeof *want);
+    ref_matmul(a, b, nt, y, want);
+    assert_close(y->data, want, y->numel, 1e-5);
+    free(want);
+    ag_ctx_free(c);
+
+    ag_tensor *in[2] = {a, b};
+    assert_gradcheck(nt ? f_matmul_nt : f_matmul, in, 2, NULL);
+    free_all(in, 2);
+}
+
+#define SHP(...) AG_SHAPE(__VA_ARGS__)
+
+/* ------------------------------------------------------------ ops: by hand */
+
+/* A (2,3) and B (3,4) used by the hand-computed tests, and their product:
+ *   row 0: [1*1+2*0+3*3, 1*0+2*1+3*-2, 1*-1+2*2+3*1, 1*2+2*-1+3*0] = [10, -4, 6, 0]
+ *   row 1: [4*1+5*0+6*3, 4*0+5*1+6*-2, 4*-1+5*2+6*1, 4*2+5*-1+6*0] = [22, -7, 12, 3] */
+static const float hand_a[6] = {1, 2, 3, 4, 5, 6};
+static const float hand_b[12] = {1, 0, -1, 2, 0, 1, 2, -1, 3, -2, 1, 0};
+static const float hand_bt[12] = {1, 0, 3, 0, 1, -2, -1, 2, 1, 2, -1, 0}; /* hand_b^T (4,3) */
+static const float hand_c[8] = {10, -4, 6, 0, 22, -7, 12, 3};
+
+static void test_matmul_2d_by_hand(void **state)
+{
+    (void)state;
+    ag_tensor *a = leaf(hand_a, SHP(2, 3)), *b = leaf(hand_b, SHP(3, 4));
+    ag_ctx *c = ag_ctx_new();
+    ag_tensor *y = ag_matmul(c, a, b);
+    assert_shape(y, 2, 4);
+    assert_close(y->data, hand_c, 8, 0.0);
+
+    /* d sum(y) / dA[i,k] = sum_j B[k,j]: rows of B sum to 2, 2, 2;
+     * d sum(y) / dB[k,j] = sum_i A[i,k]: 5, 7, 9 down each row of B */
+    assert_true(ag_backward(c, ag_sum_all(c, y)));
+    const float ga[6] = {2, 2, 2, 2, 2, 2};
+    const float gb[12] = {5, 5, 5, 5, 7, 7, 7, 7, 9, 9, 9, 9};
+    assert_close(a->grad, ga, 6, 0.0);
+    assert_close(b->grad, gb, 12, 0.0);
+    ag_ctx_free(c);
+
+    ag_tensor *in[2] = {a, b};
+    assert_gradcheck(f_matmul, in, 2, NULL);
+    free_all(in, 2);
+}
+
+static void test_matmul_nt_2d_by_hand(void **state)
+{
+    (void)state;
+    ag_tensor *a = leaf(hand_a, SHP(2, 3)), *bt = leaf(hand_bt, SHP(4, 3));
+    ag_ctx *c = ag_ctx_new();
+    ag_tensor *y = ag_matmul_nt(c, a, bt);
+    assert_shape(y, 2, 4);
+    assert_close(y->data, hand_c, 8, 0.0);
+
+    /* d sum(y) / dBt[j,k] = sum_i A[i,k] = 5, 7, 9 along each row of Bt */
+    assert_true(ag_backward(c, ag_sum_all(c, y)));
+    const float ga[6] = {2, 2, 2, 2, 2, 2};
+    const float gbt[12] = {5, 7, 9, 5, 7, 9, 5, 7, 9, 5, 7, 9};
+    assert_close(a->grad, ga, 6, 0.0);
+    assert_close(bt->grad, gbt, 12, 0.0);
+    ag_ctx_free(c);
+
+    ag_tensor *in[2] = {a, bt};
+    assert_gradcheck(f_matmul_nt, in, 2, NULL);
+    free_all(in, 2);
+}
+
+static void test_matmul_batched_3d_by_hand(void **state)
+{
+    (void)state;
+    /* batch 0: [[1,2],[3,4]] @ I = [[1,2],[3,4]]
+     * batch 1: [[0,1],[-1,0]] @ [[2,3],[4,5]] = [[4,5],[-2,-3]] */
+    const float da[8] = {1, 2, 3, 4, 0, 1, -1, 0};
+    const float db[8] = {1, 0, 0, 1, 2, 3, 4, 5};
+    const float want[8] = {1, 2, 3, 4, 4, 5, -2, -3};
+    ag_tensor *a = leaf(da, SHP(2, 2, 2)), *b = leaf(db, SHP(2, 2, 2));
+    ag_ctx *c = ag_ctx_new();
+    ag_tensor *y = ag_matmul(c, a, b);
+    assert_shape(y, 2, 2, 2);
+    assert_close(y->data, want, 8, 0.0);
+    ag_ctx_free(c);
+    ag_tensor *in[2] = {a, b};
+    assert_gradcheck(f_matmul, in, 2, NULL);
+    free_all(in, 2);
+}
+
+/* (2,1,1,2) @ (3,2,1) -> (2,3,1,1):
+ *   a0 = [1,2] against b = [1,1]^T, [1,0]^T, [0,2]^T: 3, 1, 4
+ *   a1 = [3,4]:                                       7, 3, 8
+ * With loss sum(y): dA_i = sum_j B_j^T summed over the 3 b batches
+ * = [1+1+0, 1+0+2] = [2, 3] for both i; dB_j = sum over the 2 a batches
+ * = [1+3, 2+4]^T = [4, 6]^T for every j. */
+static void test_matmul_broadcast_by_hand_grads_sum_over_batches(void **state)
+{
+    (void)state;
+    const float da[4] = {1, 2, 3, 4};
+    const float db[6] = {1, 1, 1, 0, 0, 2};
+    ag_tensor *a = leaf(da, SHP(2, 1, 1, 2)), *b = leaf(db, SHP(3, 2, 1));
+    ag_ctx *c = ag_ctx_new();
+    ag_tensor *y = ag_matmul(c, a, b);
+    assert_shape(y, 2, 3, 1, 1);
+    const float want[6] = {3, 1, 4, 7, 3, 8};
+    assert_close(y->data, want, 6, 0.0);
+    assert_true(ag_backward(c, ag_sum_all(c, y)));
+    const float ga[4] = {2, 3, 2, 3};
+    const float gb[6] = {4, 6, 4, 6, 4, 6};
+    assert_close(a->grad, ga, 4, 0.0);
+    assert_close(b->grad, gb, 6, 0.0);
+    ag_ctx_free(c);
+    ag_tensor *in[2] = {a, b};
+    assert_gradcheck(f_matmul, in, 2, NULL);
+    free_all(in, 2);
+}
+
+/* matmul_nt(a, b) is matmul(a, b^T), batch dims broadcast included. */
+static void test_matmul_nt_equals_matmul_of_transpose(void **state)
+{
+    (void)state;
+    ag_tensor *a = rand_leaf(1, 1.0f, SHP(2, 1, 5, 7));
+    ag_tensor *b = rand_leaf(2, 1.0f, SHP(3, 4, 7));
+    ag_ctx *c = ag_ctx_new();
+    ag_tensor *y = ag_matmul_nt(c, a, b);
+    ag_tensor *z = ag_matmul(c, a, ag_transpose(c, b, -1, -2));
+    assert_shape(y, 2, 3, 5, 4);
+    assert_shape(z, 2, 3, 5, 4);
+    assert_close(y->data, z->data, y->numel, 1e-6);
+    ag_ctx_free(c);
+    ag_tensor *in[2] = {a, b};
+    free_all(in, 2);
+}
+
+/* ------------------------------------------------------------ ops: shapes */
+
+static void test_matmul_2d_non_square(void **state)
+{
+    (void)state;
+    check_case(false, SHP(5, 7), SHP(7, 3), SHP(5, 3));
+    check_case(true, SHP(5, 7), SHP(3, 7), SHP(5, 3));
+    check_case(false, SHP(1, 9), SHP(9, 1), SHP(1, 1)); /* a dot product */
+    check_case(false, SHP(6, 1), SHP(1, 4), SHP(6, 4)); /* an outer product */
+}
+
+static void test_matmul_batched_3d(void **state)
+{
+    (void)state;
+    /* 6 batches: enough for the one-batch-per-thread path on 2 threads */
+    check_case(false, SHP(6, 3, 4), SHP(6, 4, 5), SHP(6, 3, 5));
+    check_case(true, SHP(6, 3, 4), SHP(6, 5, 4), SHP(6, 3, 5));
+    check_case(false, SHP(1, 3, 4), SHP(1, 4, 2), SHP(1, 3, 2));
+}
+
+static void test_matmul_batched_4d(void **state)
+{
+    (void)state;
+    check_case(false, SHP(2, 3, 4, 5), SHP(2, 3, 5, 3), SHP(2, 3, 4, 3));
+    check_case(true, SHP(2, 3, 4, 5), SHP(2, 3, 3, 5), SHP(2, 3, 4, 3));
+}
+
+static void test_matmul_broadcast_batch_dims(void **state)
+{
+    (void)state;
+    /* (2,1,M,K) @ (3,K,N) -> (2,3,M,N): each input shared by several outputs */
+    check_case(false, SHP(2, 1, 3, 4), SHP(3, 4, 5), SHP(2, 3, 3, 5));
+    check_case(true, SHP(2, 1, 3, 4), SHP(3, 5, 4), SHP(2, 3, 3, 5));
+    /* and the other way round, with a size-1 dim in b */
+    check_case(false, SHP(3, 4, 2), SHP(2, 1, 2, 3), SHP(2, 3, 4, 3));
+    /* 1 against N in both positions */
+    check_case(false, SHP(1, 3, 2, 4), SHP(2, 1, 4, 3), SHP(2, 3, 2, 3));
+}
+
+static void test_matmul_folds_batched_by_2d(void **state)
+{
+    (void)state;
+    /* (B,T,C) @ (C,N): one (B*T, C) @ (C, N) GEMM; Linear's x @ W^T for nt */
+    check_case(false, SHP(3, 4, 5), SHP(5, 6), SHP(3, 4, 6));
+    check_case(true, SHP(3, 4, 5), SHP(6, 5), SHP(3, 4, 6));
+    check_case(false, SHP(2, 2, 3, 4), SHP(4, 2), SHP(2, 2, 3, 2));
+    /* a b whose batch dims are all 1 folds too */
+    check_case(true, SHP(3, 4, 5), SHP(1, 1, 6, 5), SHP(1, 3, 4, 6));
+}
+
+static void test_matmul_2d_by_batched(void **state)
+{
+    (void)state;
+    /* (M,K) @ (B,K,N): a's one matrix is shared by every batch */
+    check_case(false, SHP(3, 4), SHP(5, 4, 2), SHP(5, 3, 2));
+    check_case(true, SHP(3, 4), SHP(5, 2, 4), SHP(5, 3, 2));
+}
+
+/* The folded GEMM and a per-batch loop agree on forward and both grads. */
+static void test_matmul_fold_matches_per_batch(void **state)
+{
+    (void)state;
+    ag_tensor *x = rand_leaf(5, 1.0f, SHP(4, 3, 6)), *w = rand_leaf(6, 1.0f, SHP(6, 5));
+    ag_ctx *c = ag_ctx_new();
+    ag_tensor *y = ag_matmul(c, x, w);
+    assert_true(ag_backward(c, weighted_sum(c, y)));
+    float gx[72], gw[30];
+    memcpy(gx, x->grad, sizeof gx);
+    memcpy(gw, w->grad, sizeof gw);
+    ag_zero_grad(x);
+    ag_zero_grad(w);
+
+    /* the same through a (4,1,6,5) copy of w: no fold, per-batch GEMMs */
+    ag_tensor *wb = ag_add(c, ag_zeros(c, SHP(4, 1, 6, 5)), w);
+    ag_tensor *yb = ag_reshape(c, ag_matmul(c, ag_reshape(c, x, SHP(4, 1, 3, 6)), wb),
+                               SHP(4, 3, 5));
+    assert_close(yb->data, y->data, y->numel, 1e-5);
+    assert_true(ag_backward(c, weighted_sum(c, yb)));
+    assert_close(x->grad, gx, 72, 1e-5);
+    assert_close(w->grad, gw, 30, 1e-5);
+    ag_ctx_free(c);
+    ag_tensor *in[2] = {x, w};
+    free_all(in, 2);
+}
+
+/* Backward adds to grads already there: a second backward over a fresh graph
+ * doubles them on every path (folded, batched, broadcast; nt or not). */
+static void check_grads_accumulate(bool nt, int nda, const int64_t *sa, int ndb,
+                                   const int64_t *sb)
+{
+    ag_tensor *a = rand_leaf(31, 1.0f, nda, sa), *b = rand_leaf(32, 1.0f, ndb, sb);
+    ag_ctx *c = ag_ctx_new();
+    float *once[2], *twice[2];
+    ag_tensor *in[2] = {a, b};
+    for (int pass = 0; pass < 2; pass++) {
+        ag_tensor *y = nt ? ag_matmul_nt(c, a, b) : ag_matmul(c, a, b);
+        assert_true(ag_backward(c, weighted_sum(c, y)));
+        for (int i = 0; i < 2; i++) {
+            float **dst = pass ? twice : once;
+            dst[i] = malloc((size_t)in[i]->numel * sizeof(float));
+            for (int64_t k = 0; k < in[i]->numel; k++)
+                dst[i][k] = pass ? in[i]->grad[k] : 2.0f * in[i]->grad[k];
+        }
+        ag_ctx_reset(c);
+    }
+    for (int i = 0; i < 2; i++) {
+        assert_close(twice[i], once[i], in[i]->numel, 1e-6);
+        free(once[i]);
+        free(twice[i]);
+    }
+    ag_ctx_free(c);
+    free_all(in, 2);
+}
+
+static void test_matmul_grads_accumulate(void **state)
+{
+    (void)state;
+    for (int nt = 0; nt < 2; nt++) {
+        check_grads_accumulate(nt, SHP(3, 4, 5), SHP(5, 5));       /* folded */
+        check_grads_accumulate(nt, SHP(6, 3, 4), SHP(6, 4, 4));    /* batched */
+        check_grads_accumulate(nt, SHP(2, 1, 3, 4), SHP(3, 4, 4)); /* broadcast */
+        check_grads_accumulate(nt, SHP(3, 4), SHP(5, 4, 4));       /* 2-D @ batched */
+    }
+}
+
+/* An empty inner dim gives zeros; an empty outer dim an empty result. */
+static void test_matmul_empty_dims(void **state)
+{
+    (void)state;
+    ag_tensor *a = rand_leaf(1, 1.0f, SHP(2, 0)), *b = rand_leaf(2, 1.0f, SHP(0, 3));
+    ag_ctx *c = ag_ctx_new();
+    ag_tensor *y = ag_matmul(c, a, b);
+    assert_shape(y, 2, 3);
+    const float zeros[6] = {0};
+    assert_close(y->data, zeros, 6, 0.0);
+    assert_true(ag_backward(c, ag_sum_all(c, y)));
+
+    ag_tensor *e = rand_leaf(3, 1.0f, SHP(2, 0, 4)), *f = rand_leaf(4, 1.0f, SHP(4, 3));
+    ag_tensor *z = ag_matmul(c, e, f);
+    assert_shape(z, 2, 0, 3);
+    assert_true(ag_backward(c, ag_sum_all(c, z)));
+    assert_close(f->grad, (const float[12]){0}, 12, 0.0);
+    ag_ctx_free(c);
+    ag_tensor *in[4] = {a, b, e, f};
+    free_all(in, 4);
+}
+
+static void test_matmul_shape_errors(void **state)
+{
+    (void)state;
+    ag_tensor *a = ag_zeros(NULL, SHP(2, 3)), *b = ag_zeros(NULL, SHP(4, 5));
+    ag_tensor *v = ag_zeros(NULL, SHP(3)), *p = ag_zeros(NULL, SHP(2, 3, 4));
+    ag_tensor *q = ag_zeros(NULL, SHP(3, 4, 5));
+    ag_ctx *c = ag_ctx_new();
+    assert_ag_error(assert_null(ag_matmul(c, a, b)), "matmul", "(2, 3)", "(4, 5)", "inner");
+    assert_ag_error(assert_null(ag_matmul_nt(c, a, b)), "matmul_nt", "inner");
+    assert_ag_error(assert_null(ag_matmul(c, a, v)), "matmul", "2-D");
+    assert_ag_error(assert_null(ag_matmul(c, p, q)), "matmul", "(2, 3, 4)", "(3, 4, 5)", "batch");
+    ag_ctx_free(c);
+    ag_tensor *all[5] = {a, b, v, p, q};
+    free_all(all, 5);
+}
+
+/* ------------------------------------------------------------ kernels */
+
+typedef void (*gemm_fn)(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+                        const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                        float *C, int64_t ldc);
+
+typedef struct {
+    bool ta, tb;
+    int64_t M, N, K;
+    float alpha, beta;
+    int64_t pad; /* leading dims exceed the stored widths by this */
+} gemm_case;
+
+static const struct {
+    const char *name;
+    gemm_fn fn;
+} kernels[] = {
+    {"ag_gemm_builtin", ag_gemm_builtin},
+    {"ag_gemm_serial", ag_gemm_serial},
+    {"ag_gemm", ag_gemm},
+};
+
+#define PAD_SENTINEL 12345.0f
+
+/* rows x cols at leading dim ld; the padding columns hold `pad_value` */
+static float *matrix(ag_rng *r, int64_t rows, int64_t cols, int64_t ld, float pad_value)
+{
+    float *m = malloc((size_t)(rows * ld != 0 ? rows * ld : 1) * sizeof *m);
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = 0; j < ld; j++)
+            m[i * ld + j] = j < cols ? 2.0f * ag_rng_uniform(r) - 1.0f : pad_value;
+    return m;
+}
+
+static void case_str(const gemm_case *g, char *buf, size_t n)
+{
+    snprintf(buf, n, "ta=%d tb=%d M=%lld N=%lld K=%lld alpha=%g beta=%g pad=%lld", g->ta, g->tb,
+             (long long)g->M, (long long)g->N, (long long)g->K, (double)g->alpha,
+             (double)g->beta, (long long)g->pad);
+}
+
+/* Every kernel against ag_gemm_naive on one case. A's and B's padding is NaN,
+ * so reading it shows; C's padding is a sentinel that must survive; with
+ * beta 0, C starts as NaN, which must be overwritten, not scaled. */
+static void check_gemm(gemm_case g)
+{
+    ag_rng r = ag_rng_new((uint64_t)(g.M * 1000003 + g.N * 1009 + g.K));
+    int64_t ar = g.ta ? g.K : g.M, ac = g.ta ? g.M : g.K;
+    int64_t br = g.tb ? g.N : g.K, bc = g.tb ? g.K : g.N;
+    int64_t lda = ac + g.pad, ldb = bc + g.pad, ldc = g.N + g.pad;
+    /* BLAS wants ld >= 1 even for empty matrices */
+    lda = lda ? lda : 1;
+    ldb = ldb ? ldb : 1;
+    float *A = matrix(&r, ar, ac, lda, NAN), *B = matrix(&r, br, bc, ldb, NAN);
+    float *C0 = matrix(&r, g.M, g.N, ldc, PAD_SENTINEL);
+    if (g.beta == 0.0f)
+        for (int64_t i = 0; i < g.M; i++)
+            for (int64_t j = 0; j < g.N; j++)
+                C0[i * ldc + j] = NAN;
+    size_t bytes = (size_t)(g.M * ldc != 0 ? g.M * ldc : 1) * sizeof(float);
+    float *want = malloc(bytes), *got = malloc(bytes);
+    memcpy(want, C0, bytes);
+    ag_gemm_naive(g.ta, g.tb, g.M, g.N, g.K, g.alpha, A, lda, B, ldb, g.beta, want, ldc);
+
+    for (size_t k = 0; k < sizeof kernels / sizeof *kernels; k++) {
+        memcpy(got, C0, bytes);
+        kernels[k].fn(g.ta, g.tb, g.M, g.N, g.K, g.alpha, A, lda, B, ldb, g.beta, got, ldc);
+        for (int64_t i = 0; i < g.M; i++)
+            for (int64_t j = 0; j < ldc; j++) {
+                float w = want[i * ldc + j], v = got[i * ldc + j];
+                /* float sums of K products of values in [-1, 1] */
+                bool ok = j < g.N ? fabsf(v - w) <= 2e-6f * (float)(g.K + 1) * (1.0f + fabsf(w))
+                                  : v == PAD_SENTINEL;
+                if (!ok) {
+                    char cs[160];
+                    case_str(&g, cs, sizeof cs);
+                    fail_msg("%s (%s): C[%lld, %lld] = %.8g, want %.8g", kernels[k].name, cs,
+                             (long long)i, (long long)j, (double)v,
+                             (double)(j < g.N ? w : PAD_SENTINEL));
+                }
+            }
+    }
+    free(A);
+    free(B);
+    free(C0);
+    free(want);
+    free(got);
+}
+
+/* The shape in all four transpose combinations. */
+static void check_gemm_all_transposes(int64_t M, int64_t N, int64_t K, float alpha, float beta,
+                                      int64_t pad)
+{
+    for (int t = 0; t < 4; t++)
+        check_gemm((gemm_case){t & 1, t >> 1, M, N, K, alpha, beta, pad});
+}
+
+/* The reference itself, by hand, with both transposes, alpha and beta:
+ * op(A) = [[1,2],[3,4]] stored transposed, op(B) = [[5,6],[7,8]] stored transposed;
+ * op(A) op(B) = [[19,22],[43,50]]; 2 * that + 0.5 * [[2,4],[6,8]] = [[39,46],[89,104]]. */
+static void test_gemm_naive_by_hand(void **state)
+{
+    (void)state;
+    const float at[4] = {1, 3, 2, 4}, bt[4] = {5, 7, 6, 8};
+    float C[4] = {2, 4, 6, 8};
+    ag_gemm_naive(true, true, 2, 2, 2, 2.0f, at, 2, bt, 2, 0.5f, C, 2);
+    const float want[4] = {39, 46, 89, 104};
+    assert_close(C, want, 4, 0.0);
+}
+
+static void test_gemm_primes_all_transposes(void **state)
+{
+    (void)state;
+    check_gemm_all_transposes(37, 53, 71, 1.0f, 0.0f, 0);
+    check_gemm_all_transposes(13, 7, 29, 1.0f, 0.0f, 0);
+}
+
+static void test_gemm_sizes_of_one(void **state)
+{
+    (void)state;
+    check_gemm_all_transposes(1, 1, 1, 1.0f, 0.0f, 0);
+    check_gemm_all_transposes(1, 17, 5, 1.0f, 0.0f, 0);
+    check_gemm_all_transposes(13, 1, 7, 1.0f, 0.5f, 0);
+    check_gemm_all_transposes(9, 11, 1, 1.0f, 1.0f, 0);
+    check_gemm_all_transposes(1, 300, 1, 1.0f, 0.0f, 0);
+}
+
+/* Around the 6x16 micro-tile and the 72 (rows) / 256 (cols, depth) blocks. */
+static void test_gemm_tile_and_block_boundaries(void **state)
+{
+    (void)state;
+    check_gemm_all_transposes(6, 16, 8, 1.0f, 0.0f, 0);
+    check_gemm_all_transposes(5, 15, 8, 1.0f, 0.0f, 0);
+    check_gemm_all_transposes(7, 17, 8, 1.0f, 0.0f, 0);
+    check_gemm_all_transposes(72, 256, 256, 1.0f, 0.0f, 0);
+    check_gemm_all_transposes(73, 257, 257, 1.0f, 0.0f, 0);
+    check_gemm_all_transposes(7, 33, 300, 1.0f, 0.0f, 0);  /* two depth blocks */
+    check_gemm_all_transposes(100, 300, 260, 1.0f, 0.0f, 0); /* parallel, ragged tiles */
+}
+
+static void test_gemm_beta_zero_overwrites_nan(void **state)
+{
+    (void)state;
+    /* check_gemm starts C as NaN whenever beta is 0 */
+    check_gemm_all_transposes(37, 53, 71, 1.0f, 0.0f, 0);
+    check_gemm((gemm_case){true, false, 100, 300, 260, -1.5f, 0.0f, 2});
+    check_gemm_all_transposes(4, 5, 0, 1.0f, 0.0f, 0); /* K = 0: C becomes zeros */
+    check_gemm_all_transposes(8, 9, 10, 0.0f, 0.0f, 0); /* alpha = 0 as well */
+}
+
+static void test_gemm_beta_one_and_half_accumulate(void **state)
+{
+    (void)state;
+    check_gemm_all_transposes(37, 53, 71, 1.0f, 1.0f, 0);
+    check_gemm_all_transposes(37, 53, 71, 1.0f, 0.5f, 0);
+    check_gemm((gemm_case){false, true, 100, 300, 260, 1.0f, 0.5f, 0});
+    check_gemm_all_transposes(4, 5, 0, 1.0f, 0.5f, 0);  /* K = 0: C is only scaled */
+    check_gemm_all_transposes(8, 9, 10, 0.0f, 0.5f, 0); /* alpha = 0: likewise */
+}
+
+static void test_gemm_alpha_scales(void **state)
+{
+    (void)state;
+    check_gemm_all_transposes(37, 53, 71, 2.5f, 0.0f, 0);
+    check_gemm_all_transposes(37, 53, 71, -0.75f, 1.0f, 0);
+    check_gemm((gemm_case){false, false, 73, 257, 100, 0.3f, 0.5f, 0});
+}
+
+/* Submatrices: every leading dim larger than the stored width. */
+static void test_gemm_submatrix_leading_dims(void **state)
+{
+    (void)state;
+    check_gemm_all_transposes(37, 53, 71, 1.0f, 0.0f, 5);
+    check_gemm_all_transposes(37, 53, 71, 1.25f, 0.5f, 1);
+    check_gemm_all_transposes(1, 1, 1, 1.0f, 1.0f, 3);
+    check_gemm((gemm_case){true, true, 100, 300, 260, 1.0f, 1.0f, 7});
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_matmul_2d_by_hand),
+        cmocka_unit_test(test_matmul_nt_2d_by_hand),
+        cmocka_unit_test(test_matmul_batched_3d_by_hand),
+        cmocka_unit_test(test_matmul_broadcast_by_hand_grads_sum_over_batches),
+        cmocka_unit_test(test_matmul_nt_equals_matmul_of_transpose),
+        cmocka_unit_test(test_matmul_2d_non_square),
+        cmocka_unit_test(test_matmul_batched_3d),
+        cmocka_unit_test(test_matmul_batched_4d),
+        cmocka_unit_test(test_matmul_broadcast_batch_dims),
+        cmocka_unit_test(test_matmul_folds_batched_by_2d),
+        cmocka_unit_test(test_matmul_2d_by_batched),
+        cmocka_unit_test(test_matmul_fold_matches_per_batch),
+        cmocka_unit_test(test_matmul_grads_accumulate),
+        cmocka_unit_test(test_matmul_empty_dims),
+        cmocka_unit_test(test_matmul_shape_errors),
+        cmocka_unit_test(test_gemm_naive_by_hand),
+        cmocka_unit_test(test_gemm_primes_all_transposes),
+        cmocka_unit_test(test_gemm_sizes_of_one),
+        cmocka_unit_test(test_gemm_tile_and_block_boundaries),
+        cmocka_unit_test(test_gemm_beta_zero_overwrites_nan),
+        cmocka_unit_test(test_gemm_beta_one_and_half_accumulate),
+        cmocka_unit_test(test_gemm_alpha_scales),
+        cmocka_unit_test(test_gemm_submatrix_leading_dims),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
