@@ -63,16 +63,26 @@ struct ag_tensor {
     ag_ctx *owner;
     uint64_t generation;
     bool retain_grad;
-    bool owns_data;                 /* persistent tensors only */
+    bool owns_data;                 /* its data is its own, not a view of another's */
     bool visited;                   /* set only during a graph traversal */
+    bool released;                  /* ag_release was called on it */
+    int32_t saved_refs;             /* backwards (and views) that read its data */
 };
 
 /* An op: its name (for errors and graphs) and its backward, which reads
- * out->grad and accumulates into the grads of out->inputs (see ag_grad_of). */
+ * out->grad and accumulates into the grads of out->inputs (see ag_grad_of).
+ * no_data says which data the backward never reads: AG_IN(i) for input i,
+ * AG_OUT for the output. What it does not read can be freed early by
+ * ag_release; leave it 0 (reads everything) when unsure. */
 struct ag_op {
     const char *name;
     void (*backward)(ag_ctx *ctx, ag_tensor *out);
+    uint32_t no_data;
 };
+
+#define AG_IN(i) (1u << ((i) < 30 ? (i) : 30))
+#define AG_ALL_IN 0x7fffffffu
+#define AG_OUT (1u << 31)
 
 /* Integer index arrays, for embedding lookups and class targets. */
 typedef struct {
@@ -160,6 +170,12 @@ void *ag_ctx_alloc(ag_ctx *ctx, size_t bytes);
 bool ag_backward(ag_ctx *ctx, ag_tensor *loss);
 /* Same, seeding d(out) = grad_out (same shape as out). */
 bool ag_backward_with(ag_ctx *ctx, ag_tensor *out, const ag_tensor *grad_out);
+/* A promise not to use t again (as an op input, or its data): its memory
+ * goes back to ctx for the step's later tensors as soon as no recorded
+ * backward needs it. Layers call it on their intermediates, which keeps a
+ * training step's peak memory near what backward really needs. Persistent
+ * tensors are left alone. Using t afterwards is an error. */
+void ag_release(ag_ctx *ctx, ag_tensor *t);
 /* Writes the graph that made t as Graphviz DOT (ops, shapes, parameter names). */
 void ag_write_dot(FILE *f, const ag_tensor *t);
 bool ag_save_dot(const char *path, const ag_tensor *t);

@@ -39,7 +39,7 @@ void ag_ctx_reset(ag_ctx *c)
 {
     ag_arena_reset(&c->arena, RELEASE_ON_RESET);
     ag_arena_reset(&c->scratch, RELEASE_ON_RESET);
-    memset(c->free_grads, 0, sizeof c->free_grads);
+    memset(c->free_bufs, 0, sizeof c->free_bufs);
     c->generation++;
 }
 
@@ -51,3 +51,25 @@ size_t ag_ctx_bytes_used(const ag_ctx *c) { return c->arena.total + c->scratch.t
 size_t ag_ctx_bytes_peak(const ag_ctx *c) { return c->arena.peak + c->scratch.peak; }
 void *ag_ctx_alloc(ag_ctx *c, size_t bytes) { return ag_arena_alloc(&c->arena, bytes); }
 void *ag_scratch(ag_ctx *c, size_t bytes) { return ag_arena_alloc(&c->scratch, bytes); }
+
+float *ag_buf_alloc(ag_ctx *c, int64_t numel)
+{
+    ag_free_buf **slot = &c->free_bufs[(uint64_t)numel % 64];
+    for (ag_free_buf **p = slot; *p; p = &(*p)->next)
+        if ((*p)->numel == numel) {
+            float *b = (float *)*p;
+            *p = (*p)->next;
+            return b;
+        }
+    /* room for the free-list link even in a 1-element buffer */
+    size_t bytes = (size_t)numel * sizeof(float);
+    return ag_arena_alloc(&c->arena, bytes < sizeof(ag_free_buf) ? sizeof(ag_free_buf) : bytes);
+}
+
+void ag_buf_release(ag_ctx *c, float *buf, int64_t numel)
+{
+    ag_free_buf *f = (ag_free_buf *)buf;
+    f->numel = numel;
+    f->next = c->free_bufs[(uint64_t)numel % 64];
+    c->free_bufs[(uint64_t)numel % 64] = f;
+}

@@ -16,7 +16,25 @@ static ag_tensor *record(ag_ctx *ctx, const ag_op *op, ag_tensor *const *inputs,
     out->ninputs = ninputs;
     out->inputs = ag_arena_alloc(&ctx->arena, (size_t)ninputs * sizeof *out->inputs);
     memcpy(out->inputs, inputs, (size_t)ninputs * sizeof *out->inputs);
+    /* count who will read what in backward, so ag_release knows what it may free */
+    for (int i = 0; i < ninputs; i++)
+        if (!(op->no_data & AG_IN(i)))
+            inputs[i]->saved_refs++;
+    if (!(op->no_data & AG_OUT))
+        out->saved_refs++;
     return out;
+}
+
+void ag_release(ag_ctx *ctx, ag_tensor *t)
+{
+    (void)ctx;
+    if (!t || !t->owner || t->released)
+        return;
+    t->released = true;
+    if (t->saved_refs == 0 && t->owns_data) {
+        ag_buf_release(t->owner, t->data, t->numel);
+        t->data = NULL;
+    }
 }
 
 ag_tensor *ag_result(ag_ctx *ctx, const ag_op *op, ag_tensor *const *inputs, int ninputs,
@@ -29,28 +47,6 @@ ag_tensor *ag_result_view(ag_ctx *ctx, const ag_op *op, ag_tensor *const *inputs
                           int ndim, const int64_t *shape)
 {
     return record(ctx, op, inputs, ninputs, ag_new_header(ctx, ndim, shape));
-}
-
-static float *grad_alloc(ag_ctx *ctx, int64_t numel)
-{
-    ag_free_grad **slot = &ctx->free_grads[(uint64_t)numel % 64];
-    for (ag_free_grad **p = slot; *p; p = &(*p)->next)
-        if ((*p)->numel == numel) {
-            float *g = (float *)*p;
-            *p = (*p)->next;
-            return g;
-        }
-    /* room for the free-list link even in a 1-element grad */
-    size_t bytes = (size_t)numel * sizeof(float);
-    return ag_arena_alloc(&ctx->arena, bytes < sizeof(ag_free_grad) ? sizeof(ag_free_grad) : bytes);
-}
-
-static void grad_release(ag_ctx *ctx, float *g, int64_t numel)
-{
-    ag_free_grad *f = (ag_free_grad *)g;
-    f->numel = numel;
-    f->next = ctx->free_grads[(uint64_t)numel % 64];
-    ctx->free_grads[(uint64_t)numel % 64] = f;
 }
 
 static void zero_floats(float *p, int64_t n)
@@ -72,7 +68,7 @@ float *ag_grad_of(ag_ctx *ctx, ag_tensor *t)
     }
     /* non-leaves get their grad from the ctx running backward; leaves from their own */
     ag_ctx *home = t->op ? ctx : t->owner;
-    t->grad = t->op ? grad_alloc(home, t->numel)
+    t->grad = t->op ? ag_buf_alloc(home, t->numel)
                     : ag_arena_alloc(&home->arena, (size_t)t->numel * sizeof(float));
     zero_floats(t->grad, t->numel);
     return t->grad;
@@ -178,7 +174,7 @@ static bool run_backward(ag_ctx *ctx, ag_tensor *root, const ag_tensor *seed, bo
             t->op->backward(ctx, t);
         }
         if (t->grad && !t->retain_grad) {
-            grad_release(ctx, t->grad, t->numel);
+            ag_buf_release(ctx, t->grad, t->numel);
             t->grad = NULL;
         }
     }

@@ -34,10 +34,10 @@ void ag_arena_reset(ag_arena *a, bool release);
 
 /* ---------------------------------------------------------------- ctx */
 
-typedef struct ag_free_grad {
-    struct ag_free_grad *next;
+typedef struct ag_free_buf {
+    struct ag_free_buf *next;
     int64_t numel;
-} ag_free_grad;
+} ag_free_buf;
 
 struct ag_ctx {
     ag_arena arena;       /* tensors of this step */
@@ -45,7 +45,7 @@ struct ag_ctx {
     uint64_t generation;
     bool grad_enabled;
     ag_rng rng;
-    ag_free_grad *free_grads[64]; /* dropped non-leaf grads by numel % 64, for ag_grad_of */
+    ag_free_buf *free_bufs[64]; /* freed data and grad buffers of this step, by numel % 64 */
 };
 
 /* Nodes that require grad and have an op, inputs before outputs, into an
@@ -57,6 +57,11 @@ ag_tensor *ag_new_header(ag_ctx *ctx, int ndim, const int64_t *shape);
 /* ag_result for a view: out->data is left for the caller to point into an input. */
 ag_tensor *ag_result_view(ag_ctx *ctx, const ag_op *op, ag_tensor *const *inputs, int ninputs,
                           int ndim, const int64_t *shape);
+
+/* Float buffers of this step: a freed one of the same size if there is one,
+ * else new arena memory. Released ones are reused until the next reset. */
+float *ag_buf_alloc(ag_ctx *ctx, int64_t numel);
+void ag_buf_release(ag_ctx *ctx, float *buf, int64_t numel);
 
 /* Memory for a backward's temporaries, valid until that node's backward ends. */
 void *ag_scratch(ag_ctx *ctx, size_t bytes);

@@ -105,8 +105,8 @@ static void matmul_backward(ag_ctx *ctx, ag_tensor *out)
     }
 }
 
-static const ag_op matmul_op = {"matmul", matmul_backward};
-static const ag_op matmul_nt_op = {"matmul_nt", matmul_backward};
+static const ag_op matmul_op = {"matmul", matmul_backward, AG_OUT};
+static const ag_op matmul_nt_op = {"matmul_nt", matmul_backward, AG_OUT};
 
 static ag_tensor *matmul(ag_ctx *c, ag_tensor *a, ag_tensor *b, bool nt)
 {

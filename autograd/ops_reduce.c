@@ -50,14 +50,27 @@ static void sum_backward(ag_ctx *ctx, ag_tensor *out)
     int64_t outer = out->iarg[0], n = out->iarg[1], inner = out->iarg[2];
     float scale = out->farg[0];
     const float *g = out->grad;
-#pragma omp parallel for collapse(2) if (x->numel > AG_PAR_MIN)
-    for (int64_t o = 0; o < outer; o++)
-        for (int64_t k = 0; k < n; k++) {
-            float *r = gx + (o * n + k) * inner;
-            const float *go = g + o * inner;
+    /* gx[o, k, i] += scale * g[o, i]; rows of n*inner per o keep the inner loop long */
+    if (outer == 1) { /* sum over everything, or over the first axis: split the rows */
+#pragma omp parallel for if (x->numel > AG_PAR_MIN)
+        for (int64_t k = 0; k < n; k++)
             for (int64_t i = 0; i < inner; i++)
-                r[i] += scale * go[i];
-        }
+                gx[k * inner + i] += scale * g[i];
+        return;
+    }
+#pragma omp parallel for if (x->numel > AG_PAR_MIN)
+    for (int64_t o = 0; o < outer; o++) {
+        float *r = gx + o * n * inner;
+        const float *go = g + o * inner;
+        if (inner == 1) {
+            float v = scale * go[0];
+            for (int64_t k = 0; k < n; k++)
+                r[k] += v;
+        } else
+            for (int64_t k = 0; k < n; k++)
+                for (int64_t i = 0; i < inner; i++)
+                    r[k * inner + i] += scale * go[i];
+    }
 }
 
 /* y[o, i] = max_k x[o, k, i], arg[o, i] = the first k reaching it */
@@ -95,9 +108,9 @@ static void max_backward(ag_ctx *ctx, ag_tensor *out)
             gx[(o * n + arg[o * inner + i]) * inner + i] += out->grad[o * inner + i];
 }
 
-static const ag_op sum_op = {"sum", sum_backward};
-static const ag_op mean_op = {"mean", sum_backward};
-static const ag_op max_op = {"max", max_backward};
+static const ag_op sum_op = {"sum", sum_backward, AG_IN(0) | AG_OUT};
+static const ag_op mean_op = {"mean", sum_backward, AG_IN(0) | AG_OUT};
+static const ag_op max_op = {"max", max_backward, AG_IN(0) | AG_OUT};
 
 static ag_tensor *reduce(ag_ctx *c, const ag_op *op, ag_tensor *a, int axis, bool keepdim,
                          bool all)

@@ -63,7 +63,7 @@ static void backward(int kind, float s, float *gx, const float *g, const float *
     case LOG: MAP(n, gx[i] += g[i] / x[i]) break;
     case SQRT: MAP(n, gx[i] += g[i] * 0.5f / y[i]) break;
     case RSQRT: MAP(n, gx[i] += g[i] * -0.5f * y[i] * y[i] * y[i]) break;
-    case RELU: MAP(n, gx[i] += x[i] > 0.0f ? g[i] : 0.0f) break;
+    case RELU: MAP(n, gx[i] += y[i] > 0.0f ? g[i] : 0.0f) break; /* y > 0 exactly where x > 0 */
     case GELU: MAP(n, gx[i] += g[i] * gelu_grad(x[i])) break;
     case TANH: MAP(n, gx[i] += g[i] * (1.0f - y[i] * y[i])) break;
     default: MAP(n, gx[i] += g[i] * y[i] * (1.0f - y[i])) break;
@@ -79,10 +79,19 @@ static void unary_backward(ag_ctx *ctx, ag_tensor *out)
 }
 
 static const ag_op ops[] = {
-    {"add_scalar", unary_backward}, {"mul_scalar", unary_backward}, {"pow_scalar", unary_backward},
-    {"neg", unary_backward},        {"exp", unary_backward},        {"log", unary_backward},
-    {"sqrt", unary_backward},       {"rsqrt", unary_backward},      {"relu", unary_backward},
-    {"gelu", unary_backward},       {"tanh", unary_backward},       {"sigmoid", unary_backward},
+    /* no_data: what each backward below never reads (x is input 0, y the output) */
+    {"add_scalar", unary_backward, AG_IN(0) | AG_OUT},
+    {"mul_scalar", unary_backward, AG_IN(0) | AG_OUT},
+    {"pow_scalar", unary_backward, AG_OUT},
+    {"neg", unary_backward, AG_IN(0) | AG_OUT},
+    {"exp", unary_backward, AG_IN(0)},
+    {"log", unary_backward, AG_OUT},
+    {"sqrt", unary_backward, AG_IN(0)},
+    {"rsqrt", unary_backward, AG_IN(0)},
+    {"relu", unary_backward, AG_IN(0)},
+    {"gelu", unary_backward, AG_OUT},
+    {"tanh", unary_backward, AG_IN(0)},
+    {"sigmoid", unary_backward, AG_IN(0)},
 };
 
 static ag_tensor *unary(ag_ctx *c, int kind, ag_tensor *a, float s)

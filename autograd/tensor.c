@@ -98,11 +98,10 @@ static ag_tensor *new_tensor(const char *who, ag_ctx *ctx, int ndim, const int64
     int64_t numel = ag_shape_numel(ndim, shape);
     ag_tensor *t;
     if (ctx) {
-        size_t head = (sizeof(ag_tensor) + 63) & ~(size_t)63;
-        char *p = ag_arena_alloc(&ctx->arena, head + (size_t)numel * sizeof(float));
-        t = (ag_tensor *)p;
+        t = ag_arena_alloc(&ctx->arena, sizeof *t);
         memset(t, 0, sizeof *t);
-        t->data = (float *)(p + head);
+        t->data = ag_buf_alloc(ctx, numel);
+        t->owns_data = true;
         if (zero)
             memset(t->data, 0, (size_t)numel * sizeof(float));
         t->owner = ctx;
@@ -327,6 +326,10 @@ bool ag_check_inputs(const char *op, ag_tensor *const *ts, int n)
         const ag_tensor *t = ts[i];
         if (!t)
             return false; /* an earlier op failed and reported */
+        if (t->released) {
+            ag_error("%s: input %d was given to ag_release and may not be used again", op, i);
+            return false;
+        }
         if (t->owner && t->generation != t->owner->generation) {
             ag_error("%s: input %d is from a step whose arena was reset "
                      "(tensors made in a ctx die at ag_ctx_reset)", op, i);

@@ -25,13 +25,19 @@ ag_tensor *nn_head_forward(ag_ctx *c, const nn_head *h, ag_tensor *x, bool train
 {
     ag_tensor *k = nn_linear_forward(c, &h->key, x);                       /* (B, T, hs) */
     ag_tensor *q = nn_linear_forward(c, &h->query, x);                     /* (B, T, hs) */
-    ag_tensor *wei = ag_matmul_nt(c, q, k);                        /* (B, T, T) */
-    wei = ag_mul_scalar(c, wei, 1.0f / sqrtf((float)h->head_size));
-    wei = ag_causal_mask(c, wei, -INFINITY);
-    wei = ag_softmax(c, wei, -1);
-    wei = nn_dropout_forward(c, &h->dropout, wei, training);
+    ag_tensor *scores = ag_matmul_nt(c, q, k);                             /* (B, T, T) */
+    ag_tensor *scaled = ag_mul_scalar(c, scores, 1.0f / sqrtf((float)h->head_size));
+    ag_tensor *masked = ag_causal_mask(c, scaled, -INFINITY);
+    ag_tensor *att = ag_softmax(c, masked, -1);
+    ag_tensor *dropped = nn_dropout_forward(c, &h->dropout, att, training);
     ag_tensor *v = nn_linear_forward(c, &h->value, x);                     /* (B, T, hs) */
-    return ag_matmul(c, wei, v);                                   /* (B, T, hs) */
+    ag_tensor *out = ag_matmul(c, dropped, v);                             /* (B, T, hs) */
+    /* of the (B, T, T) intermediates only what backward reads stays: att, dropped */
+    ag_tensor *tmp[] = {k, q, scores, scaled, masked, att, v};
+    for (size_t i = 0; i < sizeof tmp / sizeof *tmp; i++)
+        ag_release(c, tmp[i]);
+    nn_release_unless(c, dropped, att);
+    return out;
 }
 
 bool nn_mha_init(nn_mha *m, nn_params *p, const char *prefix, int64_t n_embd, int n_head,
@@ -65,7 +71,13 @@ ag_tensor *nn_mha_forward(ag_ctx *c, const nn_mha *m, ag_tensor *x, bool trainin
     for (int i = 0; i < m->n_head; i++)
         outs[i] = nn_head_forward(c, &m->heads[i], x, training);           /* (B, T, hs) each */
     ag_tensor *cat = ag_concat(c, outs, m->n_head, -1);            /* (B, T, n_embd) */
-    return nn_dropout_forward(c, &m->dropout, nn_linear_forward(c, &m->proj, cat), training);
+    for (int i = 0; i < m->n_head; i++)
+        ag_release(c, outs[i]);
+    ag_tensor *y = nn_linear_forward(c, &m->proj, cat);
+    ag_tensor *out = nn_dropout_forward(c, &m->dropout, y, training);
+    ag_release(c, cat);
+    nn_release_unless(c, y, out);
+    return out;
 }
 
 void nn_mha_free(nn_mha *m)

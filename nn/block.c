@@ -16,8 +16,14 @@ bool nn_feedforward_init(nn_feedforward *f, nn_params *p, const char *prefix, in
 
 ag_tensor *nn_feedforward_forward(ag_ctx *c, const nn_feedforward *f, ag_tensor *x, bool training)
 {
-    ag_tensor *h = ag_relu(c, nn_linear_forward(c, &f->fc, x));            /* (..., 4n) */
-    return nn_dropout_forward(c, &f->dropout, nn_linear_forward(c, &f->proj, h), training);
+    ag_tensor *pre = nn_linear_forward(c, &f->fc, x);                      /* (..., 4n) */
+    ag_tensor *h = ag_relu(c, pre);
+    ag_tensor *y = nn_linear_forward(c, &f->proj, h);                      /* (..., n) */
+    ag_tensor *out = nn_dropout_forward(c, &f->dropout, y, training);
+    ag_release(c, pre); /* relu's backward reads its output, not pre */
+    ag_release(c, h);
+    nn_release_unless(c, y, out);
+    return out;
 }
 
 bool nn_block_init(nn_block *b, nn_params *p, const char *prefix, int64_t n_embd, int n_head,
@@ -36,8 +42,16 @@ bool nn_block_init(nn_block *b, nn_params *p, const char *prefix, int64_t n_embd
 
 ag_tensor *nn_block_forward(ag_ctx *c, const nn_block *b, ag_tensor *x, bool training)
 {
-    x = ag_add(c, x, nn_mha_forward(c, &b->sa, nn_layernorm_forward(c, &b->ln1, x), training));
-    return ag_add(c, x, nn_feedforward_forward(c, &b->ffwd, nn_layernorm_forward(c, &b->ln2, x), training));
+    ag_tensor *a = nn_layernorm_forward(c, &b->ln1, x);
+    ag_tensor *sa = nn_mha_forward(c, &b->sa, a, training);
+    ag_tensor *x1 = ag_add(c, x, sa);
+    ag_tensor *n2 = nn_layernorm_forward(c, &b->ln2, x1);
+    ag_tensor *ff = nn_feedforward_forward(c, &b->ffwd, n2, training);
+    ag_tensor *out = ag_add(c, x1, ff);
+    ag_tensor *tmp[] = {a, sa, x1, n2, ff};
+    for (size_t i = 0; i < sizeof tmp / sizeof *tmp; i++)
+        ag_release(c, tmp[i]);
+    return out;
 }
 
 void nn_block_free(nn_block *b) { nn_mha_free(&b->sa); }

@@ -21,7 +21,11 @@ bool nn_linear_init(nn_linear *l, nn_params *p, const char *prefix, int64_t in, 
 ag_tensor *nn_linear_forward(ag_ctx *c, const nn_linear *l, ag_tensor *x)
 {
     ag_tensor *y = ag_matmul_nt(c, x, l->weight); /* (..., in) @ (out, in)^T -> (..., out) */
-    return l->bias ? ag_add(c, y, l->bias) : y;
+    if (!l->bias)
+        return y;
+    ag_tensor *out = ag_add(c, y, l->bias);
+    ag_release(c, y); /* add's backward does not read y: its memory is free again */
+    return out;
 }
 
 bool nn_embedding_init(nn_embedding *e, nn_params *p, const char *prefix, int64_t num, int64_t dim,
@@ -54,12 +58,27 @@ ag_tensor *nn_layernorm_forward(ag_ctx *c, const nn_layernorm *ln, ag_tensor *x)
 {
     ag_tensor *mu = ag_mean(c, x, -1, true);                         /* (..., 1) */
     ag_tensor *d = ag_sub(c, x, mu);                                 /* (..., dim) */
-    ag_tensor *var = ag_mean(c, ag_mul(c, d, d), -1, true);          /* biased, (..., 1) */
-    ag_tensor *r = ag_rsqrt(c, ag_add_scalar(c, var, ln->eps));      /* (..., 1) */
-    return ag_add(c, ag_mul(c, ag_mul(c, d, r), ln->weight), ln->bias);
+    ag_tensor *sq = ag_mul(c, d, d);
+    ag_tensor *var = ag_mean(c, sq, -1, true);                       /* biased, (..., 1) */
+    ag_tensor *ve = ag_add_scalar(c, var, ln->eps);
+    ag_tensor *r = ag_rsqrt(c, ve);                                  /* (..., 1) */
+    ag_tensor *xn = ag_mul(c, d, r);
+    ag_tensor *xw = ag_mul(c, xn, ln->weight);
+    ag_tensor *out = ag_add(c, xw, ln->bias);
+    /* the intermediates that no backward reads (sq, xw, ...) are reused by later ops */
+    ag_tensor *tmp[] = {mu, d, sq, var, ve, r, xn, xw};
+    for (size_t i = 0; i < sizeof tmp / sizeof *tmp; i++)
+        ag_release(c, tmp[i]);
+    return out;
 }
 
 ag_tensor *nn_dropout_forward(ag_ctx *c, const nn_dropout *d, ag_tensor *x, bool training)
 {
     return ag_dropout(c, x, d->p, training);
+}
+
+void nn_release_unless(ag_ctx *c, ag_tensor *t, const ag_tensor *keep)
+{
+    if (t != keep)
+        ag_release(c, t);
 }

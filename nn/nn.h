@@ -76,6 +76,9 @@ typedef struct {
 } nn_dropout;
 ag_tensor *nn_dropout_forward(ag_ctx *c, const nn_dropout *d, ag_tensor *x, bool training);
 
+/* ag_release(t) unless t is keep (a dropout in eval mode returns its input). */
+void nn_release_unless(ag_ctx *c, ag_tensor *t, const ag_tensor *keep);
+
 /* One head of causal self-attention: key, query, value Linears (n_embd ->
  * head_size, no bias); softmax(mask(q @ k^T * head_size^-0.5)), dropout, @ v.
  * (B, T, n_embd) -> (B, T, head_size). */
@@ -169,6 +172,8 @@ bool nn_st_read(const nn_st *f, const char *name, float *dst, int ndim, const in
                 char *err, size_t errlen);
 /* Its shape, or false if absent. */
 bool nn_st_shape(const nn_st *f, const char *name, int *ndim, int64_t *shape);
+/* Bytes of tensor data after the header (a bound on what a valid file can hold). */
+uint64_t nn_st_data_size(const nn_st *f);
 
 /* Collects tensors (by reference: keep them alive until written) and metadata. */
 typedef struct nn_st_writer nn_st_writer;

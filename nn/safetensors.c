@@ -543,6 +543,7 @@ void nn_st_close(nn_st *f)
 }
 
 int nn_st_count(const nn_st *f) { return f->n; }
+uint64_t nn_st_data_size(const nn_st *f) { return f->data_len; }
 const char *nn_st_name(const nn_st *f, int i) { return i >= 0 && i < f->n ? f->e[i].name : NULL; }
 
 static const entry *find(const nn_st *f, const char *name)

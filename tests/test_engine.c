@@ -99,7 +99,7 @@ static void probe_backward(ag_ctx *ctx, ag_tensor *out)
             gx[i] += out->grad[i];
 }
 
-static const ag_op probe_op = {"probe", probe_backward};
+static const ag_op probe_op = {.name = "probe", .backward = probe_backward};
 
 static ag_tensor *probe(ag_ctx *c, ag_tensor *x)
 {
@@ -425,7 +425,7 @@ static void cube_backward(ag_ctx *ctx, ag_tensor *out)
             gx[i] += 3.0f * x->data[i] * x->data[i] * out->grad[i];
 }
 
-static const ag_op cube_op = {"cube", cube_backward};
+static const ag_op cube_op = {.name = "cube", .backward = cube_backward};
 
 static ag_tensor *cube(ag_ctx *c, ag_tensor *x)
 {
@@ -865,6 +865,100 @@ static void test_save_dot_writes_the_same_text(void **state)
     ag_ctx_free(c);
 }
 
+
+/* ---- ag_release: memory no backward reads is reused; the rest stays */
+
+static void test_release_reuses_memory_backward_does_not_read(void **state)
+{
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
+    ag_tensor *x = rand_leaf(3, 1.0f, AG_SHAPE(1000));
+    ag_tensor *y = ag_mul_scalar(c, x, 2.0f);   /* mul_scalar's backward reads nothing */
+    ag_tensor *z = ag_add_scalar(c, y, 1.0f);   /* nor does add_scalar's */
+    float *old = y->data;
+    size_t used = ag_ctx_bytes_used(c);
+    ag_release(c, y);
+    assert_null(y->data);
+    ag_tensor *w = ag_empty(c, AG_SHAPE(10, 100)); /* same size: gets y's buffer */
+    assert_ptr_equal(w->data, old);
+    assert_true(ag_ctx_bytes_used(c) < used + 1000 * sizeof(float));
+    /* the graph still differentiates: dz/dx = 2 */
+    assert_true(ag_backward(c, ag_sum_all(c, z)));
+    for (int i = 0; i < 1000; i++)
+        assert_true(x->grad[i] == 2.0f);
+    ag_ctx_free(c);
+    ag_tensor_free(x);
+}
+
+static void test_release_keeps_what_backward_reads(void **state)
+{
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
+    float xd[3] = {0.5f, -1.0f, 2.0f};
+    ag_tensor *x = leaf(xd, AG_SHAPE(3));
+    ag_tensor *y = ag_exp(c, x);      /* exp's backward reads y */
+    ag_tensor *z = ag_mul(c, y, y);   /* and mul's reads both operands */
+    ag_release(c, y);
+    assert_non_null(y->data);
+    ag_tensor *w = ag_zeros(c, AG_SHAPE(3)); /* must not get y's buffer */
+    assert_ptr_not_equal(w->data, y->data);
+    assert_true(ag_backward(c, ag_sum_all(c, z)));
+    for (int i = 0; i < 3; i++) /* d/dx exp(x)^2 = 2 exp(2x) */
+        assert_float_equal(x->grad[i], 2.0f * expf(2.0f * xd[i]), 1e-4f * expf(2.0f * xd[i]));
+    ag_ctx_free(c);
+    ag_tensor_free(x);
+}
+
+static void test_release_keeps_a_viewed_buffer(void **state)
+{
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
+    ag_tensor *y = ag_full(c, 7.0f, AG_SHAPE(4, 5));
+    ag_tensor *v = ag_reshape(c, y, AG_SHAPE(20));
+    ag_release(c, y);
+    assert_non_null(y->data);
+    ag_tensor *w = ag_full(c, 1.0f, AG_SHAPE(20)); /* must not land on the view's data */
+    assert_ptr_not_equal(w->data, v->data);
+    for (int i = 0; i < 20; i++)
+        assert_true(v->data[i] == 7.0f);
+    ag_ctx_free(c);
+}
+
+static void test_released_tensor_cannot_be_used(void **state)
+{
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
+    ag_tensor *y = ag_ones(c, AG_SHAPE(2));
+    ag_release(c, y);
+    assert_ag_error(ag_add(c, y, y), "add", "ag_release");
+    ag_tensor *p = ag_param("p", AG_SHAPE(2)); /* persistent tensors are left alone */
+    ag_release(c, p);
+    assert_non_null(p->data);
+    assert_non_null(ag_add(c, p, p));
+    ag_tensor_free(p);
+    ag_ctx_free(c);
+}
+
+static void test_release_in_no_grad_mode_frees(void **state)
+{
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
+    ag_set_grad_enabled(c, false);
+    ag_tensor *x = rand_leaf(1, 1.0f, AG_SHAPE(256));
+    size_t peak0 = 0;
+    for (int step = 0; step < 50; step++) { /* a chain of exps, each released */
+        ag_tensor *y = ag_exp(c, x), *z = ag_exp(c, y);
+        ag_release(c, y);
+        ag_release(c, z);
+        if (step == 1)
+            peak0 = ag_ctx_bytes_used(c);
+    }
+    /* after the first rounds only headers are new: 48 more rounds, 2 headers each */
+    assert_true(ag_ctx_bytes_used(c) <= peak0 + 48 * 2 * 256);
+    ag_ctx_free(c);
+    ag_tensor_free(x);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -896,6 +990,11 @@ int main(void)
         cmocka_unit_test(test_write_dot_lists_shared_node_once),
         cmocka_unit_test(test_write_dot_escapes_names),
         cmocka_unit_test(test_save_dot_writes_the_same_text),
+        cmocka_unit_test(test_release_reuses_memory_backward_does_not_read),
+        cmocka_unit_test(test_release_keeps_what_backward_reads),
+        cmocka_unit_test(test_release_keeps_a_viewed_buffer),
+        cmocka_unit_test(test_released_tensor_cannot_be_used),
+        cmocka_unit_test(test_release_in_no_grad_mode_frees),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

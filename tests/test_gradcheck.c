@@ -14,7 +14,7 @@ static void twice_backward(ag_ctx *ctx, ag_tensor *out)
             gx[i] += 2.0f * planted_factor * out->grad[i];
 }
 
-static const ag_op twice_op = {"twice", twice_backward};
+static const ag_op twice_op = {.name = "twice", .backward = twice_backward};
 
 static ag_tensor *twice(ag_ctx *c, ag_tensor *x)
 {
@@ -86,7 +86,7 @@ static void one_wrong_backward(ag_ctx *ctx, ag_tensor *out)
     for (int64_t i = 0; i < out->numel; i++)
         gx[i] += (i == 5 ? 2.02f : 2.0f) * out->grad[i];
 }
-static const ag_op one_wrong_op = {"one_wrong", one_wrong_backward};
+static const ag_op one_wrong_op = {.name = "one_wrong", .backward = one_wrong_backward};
 
 static ag_tensor *f_one_wrong(ag_ctx *c, ag_tensor *const *in, int n, void *user)
 {

@@ -79,12 +79,20 @@ ag_tensor *gpt_forward(ag_ctx *c, const gpt_model *m, const ag_index *idx, const
     ag_index pos = *m->positions; /* the first T positions, as a view */
     pos.shape[0] = T;
     pos.numel = T;
-    ag_tensor *x = ag_add(c, nn_embedding_forward(c, &m->tok, idx),  /* (B, T, C) */
-                          nn_embedding_forward(c, &m->pos, &pos));   /* + (T, C) */
-    for (int i = 0; i < m->cfg.n_layer; i++)
-        x = nn_block_forward(c, &m->blocks[i], x, training);
-    x = nn_layernorm_forward(c, &m->ln_f, x);
-    ag_tensor *logits = nn_linear_forward(c, &m->lm_head, x);        /* (B, T, V) */
+    ag_tensor *tok = nn_embedding_forward(c, &m->tok, idx);          /* (B, T, C) */
+    ag_tensor *pe = nn_embedding_forward(c, &m->pos, &pos);          /* (T, C) */
+    ag_tensor *x = ag_add(c, tok, pe);
+    ag_release(c, tok);
+    ag_release(c, pe);
+    for (int i = 0; i < m->cfg.n_layer; i++) {
+        ag_tensor *next = nn_block_forward(c, &m->blocks[i], x, training);
+        ag_release(c, x);
+        x = next;
+    }
+    ag_tensor *xf = nn_layernorm_forward(c, &m->ln_f, x);
+    ag_release(c, x);
+    ag_tensor *logits = nn_linear_forward(c, &m->lm_head, xf);       /* (B, T, V) */
+    ag_release(c, xf);
     if (targets && loss) {
         if (targets->numel != B * T) {
             ag_error("gpt_forward: %lld targets for a (%lld, %lld) batch",
