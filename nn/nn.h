@@ -131,6 +131,7 @@ typedef struct {
     nn_params *params;
     float lr, momentum, weight_decay;
     float **buf;
+    int n;                 /* parameters when made: the state's own count */
     bool started;
 } nn_sgd;
 void nn_sgd_init(nn_sgd *o, nn_params *p, float lr, float momentum, float weight_decay);
@@ -145,6 +146,7 @@ typedef struct {
     float lr, beta1, beta2, eps, weight_decay;
     int64_t step;
     float **m, **v;
+    int n;                 /* parameters when made: the state's own count */
 } nn_adamw;
 void nn_adamw_init(nn_adamw *o, nn_params *p, float lr);
 void nn_adamw_step(nn_adamw *o);

@@ -35,6 +35,7 @@ void nn_sgd_init(nn_sgd *o, nn_params *p, float lr, float momentum, float weight
     o->momentum = momentum;
     o->weight_decay = weight_decay;
     o->buf = state(p);
+    o->n = p->n;
 }
 
 void nn_sgd_step(nn_sgd *o)
@@ -61,7 +62,7 @@ void nn_sgd_step(nn_sgd *o)
 
 void nn_sgd_free(nn_sgd *o)
 {
-    free_state(o->buf, o->params ? o->params->n : 0);
+    free_state(o->buf, o->n); /* not params->n: the registry may be freed first */
     o->buf = NULL;
 }
 
@@ -76,6 +77,7 @@ void nn_adamw_init(nn_adamw *o, nn_params *p, float lr)
     o->weight_decay = 0.01f;
     o->m = state(p);
     o->v = state(p);
+    o->n = p->n;
 }
 
 void nn_adamw_step(nn_adamw *o)
@@ -105,8 +107,7 @@ void nn_adamw_step(nn_adamw *o)
 
 void nn_adamw_free(nn_adamw *o)
 {
-    int n = o->params ? o->params->n : 0;
-    free_state(o->m, n);
-    free_state(o->v, n);
+    free_state(o->m, o->n); /* not params->n: the registry may be freed first */
+    free_state(o->v, o->n);
     o->m = o->v = NULL;
 }

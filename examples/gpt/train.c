@@ -139,7 +139,10 @@ int cmd_train(int argc, char **argv)
         usage(stdout, &s);
         return 0;
     }
-    if (o->n_embd % o->n_head != 0) {
+    /* with --resume the checkpoint sets the architecture (check_resume_flags
+     * names a flag that disagrees), so the defaults' n_head must not be
+     * held against a --n-embd that matches it */
+    if (!o->resume && o->n_embd % o->n_head != 0) {
         fprintf(stderr, "gpt train: n_embd %lld is not divisible by n_head %lld\n",
                 (long long)o->n_embd, (long long)o->n_head);
         return 2;
@@ -193,8 +196,8 @@ int cmd_train(int argc, char **argv)
         if (!same || !check_resume_flags(&s, &model.cfg, err, sizeof err)) {
             fprintf(stderr, "gpt train: cannot resume from %s: %s\n", o->resume,
                     same ? err : "the data file's vocabulary differs from the checkpoint's");
-            gpt_free(&model);
             nn_adamw_free(&opt);
+            gpt_free(&model);
             gpt_data_free(&data);
             return 1;
         }
