@@ -66,7 +66,8 @@ struct ag_tensor {
     bool owns_data;                 /* its data is its own, not a view of another's */
     bool visited;                   /* set only during a graph traversal */
     bool released;                  /* ag_release was called on it */
-    int32_t saved_refs;             /* backwards (and views) that read its data */
+    int32_t saved_refs;             /* backwards (and live views) that read its data */
+    ag_tensor *view_of;             /* a view's base, whose buffer it shares */
 };
 
 /* An op: its name (for errors and graphs) and its backward, which reads
@@ -242,7 +243,8 @@ ag_tensor *ag_transpose(ag_ctx *c, ag_tensor *a, int axis0, int axis1);
 ag_tensor *ag_permute(ag_ctx *c, ag_tensor *a, const int *perm);
 /* Joins n tensors along axis; all other dims equal. */
 ag_tensor *ag_concat(ag_ctx *c, ag_tensor *const *ts, int n, int axis);
-/* a[..., start:end, ...] along axis (negative start/end count from the end). */
+/* a[..., start:end, ...] along axis (negative start/end count from the end);
+ * a view sharing a's data when every dim before axis has size 1. */
 ag_tensor *ag_slice(ag_ctx *c, ag_tensor *a, int axis, int64_t start, int64_t end);
 /* Splits a along axis into n pieces of sizes[i] (summing to the axis size), into out[]. */
 bool ag_split(ag_ctx *c, ag_tensor *a, int axis, const int64_t *sizes, int n, ag_tensor **out);

@@ -25,16 +25,36 @@ static ag_tensor *record(ag_ctx *ctx, const ag_op *op, ag_tensor *const *inputs,
     return out;
 }
 
+/* Frees t's memory once it is released and nothing reads it; a view then
+ * lets go of its base, which may in turn be free. */
+static void try_free(ag_tensor *t)
+{
+    while (t && t->released && t->saved_refs == 0 && t->data) {
+        ag_tensor *base = t->view_of;
+        if (t->owns_data)
+            ag_buf_release(t->owner, t->data, t->numel);
+        t->data = NULL;
+        if (!base)
+            break;
+        base->saved_refs--;
+        t = base;
+    }
+}
+
 void ag_release(ag_ctx *ctx, ag_tensor *t)
 {
     (void)ctx;
     if (!t || !t->owner || t->released)
         return;
     t->released = true;
-    if (t->saved_refs == 0 && t->owns_data) {
-        ag_buf_release(t->owner, t->data, t->numel);
-        t->data = NULL;
-    }
+    try_free(t);
+}
+
+void ag_make_view(ag_tensor *view, ag_tensor *base, float *data)
+{
+    view->data = data;
+    view->view_of = base;
+    base->saved_refs++; /* the view reads base's buffer until it is freed itself */
 }
 
 ag_tensor *ag_result(ag_ctx *ctx, const ag_op *op, ag_tensor *const *inputs, int ninputs,

@@ -63,6 +63,9 @@ ag_tensor *ag_result_view(ag_ctx *ctx, const ag_op *op, ag_tensor *const *inputs
 float *ag_buf_alloc(ag_ctx *ctx, int64_t numel);
 void ag_buf_release(ag_ctx *ctx, float *buf, int64_t numel);
 
+/* Points view at data inside base's buffer and keeps that buffer alive for it. */
+void ag_make_view(ag_tensor *view, ag_tensor *base, float *data);
+
 /* Memory for a backward's temporaries, valid until that node's backward ends. */
 void *ag_scratch(ag_ctx *ctx, size_t bytes);
 

@@ -43,10 +43,8 @@ ag_tensor *ag_reshape(ag_ctx *c, ag_tensor *a, int ndim, const int64_t *shape)
         return NULL;
     }
     ag_tensor *out = ag_result_view(c, &reshape_op, &a, 1, ndim, s);
-    if (out) {
-        out->data = a->data;
-        a->saved_refs++; /* the view reads a's buffer for as long as it lives: never free it */
-    }
+    if (out)
+        ag_make_view(out, a, a->data);
     return out;
 }
 
@@ -252,14 +250,21 @@ ag_tensor *ag_slice(ag_ctx *c, ag_tensor *a, int axis, int64_t start, int64_t en
     int64_t shape[AG_MAX_DIMS];
     memcpy(shape, a->shape, sizeof shape);
     shape[axis] = e - s;
-    ag_tensor *out = ag_result(c, &slice_op, &a, 1, a->ndim, shape);
+    int64_t outer, inner;
+    outer_inner(a, axis, &outer, &inner);
+    /* with nothing but size-1 dims before the axis the slice is one
+     * contiguous block of a: a view, as reshape is, instead of a copy */
+    bool view = outer == 1;
+    ag_tensor *out = view ? ag_result_view(c, &slice_op, &a, 1, a->ndim, shape)
+                          : ag_result(c, &slice_op, &a, 1, a->ndim, shape);
     if (!out)
         return NULL;
     out->iarg[0] = axis;
     out->iarg[1] = s;
-    int64_t outer, inner;
-    outer_inner(a, axis, &outer, &inner);
-    copy_block(out->data, e - s, 0, a->data, n, s, e - s, outer, inner, false);
+    if (view)
+        ag_make_view(out, a, a->data + s * inner);
+    else
+        copy_block(out->data, e - s, 0, a->data, n, s, e - s, outer, inner, false);
     return out;
 }
 

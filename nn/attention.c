@@ -65,7 +65,51 @@ bool nn_mha_init(nn_mha *m, nn_params *p, const char *prefix, int64_t n_embd, in
     return ok && nn_linear_init(&m->proj, p, name, n_embd, n_embd, true, rng);
 }
 
+/* All heads at once, with the same parameters: the heads' query, key and
+ * value weights stacked into one (3C, C) matrix make one GEMM, and the
+ * attention runs batched over (B, n_head). Same function as the per-head
+ * composition below (tests compare them), with fewer, larger ops. */
 ag_tensor *nn_mha_forward(ag_ctx *c, const nn_mha *m, ag_tensor *x, bool training)
+{
+    if (!x || x->ndim != 3)
+        return nn_mha_forward_heads(c, m, x, training);
+    int nh = m->n_head;
+    int64_t B = x->shape[0], T = x->shape[1], hs = m->heads[0].head_size, C = nh * hs;
+    ag_tensor **w = ag_ctx_alloc(c, 3 * (size_t)nh * sizeof *w);
+    for (int i = 0; i < nh; i++) {
+        w[i] = m->heads[i].query.weight;
+        w[nh + i] = m->heads[i].key.weight;
+        w[2 * nh + i] = m->heads[i].value.weight;
+    }
+    ag_tensor *W = ag_concat(c, w, 3 * nh, 0);                              /* (3C, C) */
+    ag_tensor *qkv = ag_matmul_nt(c, x, W);                                 /* (B, T, 3C) */
+    ag_tensor *r = ag_reshape(c, qkv, AG_SHAPE(B, T, 3, nh, hs));
+    ag_tensor *p = ag_permute(c, r, (int[]){2, 0, 3, 1, 4});                /* (3, B, nh, T, hs) */
+    ag_tensor *part[3], *qkv3[3];
+    for (int i = 0; i < 3; i++) { /* slices of the leading axis are views */
+        part[i] = ag_slice(c, p, 0, i, i + 1);
+        qkv3[i] = ag_reshape(c, part[i], AG_SHAPE(B, nh, T, hs));
+    }
+    ag_tensor *scores = ag_matmul_nt(c, qkv3[0], qkv3[1]);                  /* (B, nh, T, T) */
+    ag_tensor *scaled = ag_mul_scalar(c, scores, 1.0f / sqrtf((float)hs));
+    ag_tensor *masked = ag_causal_mask(c, scaled, -INFINITY);
+    ag_tensor *att = ag_softmax(c, masked, -1);
+    ag_tensor *dropped = nn_dropout_forward(c, &m->heads[0].dropout, att, training);
+    ag_tensor *o = ag_matmul(c, dropped, qkv3[2]);                          /* (B, nh, T, hs) */
+    ag_tensor *ot = ag_permute(c, o, (int[]){0, 2, 1, 3});                  /* (B, T, nh, hs) */
+    ag_tensor *cat = ag_reshape(c, ot, AG_SHAPE(B, T, C));                  /* the heads side by side */
+    ag_tensor *y = nn_linear_forward(c, &m->proj, cat);
+    ag_tensor *out = nn_dropout_forward(c, &m->dropout, y, training);
+    ag_tensor *tmp[] = {W, qkv, r, p, part[0], part[1], part[2], qkv3[0], qkv3[1], qkv3[2],
+                        scores, scaled, masked, att, o, ot, cat};
+    for (size_t i = 0; i < sizeof tmp / sizeof *tmp; i++)
+        ag_release(c, tmp[i]);
+    nn_release_unless(c, dropped, att);
+    nn_release_unless(c, y, out);
+    return out;
+}
+
+ag_tensor *nn_mha_forward_heads(ag_ctx *c, const nn_mha *m, ag_tensor *x, bool training)
 {
     ag_tensor **outs = ag_ctx_alloc(c, (size_t)m->n_head * sizeof *outs);
     for (int i = 0; i < m->n_head; i++)

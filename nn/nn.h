@@ -102,6 +102,9 @@ typedef struct {
 bool nn_mha_init(nn_mha *m, nn_params *p, const char *prefix, int64_t n_embd, int n_head,
                  float dropout, ag_rng *rng);
 ag_tensor *nn_mha_forward(ag_ctx *c, const nn_mha *m, ag_tensor *x, bool training);
+/* The same as the lecture writes it, one nn_head_forward per head and a concat:
+ * the reference nn_mha_forward (which batches the heads) is tested against. */
+ag_tensor *nn_mha_forward_heads(ag_ctx *c, const nn_mha *m, ag_tensor *x, bool training);
 void nn_mha_free(nn_mha *m);
 
 /* net.0 Linear n -> 4n, ReLU, net.2 Linear 4n -> n, dropout: (..., n) -> (..., n). */

@@ -921,6 +921,12 @@ static void test_release_keeps_a_viewed_buffer(void **state)
     assert_ptr_not_equal(w->data, v->data);
     for (int i = 0; i < 20; i++)
         assert_true(v->data[i] == 7.0f);
+    float *buf = v->data;
+    ag_release(c, v); /* the last user of the buffer lets it go */
+    assert_null(v->data);
+    assert_null(y->data);
+    ag_tensor *u = ag_empty(c, AG_SHAPE(20));
+    assert_ptr_equal(u->data, buf);
     ag_ctx_free(c);
 }
 

@@ -972,6 +972,56 @@ static void test_dropout_eval_is_identity(void **state)
     ag_tensor_free(x);
 }
 
+
+/* nn_mha_forward batches the heads; nn_mha_forward_heads runs them one by
+ * one as the lecture does. Same outputs, same grads for input and every
+ * parameter. */
+static void test_mha_batched_matches_per_head(void **state)
+{
+    (void)state;
+    enum { B = 3, T = 6, C = 12, H = 4 };
+    nn_params p;
+    nn_params_init(&p);
+    ag_rng r = ag_rng_new(77);
+    nn_mha m;
+    assert_true(nn_mha_init(&m, &p, "sa", C, H, 0.0f, &r));
+    ag_tensor *x = rand_leaf(78, 1.0f, AG_SHAPE(B, T, C));
+    float *out[2], *gx[2], **gp[2];
+    for (int pass = 0; pass < 2; pass++) {
+        ag_ctx *c = ag_ctx_new();
+        nn_params_zero_grad(&p);
+        ag_zero_grad(x);
+        ag_tensor *y = pass ? nn_mha_forward_heads(c, &m, x, false) : nn_mha_forward(c, &m, x, false);
+        assert_shape(y, B, T, C);
+        out[pass] = malloc(sizeof(float) * B * T * C);
+        memcpy(out[pass], y->data, sizeof(float) * B * T * C);
+        assert_true(ag_backward(c, weighted_sum(c, y)));
+        gx[pass] = malloc(sizeof(float) * B * T * C);
+        memcpy(gx[pass], x->grad, sizeof(float) * B * T * C);
+        gp[pass] = malloc(sizeof(float *) * (size_t)p.n);
+        for (int i = 0; i < p.n; i++) {
+            gp[pass][i] = malloc(sizeof(float) * (size_t)p.items[i]->numel);
+            memcpy(gp[pass][i], p.items[i]->grad, sizeof(float) * (size_t)p.items[i]->numel);
+        }
+        ag_ctx_free(c);
+    }
+    assert_close(out[0], out[1], B * T * C, 1e-5);
+    assert_close(gx[0], gx[1], B * T * C, 1e-5);
+    for (int i = 0; i < p.n; i++) {
+        assert_close(gp[0][i], gp[1][i], p.items[i]->numel, 1e-5);
+        free(gp[0][i]);
+        free(gp[1][i]);
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        free(out[pass]);
+        free(gx[pass]);
+        free(gp[pass]);
+    }
+    ag_tensor_free(x);
+    nn_mha_free(&m);
+    nn_params_free(&p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -992,6 +1042,7 @@ int main(void)
         cmocka_unit_test(test_block_parameter_names),
         cmocka_unit_test(test_registry),
         cmocka_unit_test(test_dropout_eval_is_identity),
+        cmocka_unit_test(test_mha_batched_matches_per_head),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

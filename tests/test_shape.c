@@ -637,10 +637,38 @@ static void test_gradcheck_split(void **state)
     ag_tensor_free(x);
 }
 
+
+/* A slice whose leading dims are all 1 is a contiguous block: a view, whose
+ * grads still land in the right rows. */
+static void test_slice_leading_axis_is_a_view(void **state)
+{
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
+    float d[12] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
+    ag_tensor *a = leaf(d, AG_SHAPE(1, 4, 3));
+    ag_tensor *s = ag_slice(c, a, 1, 1, 3);      /* rows 1..2 of the only outer block */
+    assert_shape(s, 1, 2, 3);
+    assert_ptr_equal(s->data, a->data + 3);
+    ag_tensor *t = ag_slice(c, a, 2, 0, 2);      /* not contiguous: a copy */
+    assert_ptr_not_equal(t->data, a->data);
+    assert_true(ag_backward(c, weighted_sum(c, s)));
+    /* d/da of sum(s * W): W in rows 1..2, zero elsewhere */
+    ag_tensor *w = ag_empty(c, AG_SHAPE(1, 2, 3));
+    ag_rng r = ag_rng_new(0xC0FFEEull + 6);
+    ag_fill_normal(w, &r, 0.0f, 1.0f);
+    for (int i = 0; i < 12; i++) {
+        float want = (i >= 3 && i < 9) ? w->data[i - 3] : 0.0f;
+        assert_true(a->grad[i] == want);
+    }
+    ag_ctx_free(c);
+    ag_tensor_free(a);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_slice_leading_axis_is_a_view),
         T(test_reshape_keeps_order),
         T(test_reshape_infers_minus_one),
         T(test_reshape_to_scalar),
