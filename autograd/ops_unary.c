@@ -63,7 +63,8 @@ static void backward(int kind, float s, float *gx, const float *g, const float *
     case LOG: MAP(n, gx[i] += g[i] / x[i]) break;
     case SQRT: MAP(n, gx[i] += g[i] * 0.5f / y[i]) break;
     case RSQRT: MAP(n, gx[i] += g[i] * -0.5f * y[i] * y[i] * y[i]) break;
-    case RELU: MAP(n, gx[i] += y[i] > 0.0f ? g[i] : 0.0f) break; /* y > 0 exactly where x > 0 */
+    /* y > 0 exactly where x > 0; g is loaded either way so the loop has no branch */
+    case RELU: MAP(n, float gi = g[i]; gx[i] += y[i] > 0.0f ? gi : 0.0f) break;
     case GELU: MAP(n, gx[i] += g[i] * gelu_grad(x[i])) break;
     case TANH: MAP(n, gx[i] += g[i] * (1.0f - y[i] * y[i])) break;
     default: MAP(n, gx[i] += g[i] * y[i] * (1.0f - y[i])) break;
