@@ -21,8 +21,18 @@ void ag_arena_init(ag_arena *a, size_t min_block)
     a->min_block = min_block;
 }
 
+static void bury(ag_arena *a)
+{
+    for (int i = 0; i < a->ngrave; i++)
+        free(a->grave[i]);
+    free(a->grave);
+    a->grave = NULL;
+    a->ngrave = 0;
+}
+
 void ag_arena_free(ag_arena *a)
 {
+    bury(a);
     for (int i = 0; i < a->nblocks; i++)
         free(a->blocks[i]);
     free(a->blocks);
@@ -74,18 +84,30 @@ void *ag_arena_alloc(ag_arena *a, size_t bytes)
     return p;
 }
 
-/* release: give every block back to malloc (debug builds do this so that a
- * tensor used after its step's reset is a use-after-free the sanitizers see). */
+/* release (debug builds): the step's blocks are set aside untouched for one
+ * more step, then freed. A tensor used in the step after its reset still has
+ * its header, so the generation check names it; used later still, the
+ * access is a use-after-free the sanitizers report. */
 void ag_arena_reset(ag_arena *a, bool release)
 {
-    if (release || a->nblocks > 1) {
+    if (release) {
+        bury(a);
+        a->grave = malloc((size_t)(a->nblocks ? a->nblocks : 1) * sizeof *a->grave);
+        if (!a->grave) {
+            fprintf(stderr, "ag: out of memory\n");
+            abort();
+        }
+        memcpy(a->grave, a->blocks, (size_t)a->nblocks * sizeof *a->grave);
+        a->ngrave = a->nblocks;
+        a->nblocks = 0;
+    } else if (a->nblocks > 1) {
         size_t cap = 0;
         for (int i = 0; i < a->nblocks; i++) {
             cap += a->caps[i];
             free(a->blocks[i]);
         }
         a->nblocks = 0;
-        if (!release && cap)
+        if (cap)
             push_block(a, cap);
     }
     a->cur = 0;

@@ -3,8 +3,9 @@
 
 #include <stdlib.h>
 
-/* Debug builds return arena memory to malloc at every reset, so a tensor kept
- * across a reset is caught as a use-after-free by the sanitizers. */
+/* Debug builds never reuse a reset step's memory (see ag_arena_reset), so a
+ * tensor kept across a reset is caught: by the generation check in the next
+ * step, by the sanitizers after that. */
 #ifdef AG_ARENA_DEBUG
 #define RELEASE_ON_RESET true
 #else

@@ -25,6 +25,8 @@ typedef struct {
     size_t total;     /* bytes handed out since reset */
     size_t peak;
     size_t min_block;
+    char **grave;     /* debug arenas: the last step's blocks, kept but never reused */
+    int ngrave;
 } ag_arena;
 
 void ag_arena_init(ag_arena *a, size_t min_block);

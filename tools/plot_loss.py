@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Turns a `gpt train` loss log (CSV: step,batch_loss,train_loss,val_loss,elapsed_s)
+"""Turns a `gpt train` loss log (CSV: step,batch_loss,train_loss,val_loss,elapsed_s,rss_mib)
 into a PNG of the per-step training loss and the periodic train/val estimates.
 
     python3 tools/plot_loss.py runs/tiny/loss.csv [out.png]

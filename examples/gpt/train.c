@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -30,6 +31,23 @@ double gpt_now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Resident set size now, in MiB (Linux /proc; peak RSS elsewhere). */
+static double rss_mib(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    long pages = 0, resident = 0;
+    if (f) {
+        if (fscanf(f, "%ld %ld", &pages, &resident) != 2)
+            resident = 0;
+        fclose(f);
+    }
+    if (resident > 0)
+        return (double)resident * (double)sysconf(_SC_PAGESIZE) / (1 << 20);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_maxrss / 1024.0;
 }
 
 /* mkdir -p */
@@ -247,7 +265,7 @@ int cmd_train(int argc, char **argv)
         goto done;
     }
     if (!o->resume)
-        fprintf(log, "step,batch_loss,train_loss,val_loss,elapsed_s\n");
+        fprintf(log, "step,batch_loss,train_loss,val_loss,elapsed_s,rss_mib\n");
 
     int64_t B = o->batch_size, T = model.cfg.block_size;
     printf("%.6f M parameters; vocabulary %d characters; %lld train / %lld val tokens; %d threads; "
@@ -286,7 +304,8 @@ int cmd_train(int argc, char **argv)
                 fprintf(stderr, "\r\033[K");
             printf("step %lld: train loss %.4f, val loss %.4f\n", (long long)iter, tr, va);
             fflush(stdout);
-            fprintf(log, "%lld,,%.6f,%.6f,%.3f\n", (long long)iter, tr, va, gpt_now() - t0);
+            fprintf(log, "%lld,,%.6f,%.6f,%.3f,%.1f\n", (long long)iter, tr, va, gpt_now() - t0,
+                    rss_mib());
             fflush(log);
             ts.evaluated_at = iter;
             ts.step = iter;
@@ -326,7 +345,12 @@ int cmd_train(int argc, char **argv)
         ts.step = iter + 1;
         train_time += gpt_now() - ts0;
         tokens_done += B * T;
-        fprintf(log, "%lld,%.6f,,,%.3f\n", (long long)iter, (double)loss_v, gpt_now() - t0);
+        /* memory every 100 steps: the log shows it stays flat */
+        if (iter % 100 == 0)
+            fprintf(log, "%lld,%.6f,,,%.3f,%.1f\n", (long long)iter, (double)loss_v, gpt_now() - t0,
+                    rss_mib());
+        else
+            fprintf(log, "%lld,%.6f,,,%.3f,\n", (long long)iter, (double)loss_v, gpt_now() - t0);
 
         double now = gpt_now();
         double tps = tokens_done / (train_time > 0 ? train_time : 1e-9);
