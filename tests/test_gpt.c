@@ -1172,8 +1172,8 @@ static void test_help(void **state)
         check_help_lists(cmds[c], names, n);
     }
     const char *sample_flags[] = {"checkpoint", "prompt", "tokens", "temperature", "top-k", "seed",
-                                  "threads"};
-    check_help_lists("sample", sample_flags, 7);
+                                  "threads", "no-kv-cache"};
+    check_help_lists("sample", sample_flags, 8);
     /* gpt.py's defaults, as the README promises */
     argl a = {0};
     push(&a, "train", "--help", NULL);
@@ -1344,6 +1344,34 @@ static void test_bench(void **state)
 /* ------------------------------------------------------------ main */
 
 
+
+/* Sampling with the key/value cache gives the same text as recomputing the
+ * whole context for every character (gpt.py's way), before and after the
+ * context fills the block and starts to slide. */
+static void test_kv_cache_matches_recompute(void **state)
+{
+    (void)state;
+    const char *seeds[] = {"1", "2", "3"};
+    for (int s = 0; s < 3; s++) {
+        char *text[2];
+        for (int k = 0; k < 2; k++) {
+            argl a = {0};
+            push(&a, "sample", "--checkpoint", shared_ckpt(), "--prompt", "First", "--tokens", "40",
+                 "--seed", seeds[s], "--threads", "1", NULL);
+            if (k)
+                push(&a, "--no-kv-cache", NULL);
+            proc p;
+            run_ok(&p, &a);
+            text[k] = strdup(OUT(&p));
+            proc_free(&p);
+        }
+        assert_true(strlen(text[0]) > 40); /* 40 characters past a 16-wide block: it slid */
+        assert_string_equal(text[0], text[1]);
+        free(text[0]);
+        free(text[1]);
+    }
+}
+
 /* ------------------------------------------------------------ reliability */
 
 /* Memory stays flat over a long run: the arena is reset every step and
@@ -1496,6 +1524,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_resume_with_matching_flags),
         cmocka_unit_test(test_utf8),
         cmocka_unit_test(test_bench),
+        cmocka_unit_test(test_kv_cache_matches_recompute),
         cmocka_unit_test(test_memory_is_flat),
         cmocka_unit_test(test_same_seed_same_losses),
         cmocka_unit_test(test_non_finite_loss_stops_training),

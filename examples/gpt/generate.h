@@ -12,11 +12,15 @@ typedef struct {
     float temperature;   /* > 0; logits are divided by it */
     int64_t top_k;       /* keep the k most likely tokens; 0 keeps all */
     ag_rng rng;
+    bool no_kv_cache;    /* recompute the whole context for every token, as gpt.py does */
 } gpt_sample_opts;
 
 /* Continues the n tokens of ctx_tokens (n >= 1) by max_new_tokens tokens,
  * cropping the context to the last block_size tokens each step, writing each
- * new character to out as it comes. Returns the number generated. */
+ * new character to out as it comes. Returns the number generated.
+ * While the context fits in block_size, each layer's keys and values are
+ * cached, so a new token costs one position's work; once the window slides,
+ * every position moves and the whole window is recomputed, as in gpt.py. */
 int64_t gpt_generate(const gpt_model *m, const gpt_vocab *v, const int32_t *ctx_tokens, int64_t n,
                      gpt_sample_opts *o, FILE *out);
 

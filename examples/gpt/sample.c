@@ -12,6 +12,7 @@ int cmd_sample(int argc, char **argv)
     const char *path = NULL, *prompt = NULL;
     int64_t tokens = 500, top_k = 0, seed = 1337, threads = 0;
     double temperature = 1.0;
+    bool no_cache = false;
     cli_opt t[] = {
         {"checkpoint", CLI_STRING, &path, "checkpoint to sample from (required)", 0, 0, false},
         {"prompt", CLI_STRING, &prompt, "text to continue (default: gpt.py's token 0)", 0, 0, false},
@@ -20,6 +21,7 @@ int cmd_sample(int argc, char **argv)
         {"top-k", CLI_INT, &top_k, "sample among the k most likely characters (0: all)", 0, 1e9, false},
         {"seed", CLI_INT, &seed, "sampling seed", 0, 9.2e18, false},
         {"threads", CLI_INT, &threads, "threads (0: all cores)", 0, 1024, false},
+        {"no-kv-cache", CLI_BOOL, &no_cache, "recompute the whole context for every character, as gpt.py does", 0, 0, false},
     };
     int n = (int)(sizeof t / sizeof *t);
     char err[1024];
@@ -77,7 +79,8 @@ int cmd_sample(int argc, char **argv)
         ctx_tokens = calloc(1, sizeof *ctx_tokens);
     }
     gpt_sample_opts so = {.max_new_tokens = tokens, .temperature = (float)temperature,
-                          .top_k = top_k, .rng = ag_rng_new((uint64_t)seed)};
+                          .top_k = top_k, .rng = ag_rng_new((uint64_t)seed),
+                          .no_kv_cache = no_cache};
     gpt_generate(&m, &v, ctx_tokens, nctx, &so, stdout);
     printf("\n");
 done:
