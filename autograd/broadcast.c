@@ -38,15 +38,23 @@ static inline int64_t row_offset(int64_t r, int ndim, const int64_t *shape, cons
 }
 
 void ag_accum_reduce(float *dst, const ag_tensor *t, const float *src, const ag_tensor *out,
-                     float scale)
+                     float scale, bool assign)
 {
     int64_t n = out->numel;
     if (t->numel == n) {
+        if (assign) {
 #pragma omp parallel for if (n > AG_PAR_MIN)
-        for (int64_t i = 0; i < n; i++)
-            dst[i] += scale * src[i];
+            for (int64_t i = 0; i < n; i++)
+                dst[i] = scale * src[i];
+        } else {
+#pragma omp parallel for if (n > AG_PAR_MIN)
+            for (int64_t i = 0; i < n; i++)
+                dst[i] += scale * src[i];
+        }
         return;
     }
+    if (assign) /* the reductions below add up: start them from zero */
+        memset(dst, 0, (size_t)t->numel * sizeof *dst);
     if (t->numel == 1) {
         double s = 0;
 #pragma omp parallel for reduction(+ : s) if (n > AG_PAR_MIN)

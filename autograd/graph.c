@@ -76,8 +76,9 @@ static void zero_floats(float *p, int64_t n)
         p[i] = 0.0f;
 }
 
-float *ag_grad_of(ag_ctx *ctx, ag_tensor *t)
+float *ag_grad_buf(ag_ctx *ctx, ag_tensor *t, bool *fresh)
 {
+    *fresh = false;
     if (!t->requires_grad)
         return NULL;
     if (t->grad)
@@ -90,8 +91,17 @@ float *ag_grad_of(ag_ctx *ctx, ag_tensor *t)
     ag_ctx *home = t->op ? ctx : t->owner;
     t->grad = t->op ? ag_buf_alloc(home, t->numel)
                     : ag_arena_alloc(&home->arena, (size_t)t->numel * sizeof(float));
-    zero_floats(t->grad, t->numel);
+    *fresh = true;
     return t->grad;
+}
+
+float *ag_grad_of(ag_ctx *ctx, ag_tensor *t)
+{
+    bool fresh;
+    float *g = ag_grad_buf(ctx, t, &fresh);
+    if (fresh)
+        zero_floats(g, t->numel);
+    return g;
 }
 
 ag_tensor **ag_topo_order(ag_ctx *ctx, ag_tensor *root, int64_t *n)

@@ -68,6 +68,10 @@ void ag_buf_release(ag_ctx *ctx, float *buf, int64_t numel);
 /* Points view at data inside base's buffer and keeps that buffer alive for it. */
 void ag_make_view(ag_tensor *view, ag_tensor *base, float *data);
 
+/* ag_grad_of without the zeroing: *fresh says the buffer was just made and
+ * holds garbage, so the caller must write (=) every element, not add (+=). */
+float *ag_grad_buf(ag_ctx *ctx, ag_tensor *t, bool *fresh);
+
 /* Memory for a backward's temporaries, valid until that node's backward ends. */
 void *ag_scratch(ag_ctx *ctx, size_t bytes);
 
@@ -88,9 +92,10 @@ void ag_strides(int ndim, const int64_t *shape, int64_t *strides);
 bool ag_broadcast_shape(const ag_tensor *a, const ag_tensor *b, int *ndim, int64_t *shape);
 /* Strides of t's elements when t is broadcast to (ndim, shape): 0 on broadcast dims. */
 void ag_broadcast_strides(const ag_tensor *t, int ndim, const int64_t *shape, int64_t *strides);
-/* dst (t's shape) += scale * src (summed over the dims where t was broadcast to src's shape). */
+/* dst (t's shape) += scale * src (summed over the dims where t was broadcast to
+ * src's shape); with assign, dst = ... (dst's old contents are ignored). */
 void ag_accum_reduce(float *dst, const ag_tensor *t, const float *src, const ag_tensor *src_shape,
-                     float scale);
+                     float scale, bool assign);
 
 /* ---------------------------------------------------------------- kernels */
 

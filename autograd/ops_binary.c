@@ -65,15 +65,16 @@ static void binary_backward(ag_ctx *ctx, ag_tensor *out)
 {
     int kind = (int)out->iarg[0];
     ag_tensor *a = out->inputs[0], *b = out->inputs[1];
-    float *ga = ag_grad_of(ctx, a), *gb = ag_grad_of(ctx, b);
+    bool fa, fb;
+    float *ga = ag_grad_buf(ctx, a, &fa), *gb = ag_grad_buf(ctx, b, &fb);
     const float *g = out->grad;
     int64_t n = out->numel;
 
     if (kind == ADD || kind == SUB) {
         if (ga)
-            ag_accum_reduce(ga, a, g, out, 1.0f);
+            ag_accum_reduce(ga, a, g, out, 1.0f, fa);
         if (gb)
-            ag_accum_reduce(gb, b, g, out, kind == ADD ? 1.0f : -1.0f);
+            ag_accum_reduce(gb, b, g, out, kind == ADD ? 1.0f : -1.0f, fb);
         return;
     }
     /* mul: ga = g*b, gb = g*a; div: ga = g/b, gb = -g*a/b^2 = -g*out/b.
@@ -84,7 +85,7 @@ static void binary_backward(ag_ctx *ctx, ag_tensor *out)
     gt.data = out->grad;
     if (ga) {
         binary_kernel(kind == MUL ? MUL : DIV, &tmp, &gt, b);
-        ag_accum_reduce(ga, a, tmp.data, out, 1.0f);
+        ag_accum_reduce(ga, a, tmp.data, out, 1.0f, fa);
     }
     if (gb) {
         if (kind == MUL)
@@ -93,7 +94,7 @@ static void binary_backward(ag_ctx *ctx, ag_tensor *out)
             binary_kernel(MUL, &tmp, &gt, out);
             binary_kernel(DIV, &tmp, &tmp, b);
         }
-        ag_accum_reduce(gb, b, tmp.data, out, kind == MUL ? 1.0f : -1.0f);
+        ag_accum_reduce(gb, b, tmp.data, out, kind == MUL ? 1.0f : -1.0f, fb);
     }
 }
 

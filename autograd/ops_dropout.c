@@ -8,7 +8,7 @@ static inline bool keep(uint64_t seed, int64_t i, float p)
     return (float)(ag_hash64(seed, (uint64_t)i) >> 40) * (1.0f / 16777216.0f) >= p;
 }
 
-/* y = x * keep / (1 - p); with accumulate, y += ... (backward) */
+/* y = x * keep / (1 - p); with accumulate, y += ... (backward into an existing grad) */
 static void kernel(float *y, const float *x, int64_t n, uint64_t seed, float p, bool accumulate)
 {
     float scale = 1.0f / (1.0f - p);
@@ -21,9 +21,10 @@ static void kernel(float *y, const float *x, int64_t n, uint64_t seed, float p, 
 
 static void dropout_backward(ag_ctx *ctx, ag_tensor *out)
 {
-    float *gx = ag_grad_of(ctx, out->inputs[0]);
+    bool fresh;
+    float *gx = ag_grad_buf(ctx, out->inputs[0], &fresh);
     if (gx)
-        kernel(gx, out->grad, out->numel, (uint64_t)out->iarg[0], out->farg[0], true);
+        kernel(gx, out->grad, out->numel, (uint64_t)out->iarg[0], out->farg[0], !fresh);
 }
 
 static const ag_op dropout_op = {"dropout", dropout_backward, AG_IN(0) | AG_OUT};

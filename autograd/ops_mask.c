@@ -86,10 +86,12 @@ static void causal_kernel(float *y, const float *x, int64_t rows, int64_t T, int
 
 static void causal_backward(ag_ctx *ctx, ag_tensor *out)
 {
-    float *gx = ag_grad_of(ctx, out->inputs[0]);
+    bool fresh;
+    float *gx = ag_grad_buf(ctx, out->inputs[0], &fresh);
     int64_t T = out->shape[out->ndim - 2], S = out->shape[out->ndim - 1];
+    /* a fresh grad is the forward itself with 0 as the masked value */
     if (gx)
-        causal_kernel(gx, out->grad, out->numel / (S ? S : 1), T, S, 0.0f, true);
+        causal_kernel(gx, out->grad, out->numel / (S ? S : 1), T, S, 0.0f, !fresh);
 }
 
 static const ag_op causal_op = {"causal_mask", causal_backward, AG_IN(0) | AG_OUT};

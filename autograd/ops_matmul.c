@@ -76,32 +76,41 @@ static void matmul_backward(ag_ctx *ctx, ag_tensor *out)
     bool nt = out->iarg[0];
     int64_t M = a->shape[a->ndim - 2], K = a->shape[a->ndim - 1];
     int64_t N = out->shape[out->ndim - 1];
-    float *ga = ag_grad_of(ctx, a), *gb = ag_grad_of(ctx, b);
+    bool fa, fb;
+    float *ga = ag_grad_buf(ctx, a, &fa), *gb = ag_grad_buf(ctx, b, &fb);
     const float *g = out->grad;
     int64_t *oc = seq_offsets(ctx, p->nb, M * N);
+    /* A fresh grad is written with beta 0 where one GEMM covers each of its
+     * elements once; where broadcast batches add up, it is zeroed first. */
+    if (fa && !p->fold && p->a_bcast)
+        memset(ga, 0, (size_t)a->numel * sizeof *ga);
+    if (fb && !p->fold && p->b_bcast)
+        memset(gb, 0, (size_t)b->numel * sizeof *gb);
+    float beta_a = fa && (p->fold || !p->a_bcast) ? 0.0f : 1.0f;
+    float beta_b = fb && (p->fold || !p->b_bcast) ? 0.0f : 1.0f;
 
     if (p->fold) {
         int64_t R = p->nb * M; /* all of A's rows at once */
         if (ga) /* (R, N) @ op(B)^T -> (R, K) */
-            ag_gemm(false, !nt, R, K, N, 1.0f, g, N, b->data, nt ? K : N, 1.0f, ga, K);
+            ag_gemm(false, !nt, R, K, N, 1.0f, g, N, b->data, nt ? K : N, beta_a, ga, K);
         if (gb) {
             if (nt) /* dB (N, K) += dC^T (N, R) @ A (R, K) */
-                ag_gemm(true, false, N, K, R, 1.0f, g, N, a->data, K, 1.0f, gb, K);
+                ag_gemm(true, false, N, K, R, 1.0f, g, N, a->data, K, beta_b, gb, K);
             else    /* dB (K, N) += A^T (K, R) @ dC (R, N) */
-                ag_gemm(true, false, K, N, R, 1.0f, a->data, K, g, N, 1.0f, gb, N);
+                ag_gemm(true, false, K, N, R, 1.0f, a->data, K, g, N, beta_b, gb, N);
         }
         return;
     }
     if (ga) /* dA_b (M, K) += dC_b (M, N) @ op(B_b)^T */
         batched(p->nb, oc, p->ob, p->oa, !p->a_bcast, false, !nt, M, K, N, g, N, b->data,
-                nt ? K : N, 1.0f, ga, K);
+                nt ? K : N, beta_a, ga, K);
     if (gb) {
         if (nt) /* dB_b (N, K) += dC_b^T (N, M) @ A_b (M, K) */
             batched(p->nb, oc, p->oa, p->ob, !p->b_bcast, true, false, N, K, M, g, N, a->data, K,
-                    1.0f, gb, K);
+                    beta_b, gb, K);
         else    /* dB_b (K, N) += A_b^T (K, M) @ dC_b (M, N) */
             batched(p->nb, p->oa, oc, p->ob, !p->b_bcast, true, false, K, N, M, a->data, K, g, N,
-                    1.0f, gb, N);
+                    beta_b, gb, N);
     }
 }
 

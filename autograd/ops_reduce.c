@@ -44,33 +44,37 @@ static void sum_kernel(float *y, const float *x, int64_t outer, int64_t n, int64
 static void sum_backward(ag_ctx *ctx, ag_tensor *out)
 {
     ag_tensor *x = out->inputs[0];
-    float *gx = ag_grad_of(ctx, x);
+    bool fresh;
+    float *gx = ag_grad_buf(ctx, x, &fresh);
     if (!gx)
         return;
     int64_t outer = out->iarg[0], n = out->iarg[1], inner = out->iarg[2];
     float scale = out->farg[0];
     const float *g = out->grad;
-    /* gx[o, k, i] += scale * g[o, i]; rows of n*inner per o keep the inner loop long */
+    /* gx[o, k, i] += scale * g[o, i] (= when fresh); rows of n*inner per o
+     * keep the inner loop long */
+#define ACC(I, V) gx[I] = (fresh ? 0.0f : gx[I]) + (V)
     if (outer == 1) { /* sum over everything, or over the first axis: split the rows */
 #pragma omp parallel for if (x->numel > AG_PAR_MIN)
         for (int64_t k = 0; k < n; k++)
             for (int64_t i = 0; i < inner; i++)
-                gx[k * inner + i] += scale * g[i];
+                ACC(k * inner + i, scale * g[i]);
         return;
     }
 #pragma omp parallel for if (x->numel > AG_PAR_MIN)
     for (int64_t o = 0; o < outer; o++) {
-        float *r = gx + o * n * inner;
+        int64_t base = o * n * inner;
         const float *go = g + o * inner;
         if (inner == 1) {
             float v = scale * go[0];
             for (int64_t k = 0; k < n; k++)
-                r[k] += v;
+                ACC(base + k, v);
         } else
             for (int64_t k = 0; k < n; k++)
                 for (int64_t i = 0; i < inner; i++)
-                    r[k * inner + i] += scale * go[i];
+                    ACC(base + k * inner + i, scale * go[i]);
     }
+#undef ACC
 }
 
 /* y[o, i] = max_k x[o, k, i], arg[o, i] = the first k reaching it */

@@ -6,9 +6,10 @@
 static void reshape_backward(ag_ctx *ctx, ag_tensor *out)
 {
     ag_tensor *x = out->inputs[0];
-    float *gx = ag_grad_of(ctx, x);
+    bool fresh;
+    float *gx = ag_grad_buf(ctx, x, &fresh);
     if (gx)
-        ag_accum_reduce(gx, x, out->grad, out, 1.0f);
+        ag_accum_reduce(gx, x, out->grad, out, 1.0f, fresh);
 }
 
 static const ag_op reshape_op = {"reshape", reshape_backward, AG_IN(0) | AG_OUT};
@@ -50,10 +51,11 @@ ag_tensor *ag_reshape(ag_ctx *c, ag_tensor *a, int ndim, const int64_t *shape)
 
 /* ---- permute: out.shape[i] = in.shape[perm[i]], materialized */
 
-/* Copies (or with back, accumulates back) between in and its permutation out.
- * Rows of out's last dim; each in element is touched once, so rows run in parallel. */
+/* Copies in to its permutation out, or with back, out back into in (adding,
+ * or assigning when assign). Rows of out's last dim; each in element is
+ * touched once, so rows run in parallel. */
 static void permute_kernel(const ag_tensor *in, const ag_tensor *out, const int64_t *perm,
-                           float *in_buf, float *out_buf, bool back)
+                           float *in_buf, float *out_buf, bool back, bool assign)
 {
     int nd = out->ndim;
     int64_t ist[AG_MAX_DIMS], st[AG_MAX_DIMS];
@@ -71,7 +73,10 @@ static void permute_kernel(const ag_tensor *in, const ag_tensor *out, const int6
         }
         float *o = out_buf + r * L;
         float *x = in_buf + off;
-        if (back)
+        if (back && assign)
+            for (int64_t i = 0; i < L; i++)
+                x[i * sl] = o[i];
+        else if (back)
             for (int64_t i = 0; i < L; i++)
                 x[i * sl] += o[i];
         else
@@ -83,9 +88,10 @@ static void permute_kernel(const ag_tensor *in, const ag_tensor *out, const int6
 static void permute_backward(ag_ctx *ctx, ag_tensor *out)
 {
     ag_tensor *x = out->inputs[0];
-    float *gx = ag_grad_of(ctx, x);
+    bool fresh;
+    float *gx = ag_grad_buf(ctx, x, &fresh);
     if (gx)
-        permute_kernel(x, out, out->saved, gx, out->grad, true);
+        permute_kernel(x, out, out->saved, gx, out->grad, true, fresh);
 }
 
 static const ag_op permute_op = {"permute", permute_backward, AG_IN(0) | AG_OUT};
@@ -112,7 +118,7 @@ static ag_tensor *permute(ag_ctx *c, const ag_op *op, ag_tensor *a, const int *p
     if (!out)
         return NULL;
     out->saved = p;
-    permute_kernel(a, out, p, a->data, out->data, false);
+    permute_kernel(a, out, p, a->data, out->data, false, false);
     return out;
 }
 
@@ -173,10 +179,11 @@ static void concat_backward(ag_ctx *ctx, ag_tensor *out)
     outer_inner(out, axis, &outer, &inner);
     for (int k = 0; k < out->ninputs; k++) {
         ag_tensor *x = out->inputs[k];
-        float *gx = ag_grad_of(ctx, x);
+        bool fresh; /* each input's grad is exactly its block: a fresh one is copied into */
+        float *gx = ag_grad_buf(ctx, x, &fresh);
         if (gx)
             copy_block(gx, x->shape[axis], 0, out->grad, out->shape[axis], off, x->shape[axis],
-                       outer, inner, true);
+                       outer, inner, !fresh);
         off += x->shape[axis];
     }
 }

@@ -51,7 +51,8 @@ static void forward(float *y, const float *x, int64_t outer, int64_t n, int64_t 
 static void backward(ag_ctx *ctx, ag_tensor *out)
 {
     ag_tensor *x = out->inputs[0];
-    float *gx = ag_grad_of(ctx, x);
+    bool fresh;
+    float *gx = ag_grad_buf(ctx, x, &fresh);
     if (!gx)
         return;
     int64_t outer = out->iarg[0], n = out->iarg[1], inner = out->iarg[2];
@@ -64,12 +65,16 @@ static void backward(ag_ctx *ctx, ag_tensor *out)
             float s = 0.0f;
             for (int64_t k = 0; k < n; k++)
                 s += log_ ? g[base + k * inner] : g[base + k * inner] * y[base + k * inner];
+            /* a fresh grad is assigned, not added to */
+            float *gl = gx + base;
             if (log_)
                 for (int64_t k = 0; k < n; k++)
-                    gx[base + k * inner] += g[base + k * inner] - expf(y[base + k * inner]) * s;
+                    gl[k * inner] = (fresh ? 0.0f : gl[k * inner]) + g[base + k * inner] -
+                                    expf(y[base + k * inner]) * s;
             else
                 for (int64_t k = 0; k < n; k++)
-                    gx[base + k * inner] += y[base + k * inner] * (g[base + k * inner] - s);
+                    gl[k * inner] = (fresh ? 0.0f : gl[k * inner]) +
+                                    y[base + k * inner] * (g[base + k * inner] - s);
         }
 }
 

@@ -50,33 +50,38 @@ static void forward(int kind, float s, float *y, const float *x, int64_t n)
     }
 }
 
-/* gx += g * dy/dx, written with x and y = f(x) */
-static void backward(int kind, float s, float *gx, const float *g, const float *x, const float *y,
-                     int64_t n)
+/* gx += g * dy/dx, written with x and y = f(x); a fresh gx is assigned
+ * instead (the compiler splits each loop on the invariant `fresh`). */
+#define ACC(EXPR) gx[i] = (fresh ? 0.0f : gx[i]) + (EXPR)
+static void backward(int kind, float s, float *gx, bool fresh, const float *g, const float *x,
+                     const float *y, int64_t n)
 {
     switch (kind) {
-    case ADD_S: MAP(n, gx[i] += g[i]) break;
-    case MUL_S: MAP(n, gx[i] += g[i] * s) break;
-    case POW_S: MAP(n, gx[i] += g[i] * s * powf(x[i], s - 1.0f)) break;
-    case NEG: MAP(n, gx[i] -= g[i]) break;
-    case EXP: MAP(n, gx[i] += g[i] * y[i]) break;
-    case LOG: MAP(n, gx[i] += g[i] / x[i]) break;
-    case SQRT: MAP(n, gx[i] += g[i] * 0.5f / y[i]) break;
-    case RSQRT: MAP(n, gx[i] += g[i] * -0.5f * y[i] * y[i] * y[i]) break;
+    case ADD_S: MAP(n, ACC(g[i])) break;
+    case MUL_S: MAP(n, ACC(g[i] * s)) break;
+    case POW_S: MAP(n, ACC(g[i] * s * powf(x[i], s - 1.0f))) break;
+    case NEG: MAP(n, ACC(-g[i])) break;
+    case EXP: MAP(n, ACC(g[i] * y[i])) break;
+    case LOG: MAP(n, ACC(g[i] / x[i])) break;
+    case SQRT: MAP(n, ACC(g[i] * 0.5f / y[i])) break;
+    case RSQRT: MAP(n, ACC(g[i] * -0.5f * y[i] * y[i] * y[i])) break;
     /* y > 0 exactly where x > 0; g is loaded either way so the loop has no branch */
-    case RELU: MAP(n, float gi = g[i]; gx[i] += y[i] > 0.0f ? gi : 0.0f) break;
-    case GELU: MAP(n, gx[i] += g[i] * gelu_grad(x[i])) break;
-    case TANH: MAP(n, gx[i] += g[i] * (1.0f - y[i] * y[i])) break;
-    default: MAP(n, gx[i] += g[i] * y[i] * (1.0f - y[i])) break;
+    case RELU: MAP(n, float gi = g[i]; ACC(y[i] > 0.0f ? gi : 0.0f)) break;
+    case GELU: MAP(n, ACC(g[i] * gelu_grad(x[i]))) break;
+    case TANH: MAP(n, ACC(g[i] * (1.0f - y[i] * y[i]))) break;
+    default: MAP(n, ACC(g[i] * y[i] * (1.0f - y[i]))) break;
     }
 }
+#undef ACC
 
 static void unary_backward(ag_ctx *ctx, ag_tensor *out)
 {
     ag_tensor *x = out->inputs[0];
-    float *gx = ag_grad_of(ctx, x);
+    bool fresh;
+    float *gx = ag_grad_buf(ctx, x, &fresh);
     if (gx)
-        backward((int)out->iarg[0], out->farg[0], gx, out->grad, x->data, out->data, out->numel);
+        backward((int)out->iarg[0], out->farg[0], gx, fresh, out->grad, x->data, out->data,
+                 out->numel);
 }
 
 static const ag_op ops[] = {
