@@ -16,20 +16,6 @@
 
 #include <stdlib.h>
 
-#define FLOATS(...) ((const float[]){__VA_ARGS__})
-
-static int setup(void **state)
-{
-    *state = ag_ctx_new();
-    return *state ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    ag_ctx_free(*state);
-    return 0;
-}
-
 /* ================================================================ binary forward */
 
 static void test_add_same_shape(void **state)
@@ -684,7 +670,7 @@ static void test_unary_gradcheck_away_from_zero(void **state)
 
 int main(void)
 {
-#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+#define T(f) cmocka_unit_test_setup_teardown(f, ctx_setup, ctx_teardown)
     const struct CMUnitTest tests[] = {
         T(test_add_same_shape),
         T(test_scalar_operand_either_side),

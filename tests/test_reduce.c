@@ -10,20 +10,6 @@
  * non-square shapes, with max inputs spaced far apart so no step makes a tie. */
 #include "test_util.h"
 
-#define FLOATS(...) ((const float[]){__VA_ARGS__})
-
-static int setup(void **state)
-{
-    *state = ag_ctx_new();
-    return *state ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    ag_ctx_free(*state);
-    return 0;
-}
-
 /* (2,3,4) with x[i,j,k] = 12 i + 4 j + k, i.e. 0..23 in order */
 static ag_tensor *iota_234(ag_ctx *c)
 {
@@ -506,7 +492,7 @@ static void test_gradcheck_sum_all_mean_all(void **state)
 
 int main(void)
 {
-#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+#define T(f) cmocka_unit_test_setup_teardown(f, ctx_setup, ctx_teardown)
     const struct CMUnitTest tests[] = {
         T(test_sum_first_axis),
         T(test_sum_middle_axis),

@@ -10,20 +10,6 @@
  * place it came from), and every op is gradchecked through weighted_sum. */
 #include "test_util.h"
 
-#define FLOATS(...) ((const float[]){__VA_ARGS__})
-
-static int setup(void **state)
-{
-    *state = ag_ctx_new();
-    return *state ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    ag_ctx_free(*state);
-    return 0;
-}
-
 /* x[i] = i over the given shape, in ctx (or persistent with ctx NULL) */
 static ag_tensor *iota(ag_ctx *c, int ndim, const int64_t *shape)
 {
@@ -666,7 +652,7 @@ static void test_slice_leading_axis_is_a_view(void **state)
 
 int main(void)
 {
-#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+#define T(f) cmocka_unit_test_setup_teardown(f, ctx_setup, ctx_teardown)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_slice_leading_axis_is_a_view),
         T(test_reshape_keeps_order),

@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""Runs `gpt bench` and the PyTorch reference (tools/torch_reference.py --bench)
+back to back on the same presets and prints the ratios. Never run two
+benchmarks at once; the machine should be otherwise idle.
+
+    python3 tools/bench_compare.py [--presets tiny,small,medium,lecture] [--threads 2]
+                                   [--build build] [--scaling] [--peak]
+
+For PyTorch the best of 1 and 2 threads counts (its thread pools contend at
+2); torch_reference.py sets OMP_WAIT_POLICY=PASSIVE. --scaling also times
+this program at 1 thread; --peak measures the FMA peak (tools/fma_peak) and
+prints the share of it each run reaches.
+"""
+import argparse
+import os
+import re
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STEPS = {'tiny': 200, 'small': 100, 'medium': 30, 'lecture': 3}
+LINE = re.compile(r'bench: preset=(\S+) threads=(\d+) ms/step=([\d.]+) tokens/s=([\d.]+) '
+                  r'peak_rss_mib=([\d.]+) gflops=([\d.]+)')
+
+
+def run(cmd):
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f'bench_compare: {" ".join(cmd)} failed:\n{out.stderr}')
+    m = LINE.search(out.stdout)
+    if not m:
+        sys.exit(f'bench_compare: no bench line from {" ".join(cmd)}:\n{out.stdout}')
+    print('  ' + m.group(0), flush=True)
+    return dict(ms=float(m.group(3)), tps=float(m.group(4)), rss=float(m.group(5)), gflops=float(m.group(6)))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--presets', default='tiny,small,medium,lecture')
+    ap.add_argument('--threads', type=int, default=2)
+    ap.add_argument('--build', default=os.path.join(ROOT, 'build'))
+    ap.add_argument('--steps', type=int, help='timed steps (default per preset)')
+    ap.add_argument('--torch-threads', default='1,2')
+    ap.add_argument('--scaling', action='store_true', help='also time this program at 1 thread')
+    ap.add_argument('--peak', action='store_true', help='measure the FMA peak for the share of peak')
+    args = ap.parse_args()
+    gpt = os.path.join(args.build, 'examples', 'gpt', 'gpt')
+    ref = os.path.join(ROOT, 'tools', 'torch_reference.py')
+    peak = None
+    if args.peak:
+        out = subprocess.run([os.path.join(args.build, 'tools', 'fma_peak'), str(args.threads)],
+                             capture_output=True, text=True).stdout
+        print('  ' + out.strip())
+        peak = float(re.search(r'gflops=([\d.]+)', out).group(1))
+    rows = []
+    for p in args.presets.split(','):
+        steps = str(args.steps or STEPS.get(p, 10))
+        print(f'{p}:', flush=True)
+        ours = run([gpt, 'bench', '--preset', p, '--steps', steps, '--threads', str(args.threads)])
+        ours1 = run([gpt, 'bench', '--preset', p, '--steps', steps, '--threads', '1']) if args.scaling else None
+        best = None
+        for t in args.torch_threads.split(','):
+            r = run(['/usr/bin/python3', ref, '--bench', '--preset', p, '--steps', steps, '--threads', t])
+            if best is None or r['tps'] > best['tps']:
+                best = r
+        rows.append((p, ours, best, ours1))
+    print()
+    print('| preset | ms/step (ours / PyTorch) | tokens/s (ours / PyTorch) | speed ratio | peak RSS MiB (ours / PyTorch) | RSS ratio | GFLOP/s ours' +
+          (' | share of peak' if peak else '') + (' | 2 vs 1 thread' if args.scaling else '') + ' |')
+    print('|---|---|---|---|---|---|---' + ('|---' if peak else '') + ('|---' if args.scaling else '') + '|')
+    for p, o, t, o1 in rows:
+        line = (f"| {p} | {o['ms']:.1f} / {t['ms']:.1f} | {o['tps']:.0f} / {t['tps']:.0f} | {o['tps'] / t['tps']:.2f}x | "
+                f"{o['rss']:.0f} / {t['rss']:.0f} | {o['rss'] / t['rss']:.2f} | {o['gflops']:.1f}")
+        if peak:
+            line += f" | {100 * o['gflops'] / peak:.0f}%"
+        if args.scaling:
+            line += f" | {o['tps'] / o1['tps']:.2f}x"
+        print(line + ' |')
+
+
+if __name__ == '__main__':
+    main()
