@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "options.h"
+
 #define FORMAT "agrad-gpt/1"
 
 static void meta_i(nn_st_writer *w, const char *k, int64_t v)
@@ -108,32 +110,57 @@ static bool get_f(const nn_st *f, const char *k, double *out, char *err, size_t 
     return true;
 }
 
-static bool load_train_state(const nn_st *f, gpt_train_state *t, char *e, size_t n)
+/* A restored training setting must be one its command-line flag could have
+ * set: a corrupt checkpoint resumed with eval_interval 0 divided by zero in
+ * train.c, and batch size 0 or a negative learning rate made no sense (found
+ * by tests/fuzz/fuzz_safetensors.c). The flag table holds the ranges. */
+static bool flag_range(const char *flag, double v, char *err, size_t errlen)
 {
-    return get_i(f, "train.step", &t->step, e, n) &&
-           get_i(f, "train.evaluated_at", &t->evaluated_at, e, n) &&
-           get_u(f, "train.rng.batch.seed", &t->batch_rng.seed, e, n) &&
-           get_u(f, "train.rng.batch.counter", &t->batch_rng.counter, e, n) &&
-           get_u(f, "train.rng.eval.seed", &t->eval_rng.seed, e, n) &&
-           get_u(f, "train.rng.eval.counter", &t->eval_rng.counter, e, n) &&
-           get_u(f, "train.rng.dropout.seed", &t->dropout_rng.seed, e, n) &&
-           get_u(f, "train.rng.dropout.counter", &t->dropout_rng.counter, e, n) &&
-           get_i(f, "train.batch_size", &t->batch_size, e, n) &&
-           get_i(f, "train.max_iters", &t->max_iters, e, n) &&
-           get_i(f, "train.eval_interval", &t->eval_interval, e, n) &&
-           get_i(f, "train.eval_iters", &t->eval_iters, e, n) &&
-           get_i(f, "train.seed", &t->seed, e, n) && get_f(f, "train.lr", &t->lr, e, n) &&
-           get_f(f, "train.weight_decay", &t->weight_decay, e, n) &&
-           get_f(f, "train.grad_clip", &t->grad_clip, e, n);
+    gpt_options o;
+    cli_opt t[40];
+    const cli_opt *c = cli_find(t, gpt_option_table(&o, OPT_TRAIN, t, 40), flag);
+    if (c && v >= c->min && v <= c->max) /* false for NaN */
+        return true;
+    snprintf(err, errlen, "training state: %s %g is out of range [%g, %g]", flag, v,
+             c ? c->min : 0.0, c ? c->max : 0.0);
+    return false;
 }
 
-bool gpt_ckpt_load(const char *path, gpt_model *m, gpt_vocab *v, nn_adamw *opt,
-                   gpt_train_state *ts, char *err, size_t errlen)
+static bool load_train_state(const nn_st *f, gpt_train_state *t, char *e, size_t n)
+{
+    bool ok = get_i(f, "train.step", &t->step, e, n) &&
+              get_i(f, "train.evaluated_at", &t->evaluated_at, e, n) &&
+              get_u(f, "train.rng.batch.seed", &t->batch_rng.seed, e, n) &&
+              get_u(f, "train.rng.batch.counter", &t->batch_rng.counter, e, n) &&
+              get_u(f, "train.rng.eval.seed", &t->eval_rng.seed, e, n) &&
+              get_u(f, "train.rng.eval.counter", &t->eval_rng.counter, e, n) &&
+              get_u(f, "train.rng.dropout.seed", &t->dropout_rng.seed, e, n) &&
+              get_u(f, "train.rng.dropout.counter", &t->dropout_rng.counter, e, n) &&
+              get_i(f, "train.batch_size", &t->batch_size, e, n) &&
+              get_i(f, "train.max_iters", &t->max_iters, e, n) &&
+              get_i(f, "train.eval_interval", &t->eval_interval, e, n) &&
+              get_i(f, "train.eval_iters", &t->eval_iters, e, n) &&
+              get_i(f, "train.seed", &t->seed, e, n) && get_f(f, "train.lr", &t->lr, e, n) &&
+              get_f(f, "train.weight_decay", &t->weight_decay, e, n) &&
+              get_f(f, "train.grad_clip", &t->grad_clip, e, n);
+    if (ok && (t->step < 0 || t->evaluated_at < -1)) {
+        snprintf(e, n, "training state: step %lld, evaluated at %lld", (long long)t->step,
+                 (long long)t->evaluated_at);
+        return false;
+    }
+    return ok && flag_range("batch-size", (double)t->batch_size, e, n) &&
+           flag_range("max-iters", (double)t->max_iters, e, n) &&
+           flag_range("eval-interval", (double)t->eval_interval, e, n) &&
+           flag_range("eval-iters", (double)t->eval_iters, e, n) &&
+           flag_range("seed", (double)t->seed, e, n) && flag_range("lr", t->lr, e, n) &&
+           flag_range("weight-decay", t->weight_decay, e, n) &&
+           flag_range("grad-clip", t->grad_clip, e, n);
+}
+
+bool gpt_ckpt_load_st(const nn_st *f, const char *name, gpt_model *m, gpt_vocab *v,
+                      nn_adamw *opt, gpt_train_state *ts, char *err, size_t errlen)
 {
     char why[400] = "";
-    nn_st *f = nn_st_open(path, err, errlen);
-    if (!f)
-        return false;
     memset(m, 0, sizeof *m);
     memset(v, 0, sizeof *v);
     bool model_built = false, opt_built = false;
@@ -167,9 +194,39 @@ bool gpt_ckpt_load(const char *path, gpt_model *m, gpt_vocab *v, nn_adamw *opt,
         snprintf(why, sizeof why, "model sizes out of range");
         ok = false;
     }
+    /* (float)dropout is undefined behaviour past FLT_MAX ("1e39"): check the
+     * double (found by review; tests/fuzz/regressions/safetensors/ok-dropout-1e39) */
+    if (ok && !(dropout >= 0.0 && dropout < 1.0)) {
+        snprintf(why, sizeof why, "dropout %g is not in [0, 1)", dropout);
+        ok = false;
+    }
+    /* Every parameter is stored in the file, so the model cannot need more
+     * floats than the file has data bytes / 4. The sizes above still allow
+     * terabytes (n_embd 65536, n_layer 4096) that a corrupt header of a few
+     * bytes would make gpt_init allocate before any shape is checked; the
+     * embeddings, lm_head and each block's 12 n_embd^2 matrix weights are a
+     * lower bound on the model that is checked first (no overflow: < 2^58
+     * within the bounds), then the exact count once built (found by review;
+     * tests/fuzz/regressions/safetensors/ok-huge-config). */
+    uint64_t data_floats = nn_st_data_size(f) / 4;
+    if (ok) {
+        uint64_t C = (uint64_t)ne, least = 2 * (uint64_t)vs * C + (uint64_t)bs * C +
+                                           12 * C * C * (uint64_t)nl;
+        if (least > data_floats) {
+            snprintf(why, sizeof why,
+                     "a model of these sizes has more than %llu parameters; the file holds %llu",
+                     (unsigned long long)least, (unsigned long long)data_floats);
+            ok = false;
+        }
+    }
     if (ok) {
         gpt_config cfg = {vs, bs, ne, (int)nh, (int)nl, (float)dropout};
         ok = model_built = gpt_init(m, &cfg, 0, why, sizeof why);
+    }
+    if (ok && (uint64_t)nn_params_numel(&m->params) > data_floats) {
+        snprintf(why, sizeof why, "the model has %lld parameters; the file holds %llu",
+                 (long long)nn_params_numel(&m->params), (unsigned long long)data_floats);
+        ok = false;
     }
     ok = ok && nn_load_params(f, &m->params, why, sizeof why);
     if (ok && opt) {
@@ -179,14 +236,24 @@ bool gpt_ckpt_load(const char *path, gpt_model *m, gpt_vocab *v, nn_adamw *opt,
     }
     if (ok && ts)
         ok = load_train_state(f, ts, why, sizeof why);
-    nn_st_close(f);
     if (!ok) {
-        snprintf(err, errlen, "checkpoint %s: %s", path, why);
+        snprintf(err, errlen, "checkpoint %s: %s", name, why);
         if (opt_built)
             nn_adamw_free(opt);
         if (model_built)
             gpt_free(m);
         vocab_free(v);
     }
+    return ok;
+}
+
+bool gpt_ckpt_load(const char *path, gpt_model *m, gpt_vocab *v, nn_adamw *opt,
+                   gpt_train_state *ts, char *err, size_t errlen)
+{
+    nn_st *f = nn_st_open(path, err, errlen);
+    if (!f)
+        return false;
+    bool ok = gpt_ckpt_load_st(f, path, m, v, opt, ts, err, errlen);
+    nn_st_close(f);
     return ok;
 }

@@ -25,5 +25,9 @@ bool gpt_ckpt_save(const char *path, const gpt_model *m, const gpt_vocab *v, con
  * left allocated and err names the file and the problem. */
 bool gpt_ckpt_load(const char *path, gpt_model *m, gpt_vocab *v, nn_adamw *opt,
                    gpt_train_state *ts, char *err, size_t errlen);
+/* The same from a file already parsed (nn_st_parse: an image in memory, as
+ * the fuzzer gives); name stands for the file in messages. f stays open. */
+bool gpt_ckpt_load_st(const nn_st *f, const char *name, gpt_model *m, gpt_vocab *v,
+                      nn_adamw *opt, gpt_train_state *ts, char *err, size_t errlen);
 
 #endif
