@@ -97,7 +97,8 @@ void ag_arena_reset(ag_arena *a, bool release)
             fprintf(stderr, "ag: out of memory\n");
             abort();
         }
-        memcpy(a->grave, a->blocks, (size_t)a->nblocks * sizeof *a->grave);
+        if (a->nblocks) /* blocks is NULL before the first one */
+            memcpy(a->grave, a->blocks, (size_t)a->nblocks * sizeof *a->grave);
         a->ngrave = a->nblocks;
         a->nblocks = 0;
     } else if (a->nblocks > 1) {

@@ -8,8 +8,10 @@
  * step, by the sanitizers after that. */
 #ifdef AG_ARENA_DEBUG
 #define RELEASE_ON_RESET true
+#define FIRST_BLOCK ((size_t)64 << 10) /* fresh blocks every step: keep them small */
 #else
 #define RELEASE_ON_RESET false
+#define FIRST_BLOCK ((size_t)4 << 20)
 #endif
 
 ag_ctx *ag_ctx_new(void)
@@ -19,8 +21,8 @@ ag_ctx *ag_ctx_new(void)
         fprintf(stderr, "ag: out of memory\n");
         abort();
     }
-    ag_arena_init(&c->arena, (size_t)4 << 20);
-    ag_arena_init(&c->scratch, (size_t)1 << 20);
+    ag_arena_init(&c->arena, FIRST_BLOCK);
+    ag_arena_init(&c->scratch, FIRST_BLOCK / 4);
     c->grad_enabled = true;
     c->generation = 1;
     c->rng = ag_rng_new(0);
