@@ -3,6 +3,7 @@
  * All row-major: C[M,N] = alpha * op(A)[M,K] @ op(B)[K,N] + beta * C. */
 #include "internal.h"
 
+#include <omp.h>
 #include <stdlib.h>
 
 #ifdef AG_HAVE_CBLAS
@@ -172,10 +173,23 @@ static void blas(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
 }
 #endif
 
+/* Below this many multiply-adds a GEMM runs on one thread: splitting it
+ * costs more in wake-ups and barriers than it saves. */
+#define GEMM_PAR_MIN (1 << 22)
+
 void ag_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
              int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
 {
 #ifdef AG_HAVE_CBLAS
+    if (M * N * K < GEMM_PAR_MIN && omp_get_max_threads() > 1 && !omp_in_parallel()) {
+        /* OpenBLAS splits anything over 2^18 multiply-adds across threads and
+         * has no per-call thread count; inside an active parallel region it
+         * runs single-threaded, so give it one */
+#pragma omp parallel num_threads(2)
+        if (omp_get_thread_num() == 0)
+            blas(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
     blas(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 #else
     gemm_builtin(true, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
