@@ -56,7 +56,11 @@ int main(int argc, char **argv)
         {"qkv       x @ W^T   ", false, true, 16384, 1152, 384},
         {"attn      q @ k^T   ", false, true, 256, 256, 64},
         {"attn      att @ v   ", false, false, 256, 64, 256},
+        {"medium    x @ W^T   ", false, true, 2048, 512, 128},
+        {"medium    dX = g @ W", false, false, 2048, 128, 512},
+        {"medium    dW = g^T x", true, false, 512, 128, 2048},
         {"small     x @ W^T   ", false, true, 512, 256, 64},
+        {"small     dW = g^T x", true, false, 256, 64, 512},
         {"tiny      x @ W^T   ", false, true, 256, 128, 32},
     };
     size_t maxe = 16384 * 1536;
