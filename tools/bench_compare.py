@@ -6,8 +6,9 @@ benchmarks at once; the machine should be otherwise idle.
     python3 tools/bench_compare.py [--presets tiny,small,medium,lecture] [--threads 2]
                                    [--build build] [--scaling] [--peak]
 
-For PyTorch the best of 1 and 2 threads counts (its thread pools contend at
-2); torch_reference.py sets OMP_WAIT_POLICY=PASSIVE. --scaling also times
+Each configuration runs --repeat times, interleaved, and its median run
+counts. For PyTorch the best of 1 and 2 threads counts (its thread pools
+contend at 2); torch_reference.py sets OMP_WAIT_POLICY=PASSIVE. --scaling also times
 this program at 1 thread; --peak measures the FMA peak (tools/fma_peak) and
 prints the share of it each run reaches.
 """
@@ -43,6 +44,8 @@ def main():
     ap.add_argument('--torch-threads', default='1,2')
     ap.add_argument('--scaling', action='store_true', help='also time this program at 1 thread')
     ap.add_argument('--peak', action='store_true', help='measure the FMA peak for the share of peak')
+    ap.add_argument('--repeat', type=int, default=3,
+                    help='runs of each configuration, interleaved; the median run counts (default 3)')
     args = ap.parse_args()
     gpt = os.path.join(args.build, 'examples', 'gpt', 'gpt')
     ref = os.path.join(ROOT, 'tools', 'torch_reference.py')
@@ -56,14 +59,19 @@ def main():
     for p in args.presets.split(','):
         steps = str(args.steps or STEPS.get(p, 10))
         print(f'{p}:', flush=True)
-        ours = run([gpt, 'bench', '--preset', p, '--steps', steps, '--threads', str(args.threads)])
-        ours1 = run([gpt, 'bench', '--preset', p, '--steps', steps, '--threads', '1']) if args.scaling else None
-        best = None
+        configs = [('ours', [gpt, 'bench', '--preset', p, '--steps', steps, '--threads', str(args.threads)])]
+        if args.scaling:
+            configs.append(('ours1', [gpt, 'bench', '--preset', p, '--steps', steps, '--threads', '1']))
         for t in args.torch_threads.split(','):
-            r = run(['/usr/bin/python3', ref, '--bench', '--preset', p, '--steps', steps, '--threads', t])
-            if best is None or r['tps'] > best['tps']:
-                best = r
-        rows.append((p, ours, best, ours1))
+            configs.append(('torch' + t, ['/usr/bin/python3', ref, '--bench', '--preset', p, '--steps', steps,
+                                          '--threads', t]))
+        runs = {name: [] for name, _ in configs}
+        for _ in range(args.repeat):  # interleaved, so a noisy spell hits every configuration
+            for name, cmd in configs:
+                runs[name].append(run(cmd))
+        med = {name: sorted(r, key=lambda x: x['ms'])[len(r) // 2] for name, r in runs.items()}
+        best = max((v for k, v in med.items() if k.startswith('torch')), key=lambda x: x['tps'])
+        rows.append((p, med['ours'], best, med.get('ours1')))
     print()
     print('| preset | ms/step (ours / PyTorch) | tokens/s (ours / PyTorch) | speed ratio | peak RSS MiB (ours / PyTorch) | RSS ratio | GFLOP/s ours' +
           (' | share of peak' if peak else '') + (' | 2 vs 1 thread' if args.scaling else '') + ' |')
