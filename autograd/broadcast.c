@@ -63,6 +63,21 @@ void ag_accum_reduce(float *dst, const ag_tensor *t, const float *src, const ag_
         dst[0] += scale * (float)s;
         return;
     }
+    /* t is out with the last dim kept as 1 (a mean's grad): row sums, split by rows */
+    int64_t L = out->ndim ? out->shape[out->ndim - 1] : 1;
+    bool per_row = t->ndim == out->ndim && t->numel * L == n && t->shape[t->ndim - 1] == 1;
+    for (int i = 0; per_row && i < t->ndim - 1; i++)
+        per_row = t->shape[i] == out->shape[i];
+    if (per_row) {
+#pragma omp parallel for if (n > AG_PAR_MIN)
+        for (int64_t r = 0; r < t->numel; r++) {
+            float acc = 0;
+            for (int64_t j = 0; j < L; j++)
+                acc += src[r * L + j];
+            dst[r] += scale * acc;
+        }
+        return;
+    }
     /* t matches out's trailing numel elements (a bias): column sums, split by columns */
     int64_t m = t->numel;
     bool suffix = n % m == 0;
@@ -89,7 +104,7 @@ void ag_accum_reduce(float *dst, const ag_tensor *t, const float *src, const ag_
     int64_t st[AG_MAX_DIMS];
     ag_broadcast_strides(t, nd, out->shape, st);
     /* L == 0 only when out is empty: then there is nothing to add */
-    int64_t L = out->shape[nd - 1], sl = st[nd - 1], rows = L ? n / L : 0;
+    int64_t sl = st[nd - 1], rows = L ? n / L : 0;
     for (int64_t r = 0; r < rows; r++) {
         float *d = dst + row_offset(r, nd, out->shape, st);
         const float *s = src + r * L;

@@ -28,6 +28,27 @@ static inline void row(int kind, float *o, const float *a, int64_t sa, const flo
 #undef LOOP
 }
 
+/* How an operand lines up with out's rows (all dims but the last, L wide):
+ * the whole row, one value per row, the same L values for every row (a
+ * bias), one value for everything, or something else (general strides). */
+enum { FULL, PER_ROW, SUFFIX, SCALAR, GENERAL };
+
+static int row_mode(const ag_tensor *t, const ag_tensor *out, int64_t rows, int64_t L)
+{
+    if (t->numel == 1)
+        return SCALAR;
+    if (ag_same_shape(t, out))
+        return FULL;
+    int nd = out->ndim, off = nd - t->ndim;
+    bool per_row = t->numel == rows && off == 0 && t->shape[nd - 1] == 1;
+    for (int i = 0; per_row && i < nd - 1; i++)
+        per_row = t->shape[i] == out->shape[i];
+    if (per_row)
+        return PER_ROW;
+    bool suffix = t->numel == L && t->shape[t->ndim - 1] == L;
+    return suffix ? SUFFIX : GENERAL;
+}
+
 /* out = a op b over out's shape, a and b read through broadcast strides */
 static void binary_kernel(int kind, ag_tensor *out, const ag_tensor *a, const ag_tensor *b)
 {
@@ -43,10 +64,20 @@ static void binary_kernel(int kind, ag_tensor *out, const ag_tensor *a, const ag
         }
         return;
     }
+    int64_t L = out->shape[nd - 1], rows = L ? out->numel / L : 0;
+    int ma = row_mode(a, out, rows, L), mb = row_mode(b, out, rows, L);
+    if (ma != GENERAL && mb != GENERAL) { /* row offsets without index arithmetic */
+        int64_t ra = ma == FULL ? L : ma == PER_ROW ? 1 : 0;
+        int64_t rb = mb == FULL ? L : mb == PER_ROW ? 1 : 0;
+        bool ua = ma == FULL || ma == SUFFIX, ub = mb == FULL || mb == SUFFIX;
+#pragma omp parallel for if (out->numel > AG_PAR_MIN)
+        for (int64_t r = 0; r < rows; r++)
+            row(kind, out->data + r * L, a->data + r * ra, ua, b->data + r * rb, ub, L);
+        return;
+    }
     int64_t sa[AG_MAX_DIMS], sb[AG_MAX_DIMS];
     ag_broadcast_strides(a, nd, out->shape, sa);
     ag_broadcast_strides(b, nd, out->shape, sb);
-    int64_t L = out->shape[nd - 1], rows = L ? out->numel / L : 0;
 #pragma omp parallel for if (out->numel > AG_PAR_MIN)
     for (int64_t r = 0; r < rows; r++) {
         int64_t oa = 0, ob = 0, q = r;
