@@ -1,6 +1,8 @@
 /* ops_shape.c - reshape (a view), transpose, permute, concat, slice, split. */
 #include "internal.h"
 
+#include <omp.h>
+
 /* ---- reshape: same data, new shape; grads pass straight through */
 
 static void reshape_backward(ag_ctx *ctx, ag_tensor *out)
@@ -64,24 +66,38 @@ static void permute_kernel(const ag_tensor *in, const ag_tensor *out, const int6
         st[i] = ist[perm[i]];
     int64_t L = nd ? out->shape[nd - 1] : 1, sl = nd ? st[nd - 1] : 1;
     int64_t rows = L ? out->numel / L : 0;
-#pragma omp parallel for if (out->numel > AG_PAR_MIN)
-    for (int64_t r = 0; r < rows; r++) {
-        int64_t off = 0, q = r;
+    /* Each thread takes a run of rows and steps its input offset along like
+     * an odometer: divisions only at the start of a run, not on every row. */
+#pragma omp parallel if (out->numel > AG_PAR_MIN)
+    {
+        int nt = omp_get_num_threads(), id = omp_get_thread_num();
+        int64_t r0 = rows * id / nt, r1 = rows * (id + 1) / nt;
+        int64_t idx[AG_MAX_DIMS], off = 0, q = r0;
         for (int d = nd - 2; d >= 0; d--) {
-            off += (q % out->shape[d]) * st[d];
+            idx[d] = q % out->shape[d];
             q /= out->shape[d];
+            off += idx[d] * st[d];
         }
-        float *o = out_buf + r * L;
-        float *x = in_buf + off;
-        if (back && assign)
-            for (int64_t i = 0; i < L; i++)
-                x[i * sl] = o[i];
-        else if (back)
-            for (int64_t i = 0; i < L; i++)
-                x[i * sl] += o[i];
-        else
-            for (int64_t i = 0; i < L; i++)
-                o[i] = x[i * sl];
+        for (int64_t r = r0; r < r1; r++) {
+            float *o = out_buf + r * L;
+            float *x = in_buf + off;
+            if (back && assign)
+                for (int64_t i = 0; i < L; i++)
+                    x[i * sl] = o[i];
+            else if (back)
+                for (int64_t i = 0; i < L; i++)
+                    x[i * sl] += o[i];
+            else
+                for (int64_t i = 0; i < L; i++)
+                    o[i] = x[i * sl];
+            for (int d = nd - 2; d >= 0; d--) { /* next row */
+                off += st[d];
+                if (++idx[d] < out->shape[d])
+                    break;
+                off -= st[d] * out->shape[d];
+                idx[d] = 0;
+            }
+        }
     }
 }
 
