@@ -27,7 +27,7 @@ static void ce_backward(ag_ctx *ctx, ag_tensor *out)
         const float *xr = x->data + n * C;
         float *gr = gx + n * C;
         for (int64_t c = 0; c < C; c++)
-            gr[c] += scale * expf((float)(xr[c] - s->lse[n]));
+            gr[c] += scale * ag_expf((float)(xr[c] - s->lse[n]));
         gr[t] -= scale;
     }
 }
@@ -77,7 +77,7 @@ ag_tensor *ag_cross_entropy(ag_ctx *c, ag_tensor *logits, const ag_index *target
         for (int64_t k = 0; k < C; k++)
             m = xr[k] > m ? xr[k] : m;
         for (int64_t k = 0; k < C; k++)
-            sum += expf(xr[k] - m);
+            sum += ag_expf(xr[k] - m);
         s->lse[n] = (double)m + logf(sum);
         if (tg[n] != ignore_index)
             total += s->lse[n] - xr[tg[n]];

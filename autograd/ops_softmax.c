@@ -14,9 +14,45 @@ static void lines(const ag_tensor *t, int axis, int64_t *outer, int64_t *n, int6
     *n = t->shape[axis];
 }
 
+/* One contiguous row (the usual last-axis case): y = softmax(x) or log_softmax(x). */
+static void row_forward(float *y, const float *x, int64_t n, bool log_)
+{
+    float m = -INFINITY;
+#pragma omp simd reduction(max : m)
+    for (int64_t k = 0; k < n; k++)
+        m = x[k] > m ? x[k] : m;
+    float s = 0.0f;
+    if (log_) {
+#pragma omp simd reduction(+ : s)
+        for (int64_t k = 0; k < n; k++)
+            s += ag_expf(x[k] - m);
+        /* (x - m) - log s, not x - (m + log s): m + log s would be rounded
+         * to m's precision, losing digits at large logits */
+        float ls = logf(s);
+        for (int64_t k = 0; k < n; k++)
+            y[k] = (x[k] - m) - ls;
+    } else {
+#pragma omp simd reduction(+ : s)
+        for (int64_t k = 0; k < n; k++) {
+            float e = ag_expf(x[k] - m);
+            y[k] = e;
+            s += e;
+        }
+        float r = 1.0f / s;
+        for (int64_t k = 0; k < n; k++)
+            y[k] *= r;
+    }
+}
+
 /* y = softmax(x) or log_softmax(x) along each line (stride inner) */
 static void forward(float *y, const float *x, int64_t outer, int64_t n, int64_t inner, bool log_)
 {
+    if (inner == 1) {
+#pragma omp parallel for if (outer * n > AG_PAR_MIN)
+        for (int64_t o = 0; o < outer; o++)
+            row_forward(y + o * n, x + o * n, n, log_);
+        return;
+    }
 #pragma omp parallel for collapse(2) if (outer * n * inner > AG_PAR_MIN)
     for (int64_t o = 0; o < outer; o++)
         for (int64_t i = 0; i < inner; i++) {
@@ -28,15 +64,13 @@ static void forward(float *y, const float *x, int64_t outer, int64_t n, int64_t 
             float s = 0.0f;
             if (log_) {
                 for (int64_t k = 0; k < n; k++)
-                    s += expf(xl[k * inner] - m);
-                /* (x - m) - log s, not x - (m + log s): m + log s would be
-                 * rounded to m's precision, losing digits at large logits */
+                    s += ag_expf(xl[k * inner] - m);
                 float ls = logf(s);
                 for (int64_t k = 0; k < n; k++)
                     yl[k * inner] = (xl[k * inner] - m) - ls;
             } else {
                 for (int64_t k = 0; k < n; k++) {
-                    float e = expf(xl[k * inner] - m);
+                    float e = ag_expf(xl[k * inner] - m);
                     yl[k * inner] = e;
                     s += e;
                 }
@@ -70,7 +104,7 @@ static void backward(ag_ctx *ctx, ag_tensor *out)
             if (log_)
                 for (int64_t k = 0; k < n; k++)
                     gl[k * inner] = (fresh ? 0.0f : gl[k * inner]) + g[base + k * inner] -
-                                    expf(y[base + k * inner]) * s;
+                                    ag_expf(y[base + k * inner]) * s;
             else
                 for (int64_t k = 0; k < n; k++)
                     gl[k * inner] = (fresh ? 0.0f : gl[k * inner]) +
