@@ -72,6 +72,7 @@ void ag_accum_reduce(float *dst, const ag_tensor *t, const float *src, const ag_
 #pragma omp parallel for if (n > AG_PAR_MIN)
         for (int64_t r = 0; r < t->numel; r++) {
             float acc = 0;
+#pragma omp simd reduction(+ : acc)
             for (int64_t j = 0; j < L; j++)
                 acc += src[r * L + j];
             dst[r] += scale * acc;

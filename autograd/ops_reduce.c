@@ -9,7 +9,7 @@ static void sum_kernel(float *y, const float *x, int64_t outer, int64_t n, int64
 {
     if (inner == 1 && outer == 1) { /* one long row: split it */
         double s = 0;
-#pragma omp parallel for reduction(+ : s) if (n > AG_PAR_MIN)
+#pragma omp parallel for simd reduction(+ : s) if (n > AG_PAR_MIN)
         for (int64_t k = 0; k < n; k++)
             s += x[k];
         y[0] = (float)(s * scale);
@@ -20,6 +20,7 @@ static void sum_kernel(float *y, const float *x, int64_t outer, int64_t n, int64
         for (int64_t o = 0; o < outer; o++) {
             double s = 0;
             const float *r = x + o * n;
+#pragma omp simd reduction(+ : s)
             for (int64_t k = 0; k < n; k++)
                 s += r[k];
             y[o] = (float)(s * scale);

@@ -92,6 +92,28 @@ static void backward(ag_ctx *ctx, ag_tensor *out)
     int64_t outer = out->iarg[0], n = out->iarg[1], inner = out->iarg[2];
     bool log_ = out->iarg[3];
     const float *y = out->data, *g = out->grad;
+    if (inner == 1) { /* contiguous rows */
+#pragma omp parallel for if (outer * n > AG_PAR_MIN)
+        for (int64_t o = 0; o < outer; o++) {
+            const float *yr = y + o * n, *gr = g + o * n;
+            float *xr = gx + o * n;
+            float s = 0.0f;
+            if (log_) {
+#pragma omp simd reduction(+ : s)
+                for (int64_t k = 0; k < n; k++)
+                    s += gr[k];
+                for (int64_t k = 0; k < n; k++)
+                    xr[k] = (fresh ? 0.0f : xr[k]) + gr[k] - ag_expf(yr[k]) * s;
+            } else {
+#pragma omp simd reduction(+ : s)
+                for (int64_t k = 0; k < n; k++)
+                    s += gr[k] * yr[k];
+                for (int64_t k = 0; k < n; k++)
+                    xr[k] = (fresh ? 0.0f : xr[k]) + yr[k] * (gr[k] - s);
+            }
+        }
+        return;
+    }
 #pragma omp parallel for collapse(2) if (outer * n * inner > AG_PAR_MIN)
     for (int64_t o = 0; o < outer; o++)
         for (int64_t i = 0; i < inner; i++) {
