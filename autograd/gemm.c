@@ -133,9 +133,12 @@ static void gemm_builtin(bool par, bool ta, bool tb, int64_t M, int64_t N, int64
     par = par && tm * tn > 1 && M * N * K > 64 * 64 * 64;
 #pragma omp parallel if (par)
     {
+        /* packing space for one tile, no larger than the product needs: a
+         * small GEMM must not pay for (and page-fault on) full-size buffers */
+        int64_t mc = (M < MC ? M : MC) + MR, nc = (N < NC ? N : NC) + NR, kc = K < KC ? K : KC;
         float *ap = NULL, *bp = NULL;
-        if (posix_memalign((void **)&ap, 64, MC * KC * sizeof(float)) ||
-            posix_memalign((void **)&bp, 64, NC * KC * sizeof(float))) {
+        if (posix_memalign((void **)&ap, 64, (size_t)(mc * kc) * sizeof(float)) ||
+            posix_memalign((void **)&bp, 64, (size_t)(nc * kc) * sizeof(float))) {
             fprintf(stderr, "ag: out of memory in matmul\n");
             abort();
         }
@@ -181,13 +184,14 @@ void ag_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, con
              int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
 {
 #ifdef AG_HAVE_CBLAS
-    if (M * N * K < GEMM_PAR_MIN && omp_get_max_threads() > 1 && !omp_in_parallel()) {
+    int nt = omp_get_max_threads();
+    if (M * N * K < GEMM_PAR_MIN && nt > 1 && !omp_in_parallel()) {
         /* OpenBLAS splits anything over 2^18 multiply-adds across threads and
-         * has no per-call thread count; inside an active parallel region it
-         * runs single-threaded, so give it one */
-#pragma omp parallel num_threads(2)
-        if (omp_get_thread_num() == 0)
-            blas(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+         * has no per-call thread count, but its OpenMP build sizes its team
+         * by omp_get_max_threads(): one thread for this call, no wake-ups */
+        omp_set_num_threads(1);
+        blas(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        omp_set_num_threads(nt);
         return;
     }
     blas(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
