@@ -90,9 +90,11 @@ ag_tensor *nn_mha_forward(ag_ctx *c, const nn_mha *m, ag_tensor *x, bool trainin
         part[i] = ag_slice(c, p, 0, i, i + 1);
         qkv3[i] = ag_reshape(c, part[i], AG_SHAPE(B, nh, T, hs));
     }
-    ag_tensor *scores = ag_matmul_nt(c, qkv3[0], qkv3[1]);                  /* (B, nh, T, T) */
-    ag_tensor *scaled = ag_mul_scalar(c, scores, 1.0f / sqrtf((float)hs));
-    ag_tensor *masked = ag_causal_mask(c, scaled, -INFINITY);
+    /* q * hs^-0.5 before the product: the same scores as scaling them after,
+     * over (B, nh, T, hs) instead of (B, nh, T, T) elements */
+    ag_tensor *qs = ag_mul_scalar(c, qkv3[0], 1.0f / sqrtf((float)hs));
+    ag_tensor *scores = ag_matmul_nt(c, qs, qkv3[1]);                       /* (B, nh, T, T) */
+    ag_tensor *masked = ag_causal_mask(c, scores, -INFINITY);
     ag_tensor *att = ag_softmax(c, masked, -1);
     ag_tensor *dropped = nn_dropout_forward(c, &m->heads[0].dropout, att, training);
     ag_tensor *o = ag_matmul(c, dropped, qkv3[2]);                          /* (B, nh, T, hs) */
@@ -101,7 +103,7 @@ ag_tensor *nn_mha_forward(ag_ctx *c, const nn_mha *m, ag_tensor *x, bool trainin
     ag_tensor *y = nn_linear_forward(c, &m->proj, cat);
     ag_tensor *out = nn_dropout_forward(c, &m->dropout, y, training);
     ag_tensor *tmp[] = {W, qkv, r, p, part[0], part[1], part[2], qkv3[0], qkv3[1], qkv3[2],
-                        scores, scaled, masked, att, o, ot, cat};
+                        qs, scores, masked, att, o, ot, cat};
     for (size_t i = 0; i < sizeof tmp / sizeof *tmp; i++)
         ag_release(c, tmp[i]);
     nn_release_unless(c, dropped, att);
