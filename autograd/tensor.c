@@ -252,6 +252,10 @@ void ag_zero_grad(ag_tensor *t)
 
 float ag_item(const ag_tensor *t)
 {
+    if (!t->data) {
+        ag_error("ag_item: the tensor's memory was given back by ag_release");
+        return NAN;
+    }
     if (t->numel != 1) {
         char b[128];
         ag_error("ag_item: tensor of shape %s has %lld elements, not 1",
@@ -281,7 +285,9 @@ void ag_print(FILE *f, const ag_tensor *t)
 {
     char b[128];
     fprintf(f, "tensor%s ", ag_shape_str(t, b, sizeof b));
-    if (t->numel == 0)
+    if (!t->data)
+        fputs("(released)", f);
+    else if (t->numel == 0)
         fputs("[]", f);
     else
         print_rec(f, t, 0, 0, t->numel);

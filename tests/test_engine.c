@@ -937,6 +937,11 @@ static void test_released_tensor_cannot_be_used(void **state)
     ag_tensor *y = ag_ones(c, AG_SHAPE(2));
     ag_release(c, y);
     assert_ag_error(ag_add(c, y, y), "add", "ag_release");
+    ag_tensor *one = ag_scalar(c, 2.0f);
+    ag_release(c, one);
+    float v = 0;
+    assert_ag_error(v = ag_item(one), "ag_item", "ag_release");
+    assert_true(isnan(v));
     ag_tensor *p = ag_param("p", AG_SHAPE(2)); /* persistent tensors are left alone */
     ag_release(c, p);
     assert_non_null(p->data);
