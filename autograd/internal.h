@@ -131,7 +131,8 @@ static inline uint64_t ag_hash64(uint64_t seed, uint64_t i)
 static inline float ag_expf(float x)
 {
     const float lo = -87.33654f, hi = 88.37626f; /* 2^n stays a normal float */
-    float xc = x < lo ? lo : (x > hi ? hi : x);
+    float xc = x > lo ? x : lo; /* NaN becomes lo here: converting NaN to int is undefined */
+    xc = xc < hi ? xc : hi;
     float n = __builtin_rintf(xc * 1.44269504088896341f);
     float r = xc - n * 0.693359375f;             /* ln2 in two parts, so r is exact */
     r = r + n * 2.12194440e-4f;
