@@ -120,3 +120,30 @@ void ag_accum_reduce(float *dst, const ag_tensor *t, const float *src, const ag_
         }
     }
 }
+
+void ag_sum_product(float *dst, bool per_row, const float *g, const float *x, int64_t rows,
+                    int64_t L, bool assign)
+{
+    if (per_row) {
+#pragma omp parallel for if (rows * L > AG_PAR_MIN)
+        for (int64_t r = 0; r < rows; r++) {
+            float acc = 0;
+#pragma omp simd reduction(+ : acc)
+            for (int64_t j = 0; j < L; j++)
+                acc += g[r * L + j] * x[r * L + j];
+            dst[r] = (assign ? 0.0f : dst[r]) + acc;
+        }
+        return;
+    }
+    /* column sums, split by blocks of 64 columns so threads never share a dst element */
+#pragma omp parallel for if (rows * L > AG_PAR_MIN && L >= 64)
+    for (int64_t c0 = 0; c0 < L; c0 += 64) {
+        int64_t c1 = c0 + 64 < L ? c0 + 64 : L;
+        float acc[64] = {0};
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t c = c0; c < c1; c++)
+                acc[c - c0] += g[r * L + c] * x[r * L + c];
+        for (int64_t c = c0; c < c1; c++)
+            dst[c] = (assign ? 0.0f : dst[c]) + acc[c - c0];
+    }
+}

@@ -97,6 +97,11 @@ void ag_broadcast_strides(const ag_tensor *t, int ndim, const int64_t *shape, in
 void ag_accum_reduce(float *dst, const ag_tensor *t, const float *src, const ag_tensor *src_shape,
                      float scale, bool assign);
 
+/* Sums of the product g * x over rows (rows, L): with per_row, dst[r] (+)= sum_j;
+ * else dst[j] (+)= sum_r (a bias-like factor's grad). assign: = instead of +=. */
+void ag_sum_product(float *dst, bool per_row, const float *g, const float *x, int64_t rows,
+                    int64_t L, bool assign);
+
 /* ---------------------------------------------------------------- kernels */
 
 /* Row-major C[M,N] = alpha * op(A)[M,K] @ op(B)[K,N] + beta * C, op = transpose when ta/tb. */

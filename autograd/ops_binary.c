@@ -7,18 +7,19 @@ enum { ADD, SUB, MUL, DIV };
 static const char *const names[] = {"add", "sub", "mul", "div"};
 
 static inline void row(int kind, float *o, const float *a, int64_t sa, const float *b, int64_t sb,
-                       int64_t n)
+                       int64_t n, bool acc)
 {
-    /* sa, sb are 0 (broadcast) or 1; the branches let each loop vectorize */
+    /* sa, sb are 0 (broadcast) or 1; the branches let each loop vectorize.
+     * acc adds into o (a backward accumulating a grad) instead of writing it. */
 #define LOOP(EXPR)                                                                       \
     if (sa && sb)                                                                        \
-        for (int64_t i = 0; i < n; i++) { float x = a[i], y = b[i]; o[i] = EXPR; }     \
+        for (int64_t i = 0; i < n; i++) { float x = a[i], y = b[i]; o[i] = (acc ? o[i] : 0.0f) + (EXPR); } \
     else if (sa)                                                                         \
-        for (int64_t i = 0; i < n; i++) { float x = a[i], y = b[0]; o[i] = EXPR; }     \
+        for (int64_t i = 0; i < n; i++) { float x = a[i], y = b[0]; o[i] = (acc ? o[i] : 0.0f) + (EXPR); } \
     else if (sb)                                                                         \
-        for (int64_t i = 0; i < n; i++) { float x = a[0], y = b[i]; o[i] = EXPR; }     \
+        for (int64_t i = 0; i < n; i++) { float x = a[0], y = b[i]; o[i] = (acc ? o[i] : 0.0f) + (EXPR); } \
     else                                                                                 \
-        for (int64_t i = 0; i < n; i++) { float x = a[0], y = b[0]; o[i] = EXPR; }
+        for (int64_t i = 0; i < n; i++) { float x = a[0], y = b[0]; o[i] = (acc ? o[i] : 0.0f) + (EXPR); }
     switch (kind) {
     case ADD: LOOP(x + y) break;
     case SUB: LOOP(x - y) break;
@@ -50,7 +51,7 @@ static int row_mode(const ag_tensor *t, const ag_tensor *out, int64_t rows, int6
 }
 
 /* out = a op b over out's shape, a and b read through broadcast strides */
-static void binary_kernel(int kind, ag_tensor *out, const ag_tensor *a, const ag_tensor *b)
+static void binary_kernel(int kind, ag_tensor *out, const ag_tensor *a, const ag_tensor *b, bool acc)
 {
     int nd = out->ndim;
     if (nd == 0 || (ag_same_shape(a, out) && ag_same_shape(b, out))) {
@@ -60,7 +61,7 @@ static void binary_kernel(int kind, ag_tensor *out, const ag_tensor *a, const ag
         for (int64_t c = 0; c < nchunks; c++) {
             int64_t i0 = c * chunk, len = i0 + chunk < n ? chunk : n - i0;
             row(kind, out->data + i0, a->data + (a->numel == 1 ? 0 : i0), a->numel != 1,
-                b->data + (b->numel == 1 ? 0 : i0), b->numel != 1, len);
+                b->data + (b->numel == 1 ? 0 : i0), b->numel != 1, len, acc);
         }
         return;
     }
@@ -72,7 +73,7 @@ static void binary_kernel(int kind, ag_tensor *out, const ag_tensor *a, const ag
         bool ua = ma == FULL || ma == SUFFIX, ub = mb == FULL || mb == SUFFIX;
 #pragma omp parallel for if (out->numel > AG_PAR_MIN)
         for (int64_t r = 0; r < rows; r++)
-            row(kind, out->data + r * L, a->data + r * ra, ua, b->data + r * rb, ub, L);
+            row(kind, out->data + r * L, a->data + r * ra, ua, b->data + r * rb, ub, L, acc);
         return;
     }
     int64_t sa[AG_MAX_DIMS], sb[AG_MAX_DIMS];
@@ -88,7 +89,7 @@ static void binary_kernel(int kind, ag_tensor *out, const ag_tensor *a, const ag
             ob += k * sb[d];
         }
         row(kind, out->data + r * L, a->data + oa, sa[nd - 1] != 0, b->data + ob,
-            sb[nd - 1] != 0, L);
+            sb[nd - 1] != 0, L, acc);
     }
 }
 
@@ -109,23 +110,44 @@ static void binary_backward(ag_ctx *ctx, ag_tensor *out)
         return;
     }
     /* mul: ga = g*b, gb = g*a; div: ga = g/b, gb = -g*a/b^2 = -g*out/b.
-     * Each is formed over out's shape in scratch, then summed down. */
-    ag_tensor tmp = *out;
-    tmp.data = ag_scratch(ctx, (size_t)n * sizeof(float));
+     * An input of out's shape takes its grad in one pass; a bias-like or
+     * per-row factor of mul sums g*a in one pass; anything else is formed
+     * over out's shape in scratch, then summed down. */
     ag_tensor gt = *out;
     gt.data = out->grad;
+    float *tmp = NULL;
     if (ga) {
-        binary_kernel(kind == MUL ? MUL : DIV, &tmp, &gt, b);
-        ag_accum_reduce(ga, a, tmp.data, out, 1.0f, fa);
-    }
-    if (gb) {
-        if (kind == MUL)
-            binary_kernel(MUL, &tmp, &gt, a);
-        else {
-            binary_kernel(MUL, &tmp, &gt, out);
-            binary_kernel(DIV, &tmp, &tmp, b);
+        if (ag_same_shape(a, out)) {
+            ag_tensor dst = *out;
+            dst.data = ga;
+            binary_kernel(kind == MUL ? MUL : DIV, &dst, &gt, b, !fa);
+        } else {
+            ag_tensor t = *out;
+            t.data = tmp = ag_scratch(ctx, (size_t)n * sizeof(float));
+            binary_kernel(kind == MUL ? MUL : DIV, &t, &gt, b, false);
+            ag_accum_reduce(ga, a, tmp, out, 1.0f, fa);
         }
-        ag_accum_reduce(gb, b, tmp.data, out, kind == MUL ? 1.0f : -1.0f, fb);
+    }
+    if (!gb)
+        return;
+    int64_t L = out->ndim ? out->shape[out->ndim - 1] : 1, rows = L ? n / L : 0;
+    int mb = row_mode(b, out, rows, L);
+    if (kind == MUL && ag_same_shape(b, out)) {
+        ag_tensor dst = *out;
+        dst.data = gb;
+        binary_kernel(MUL, &dst, &gt, a, !fb);
+    } else if (kind == MUL && ag_same_shape(a, out) && (mb == SUFFIX || mb == PER_ROW)) {
+        ag_sum_product(gb, mb == PER_ROW, out->grad, a->data, rows, L, fb);
+    } else {
+        ag_tensor t = *out;
+        t.data = tmp ? tmp : ag_scratch(ctx, (size_t)n * sizeof(float));
+        if (kind == MUL)
+            binary_kernel(MUL, &t, &gt, a, false);
+        else {
+            binary_kernel(MUL, &t, &gt, out, false);
+            binary_kernel(DIV, &t, &t, b, false);
+        }
+        ag_accum_reduce(gb, b, t.data, out, kind == MUL ? 1.0f : -1.0f, fb);
     }
 }
 
@@ -154,7 +176,7 @@ static ag_tensor *binary(ag_ctx *c, int kind, ag_tensor *a, ag_tensor *b)
     if (!out)
         return NULL;
     out->iarg[0] = kind;
-    binary_kernel(kind, out, a, b);
+    binary_kernel(kind, out, a, b, false);
     return out;
 }
 
