@@ -14,6 +14,8 @@
  * failing op returns NULL, and ops given a NULL input return NULL silently.
  *
  * Global state: the thread count (ag_set_num_threads) and the error handler.
+ * A ctx and the tensors made in it belong to one thread at a time; the
+ * kernels use OpenMP threads inside each op.
  */
 #ifndef AG_H
 #define AG_H
