@@ -128,6 +128,9 @@ void cli_print_help(FILE *f, const cli_opt *opts, int n)
                            : o->type == CLI_STRING ? " S" : "";
         char left[64];
         snprintf(left, sizeof left, "--%s%s", o->name, meta);
-        fprintf(f, "  %-22s %s (default: %s)\n", left, o->help, def);
+        if (strstr(o->help, "(default: ")) /* the help states a derived default itself */
+            fprintf(f, "  %-22s %s\n", left, o->help);
+        else
+            fprintf(f, "  %-22s %s (default: %s)\n", left, o->help, def);
     }
 }

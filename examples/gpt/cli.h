@@ -22,7 +22,8 @@ typedef struct {
  * one-line reason in err (unknown flag, missing or bad value, out of range).
  * "--help" sets *help. Positional arguments are errors. */
 bool cli_parse(cli_opt *opts, int n, int argc, char **argv, bool *help, char *err, size_t errlen);
-/* Prints each flag with its help and current (default) value. */
+/* Prints each flag with its help and current (default) value; a help text
+ * that says "(default: ...)" itself gets no second one. */
 void cli_print_help(FILE *f, const cli_opt *opts, int n);
 cli_opt *cli_find(cli_opt *opts, int n, const char *name);
 

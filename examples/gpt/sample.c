@@ -18,9 +18,9 @@ int cmd_sample(int argc, char **argv)
         {"prompt", CLI_STRING, &prompt, "text to continue (default: gpt.py's token 0)", 0, 0, false},
         {"tokens", CLI_INT, &tokens, "characters to generate", 0, 1e9, false},
         {"temperature", CLI_FLOAT, &temperature, "divides the logits; lower is more conservative", 1e-6, 1e6, false},
-        {"top-k", CLI_INT, &top_k, "sample among the k most likely characters (0: all)", 0, 1e9, false},
+        {"top-k", CLI_INT, &top_k, "sample among the k most likely characters, 0 for all", 0, 1e9, false},
         {"seed", CLI_INT, &seed, "sampling seed", 0, 9.2e18, false},
-        {"threads", CLI_INT, &threads, "threads (0: all cores)", 0, 1024, false},
+        {"threads", CLI_INT, &threads, "threads, 0 for all cores", 0, 1024, false},
         {"no-kv-cache", CLI_BOOL, &no_cache, "recompute the whole context for every character, as gpt.py does", 0, 0, false},
     };
     int n = (int)(sizeof t / sizeof *t);
