@@ -50,6 +50,9 @@ static double rss_mib(void)
     return (double)ru.ru_maxrss / 1024.0;
 }
 
+/* mkdir -p of the directory part of a file path (nothing for a bare name) */
+static bool make_parent(const char *file, char *err, size_t errlen);
+
 /* mkdir -p */
 static bool make_dirs(const char *path, char *err, size_t errlen)
 {
@@ -71,6 +74,17 @@ static bool make_dirs(const char *path, char *err, size_t errlen)
         }
     }
     return true;
+}
+
+static bool make_parent(const char *file, char *err, size_t errlen)
+{
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s", file);
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir)
+        return true;
+    *slash = '\0';
+    return make_dirs(dir, err, errlen);
 }
 
 static void fmt_eta(double s, char *b, size_t n)
@@ -252,7 +266,8 @@ int cmd_train(int argc, char **argv)
     opt.weight_decay = (float)o->weight_decay;
     int rc = 0;
     if (!gpt_data_check_block(&data, model.cfg.block_size, err, sizeof err) ||
-        !make_dirs(out_dir, err, sizeof err)) {
+        !make_dirs(out_dir, err, sizeof err) || !make_parent(s.ckpt_path, err, sizeof err) ||
+        !make_parent(s.log_path, err, sizeof err)) {
         fprintf(stderr, "gpt train: %s\n", err);
         rc = 2;
         goto done;
