@@ -256,6 +256,10 @@ ag_tensor *ag_matmul(ag_ctx *c, ag_tensor *a, ag_tensor *b);
 /* a @ b^T: (..., M, K) @ (..., N, K)^T -> (..., M, N); Linear's x @ W^T, attention's q @ k^T. */
 ag_tensor *ag_matmul_nt(ag_ctx *c, ag_tensor *a, ag_tensor *b);
 
+/* x @ w^T + bias, as torch.nn.functional.linear: (..., in) @ (out, in)^T + (out) -> (..., out);
+ * bias may be NULL. One op: the bias is the GEMM's starting value, not a second pass. */
+ag_tensor *ag_linear(ag_ctx *c, ag_tensor *x, ag_tensor *w, ag_tensor *bias);
+
 /* a where mask == 0, value where mask != 0; mask (no grad) broadcasts to a. */
 ag_tensor *ag_masked_fill(ag_ctx *c, ag_tensor *a, const ag_tensor *mask, float value);
 /* (..., T, S): entries with column > row get value (-INFINITY for attention). */

@@ -86,6 +86,12 @@ static void matmul_backward(ag_ctx *ctx, ag_tensor *out)
         memset(ga, 0, (size_t)a->numel * sizeof *ga);
     if (fb && !p->fold && p->b_bcast)
         memset(gb, 0, (size_t)b->numel * sizeof *gb);
+    if (out->ninputs == 3) { /* linear's bias: column sums of the output grad */
+        bool fc;
+        float *gc = ag_grad_buf(ctx, out->inputs[2], &fc);
+        if (gc)
+            ag_accum_reduce(gc, out->inputs[2], g, out, 1.0f, fc);
+    }
     float beta_a = fa && (p->fold || !p->a_bcast) ? 0.0f : 1.0f;
     float beta_b = fb && (p->fold || !p->b_bcast) ? 0.0f : 1.0f;
 
@@ -116,12 +122,16 @@ static void matmul_backward(ag_ctx *ctx, ag_tensor *out)
 
 static const ag_op matmul_op = {"matmul", matmul_backward, AG_OUT};
 static const ag_op matmul_nt_op = {"matmul_nt", matmul_backward, AG_OUT};
+static const ag_op linear_op = {"linear", matmul_backward, AG_IN(2) | AG_OUT};
 
-static ag_tensor *matmul(ag_ctx *c, ag_tensor *a, ag_tensor *b, bool nt)
+/* a @ op(b) (+ bias on every row, for linear), recorded as op. */
+static ag_tensor *matmul(ag_ctx *c, const ag_op *op, ag_tensor *a, ag_tensor *b, ag_tensor *bias,
+                         bool nt)
 {
-    const char *name = nt ? "matmul_nt" : "matmul";
-    ag_tensor *in[2] = {a, b};
-    if (!ag_check_inputs(name, in, 2))
+    const char *name = op->name;
+    ag_tensor *in[3] = {a, b, bias};
+    int nin = bias ? 3 : 2;
+    if (!ag_check_inputs(name, in, nin))
         return NULL;
     char sa[128], sb[128];
     if (a->ndim < 2 || b->ndim < 2) {
@@ -146,7 +156,7 @@ static ag_tensor *matmul(ag_ctx *c, ag_tensor *a, ag_tensor *b, bool nt)
     int64_t nb = ag_shape_numel(nbd, shape);
     shape[nbd] = M;
     shape[nbd + 1] = N;
-    ag_tensor *out = ag_result(c, nt ? &matmul_nt_op : &matmul_op, in, 2, nbd + 2, shape);
+    ag_tensor *out = ag_result(c, op, in, nin, nbd + 2, shape);
     if (!out)
         return NULL;
     plan *p = ag_ctx_alloc(c, sizeof *p);
@@ -156,13 +166,42 @@ static ag_tensor *matmul(ag_ctx *c, ag_tensor *a, ag_tensor *b, bool nt)
     p->fold = !p->a_bcast && b->numel == K * N;
     out->saved = p;
     out->iarg[0] = nt;
+    float beta = 0.0f;
+    if (bias) { /* rows start as the bias and the product adds to them: no second pass */
+        int64_t rows = nb * M;
+#pragma omp parallel for if (rows * N > AG_PAR_MIN)
+        for (int64_t r = 0; r < rows; r++)
+            memcpy(out->data + r * N, bias->data, (size_t)N * sizeof(float));
+        beta = 1.0f;
+    }
     if (p->fold)
-        ag_gemm(false, nt, nb * M, N, K, 1.0f, a->data, K, b->data, nt ? K : N, 0.0f, out->data, N);
+        ag_gemm(false, nt, nb * M, N, K, 1.0f, a->data, K, b->data, nt ? K : N, beta, out->data, N);
     else
         batched(nb, p->oa, p->ob, seq_offsets(c, nb, M * N), true, false, nt, M, N, K, a->data, K,
-                b->data, nt ? K : N, 0.0f, out->data, N);
+                b->data, nt ? K : N, beta, out->data, N);
     return out;
 }
 
-ag_tensor *ag_matmul(ag_ctx *c, ag_tensor *a, ag_tensor *b) { return matmul(c, a, b, false); }
-ag_tensor *ag_matmul_nt(ag_ctx *c, ag_tensor *a, ag_tensor *b) { return matmul(c, a, b, true); }
+ag_tensor *ag_matmul(ag_ctx *c, ag_tensor *a, ag_tensor *b)
+{
+    return matmul(c, &matmul_op, a, b, NULL, false);
+}
+
+ag_tensor *ag_matmul_nt(ag_ctx *c, ag_tensor *a, ag_tensor *b)
+{
+    return matmul(c, &matmul_nt_op, a, b, NULL, true);
+}
+
+ag_tensor *ag_linear(ag_ctx *c, ag_tensor *x, ag_tensor *w, ag_tensor *bias)
+{
+    ag_tensor *in[3] = {x, w, bias};
+    if (!ag_check_inputs("linear", in, bias ? 3 : 2))
+        return NULL;
+    char sw[128], sbias[128];
+    if (w->ndim != 2 || (bias && (bias->ndim != 1 || bias->shape[0] != w->shape[0]))) {
+        ag_error("linear: weight %s and bias %s; want (out, in) and (out)",
+                 ag_shape_str(w, sw, sizeof sw), bias ? ag_shape_str(bias, sbias, sizeof sbias) : "none");
+        return NULL;
+    }
+    return matmul(c, &linear_op, x, w, bias, true);
+}

@@ -20,12 +20,7 @@ bool nn_linear_init(nn_linear *l, nn_params *p, const char *prefix, int64_t in, 
 
 ag_tensor *nn_linear_forward(ag_ctx *c, const nn_linear *l, ag_tensor *x)
 {
-    ag_tensor *y = ag_matmul_nt(c, x, l->weight); /* (..., in) @ (out, in)^T -> (..., out) */
-    if (!l->bias)
-        return y;
-    ag_tensor *out = ag_add(c, y, l->bias);
-    ag_release(c, y); /* add's backward does not read y: its memory is free again */
-    return out;
+    return ag_linear(c, x, l->weight, l->bias); /* (..., in) @ (out, in)^T + (out) -> (..., out) */
 }
 
 bool nn_embedding_init(nn_embedding *e, nn_params *p, const char *prefix, int64_t num, int64_t dim,

@@ -218,6 +218,58 @@ static void test_matmul_nt_equals_matmul_of_transpose(void **state)
     free_all(in, 2);
 }
 
+
+/* linear(x, w, b) = x @ w^T + b in one op: hand-worked values, the same
+ * values and grads as matmul_nt + add, a gradcheck, and shape errors. */
+static ag_tensor *f_linear(ag_ctx *c, ag_tensor *const *in, int n, void *u)
+{
+    (void)u;
+    return weighted_sum(c, ag_linear(c, in[0], in[1], n > 2 ? in[2] : NULL));
+}
+
+static void test_linear(void **state)
+{
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
+    /* x (1, 2) = [1, 2]; w (3, 2) rows [1, 0], [0, 1], [1, 1]; b = [10, 20, 30]
+     * -> [1 + 10, 2 + 20, 3 + 30] */
+    ag_tensor *x1 = ag_from_data(c, (float[]){1, 2}, SHP(1, 2));
+    ag_tensor *w1 = ag_from_data(c, (float[]){1, 0, 0, 1, 1, 1}, SHP(3, 2));
+    ag_tensor *b1 = ag_from_data(c, (float[]){10, 20, 30}, SHP(3));
+    ag_tensor *y1 = ag_linear(c, x1, w1, b1);
+    assert_shape(y1, 1, 3);
+    assert_close(y1->data, ((float[]){11, 22, 33}), 3, 0);
+
+    ag_tensor *x = rand_leaf(3, 1.0f, SHP(2, 5, 7));
+    ag_tensor *w = rand_leaf(4, 1.0f, SHP(4, 7));
+    ag_tensor *b = rand_leaf(5, 1.0f, SHP(4));
+    float *want[3];
+    ag_tensor *in[3] = {x, w, b};
+    for (int pass = 0; pass < 2; pass++) {
+        ag_ctx_reset(c);
+        for (int i = 0; i < 3; i++)
+            ag_zero_grad(in[i]);
+        ag_tensor *y = pass ? ag_linear(c, x, w, b) : ag_add(c, ag_matmul_nt(c, x, w), b);
+        assert_shape(y, 2, 5, 4);
+        assert_true(ag_backward(c, weighted_sum(c, y)));
+        for (int i = 0; i < 3; i++) {
+            if (!pass) {
+                want[i] = malloc(sizeof(float) * (size_t)in[i]->numel);
+                memcpy(want[i], in[i]->grad, sizeof(float) * (size_t)in[i]->numel);
+            } else {
+                assert_close(in[i]->grad, want[i], in[i]->numel, 1e-5);
+                free(want[i]);
+            }
+        }
+    }
+    assert_gradcheck(f_linear, in, 3, NULL);
+    assert_gradcheck(f_linear, in, 2, NULL); /* without a bias */
+    assert_ag_error(ag_linear(c, x, w, ag_zeros(c, SHP(5))), "linear", "(4, 7)", "(5)");
+    assert_ag_error(ag_linear(c, x, ag_zeros(c, SHP(2, 4, 7)), NULL), "linear", "(2, 4, 7)");
+    ag_ctx_free(c);
+    free_all(in, 3);
+}
+
 /* ------------------------------------------------------------ ops: shapes */
 
 static void test_matmul_2d_non_square(void **state)
@@ -562,6 +614,7 @@ static void test_gemm_submatrix_leading_dims(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_linear),
         cmocka_unit_test(test_matmul_2d_by_hand),
         cmocka_unit_test(test_matmul_nt_2d_by_hand),
         cmocka_unit_test(test_matmul_batched_3d_by_hand),
