@@ -6,13 +6,12 @@
 #include <string.h>
 
 /* Draws a token from logits (V) after temperature and top-k. */
-static int32_t pick(float *logits, int64_t V, const gpt_sample_opts *o, ag_rng *rng)
+static int32_t pick(float *logits, float *tmp, int64_t V, const gpt_sample_opts *o, ag_rng *rng)
 {
     for (int64_t i = 0; i < V; i++)
         logits[i] /= o->temperature;
     if (o->top_k > 0 && o->top_k < V) {
         /* the k-th largest value by partial selection; ties above it stay in */
-        float *tmp = malloc((size_t)V * sizeof *tmp);
         memcpy(tmp, logits, (size_t)V * sizeof *tmp);
         for (int64_t k = 0; k < o->top_k; k++) {
             int64_t best = k;
@@ -24,7 +23,6 @@ static int32_t pick(float *logits, int64_t V, const gpt_sample_opts *o, ag_rng *
             tmp[best] = t;
         }
         float kth = tmp[o->top_k - 1];
-        free(tmp);
         for (int64_t i = 0; i < V; i++)
             if (logits[i] < kth)
                 logits[i] = -INFINITY;
@@ -53,6 +51,7 @@ typedef struct {
     ag_ctx *keep;        /* holds the stacked weights for the whole generation */
     ag_tensor **wqkv;    /* per layer (3C, C): all queries, all keys, all values */
     float **k, **v;      /* per layer (block_size, C), head h in columns h*hs.. */
+    float *scores;       /* (block_size): one head's attention weights */
     int64_t len;         /* positions cached */
 } kv_cache;
 
@@ -78,6 +77,7 @@ static void cache_init(kv_cache *kc, const gpt_model *m)
         kc->v[l] = malloc((size_t)(T * C) * sizeof(float));
     }
     free(w);
+    kc->scores = malloc((size_t)T * sizeof *kc->scores);
     kc->len = 0;
 }
 
@@ -90,6 +90,7 @@ static void cache_free(kv_cache *kc, const gpt_model *m)
     free(kc->k);
     free(kc->v);
     free(kc->wqkv);
+    free(kc->scores);
     ag_ctx_free(kc->keep);
 }
 
@@ -99,7 +100,7 @@ static void attend(const kv_cache *kc, int l, const float *qkv, int64_t t, int n
                    float *out)
 {
     int64_t C = nh * hs;
-    float *scores = malloc((size_t)(t + 1) * sizeof *scores);
+    float *scores = kc->scores;
     float scale = 1.0f / sqrtf((float)hs);
     for (int h = 0; h < nh; h++) {
         const float *q = qkv + h * hs;
@@ -127,7 +128,6 @@ static void attend(const kv_cache *kc, int l, const float *qkv, int64_t t, int n
                 o[d] += p * vj[d];
         }
     }
-    free(scores);
 }
 
 /* Logits (V) of the next token after `token` at position kc->len, which it
@@ -165,6 +165,7 @@ int64_t gpt_generate(const gpt_model *m, const gpt_vocab *v, const int32_t *ctx_
     int64_t T_max = m->cfg.block_size, V = m->cfg.vocab_size;
     int32_t *window = malloc((size_t)T_max * sizeof *window);
     float *logits = malloc((size_t)V * sizeof *logits);
+    float *scratch = malloc((size_t)V * sizeof *scratch); /* top-k selection, every step */
     int64_t len = n < T_max ? n : T_max;
     memcpy(window, ctx_tokens + (n - len), (size_t)len * sizeof *window);
     ag_ctx *c = ag_ctx_new();
@@ -190,7 +191,7 @@ int64_t gpt_generate(const gpt_model *m, const gpt_vocab *v, const int32_t *ctx_
                 break;
             memcpy(logits, lg->data + (len - 1) * V, (size_t)V * sizeof *logits);
         }
-        int32_t next = pick(logits, V, o, &o->rng);
+        int32_t next = pick(logits, scratch, V, o, &o->rng);
         char buf[4];
         fwrite(buf, 1, (size_t)utf8_encode(v->chars[next], buf), out);
         fflush(out);
@@ -216,5 +217,6 @@ int64_t gpt_generate(const gpt_model *m, const gpt_vocab *v, const int32_t *ctx_
     ag_ctx_free(c);
     free(window);
     free(logits);
+    free(scratch);
     return made;
 }
