@@ -275,6 +275,15 @@ ag_tensor *ag_cross_entropy(ag_ctx *c, ag_tensor *logits, const ag_index *target
 /* weight (V, C) gathered by idx (...) -> (..., C); repeated indices add their grads. */
 ag_tensor *ag_embedding(ag_ctx *c, ag_tensor *weight, const ag_index *idx);
 
+/* Causal self-attention of n_head heads packed side by side, one op:
+ * qkv (B, T, 3C) holds q | k | v, each C = n_head * hs wide with head h in
+ * columns h*hs.. of its part -> (B, T, C), head h's output in the same columns.
+ * Per head: dropout(softmax(scale q k^T, entries above the diagonal masked)) @ v,
+ * the dropout mask being ag_dropout's over the (B, n_head, T, T) weights; the
+ * same function as composing matmul_nt, causal_mask, softmax, dropout, matmul. */
+ag_tensor *ag_attention(ag_ctx *c, ag_tensor *qkv, int n_head, float scale, float dropout,
+                        bool training);
+
 /* Zeroes each element with probability p and scales the rest by 1/(1-p),
  * using ctx's generator; identity when !training or p == 0. 0 <= p < 1. */
 ag_tensor *ag_dropout(ag_ctx *c, ag_tensor *a, float p, bool training);

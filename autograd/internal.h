@@ -128,6 +128,13 @@ static inline uint64_t ag_hash64(uint64_t seed, uint64_t i)
     return z ^ (z >> 31);
 }
 
+/* Dropout's keep decision for element i of a call seeded with seed: kept
+ * with probability 1 - p, a pure function so backward regenerates it. */
+static inline bool ag_dropout_keep(uint64_t seed, int64_t i, float p)
+{
+    return (float)(ag_hash64(seed, (uint64_t)i) >> 40) * (1.0f / 16777216.0f) >= p;
+}
+
 /* e^x without branches, so loops over it vectorize (libm's expf does not
  * without -ffast-math): x = n ln2 + r, |r| <= ln2/2, a degree-6 polynomial
  * for e^r and the exponent bits for 2^n. Within 2 ulp of expf for x up to

@@ -3,18 +3,13 @@
  * threads and backward regenerates it instead of storing it. */
 #include "internal.h"
 
-static inline bool keep(uint64_t seed, int64_t i, float p)
-{
-    return (float)(ag_hash64(seed, (uint64_t)i) >> 40) * (1.0f / 16777216.0f) >= p;
-}
-
 /* y = x * keep / (1 - p); with accumulate, y += ... (backward into an existing grad) */
 static void kernel(float *y, const float *x, int64_t n, uint64_t seed, float p, bool accumulate)
 {
     float scale = 1.0f / (1.0f - p);
 #pragma omp parallel for if (n > AG_PAR_MIN / 4)
     for (int64_t i = 0; i < n; i++) {
-        float v = keep(seed, i, p) ? x[i] * scale : 0.0f;
+        float v = ag_dropout_keep(seed, i, p) ? x[i] * scale : 0.0f;
         y[i] = accumulate ? y[i] + v : v;
     }
 }

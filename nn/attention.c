@@ -66,15 +66,16 @@ bool nn_mha_init(nn_mha *m, nn_params *p, const char *prefix, int64_t n_embd, in
 }
 
 /* All heads at once, with the same parameters: the heads' query, key and
- * value weights stacked into one (3C, C) matrix make one GEMM, and the
- * attention runs batched over (B, n_head). Same function as the per-head
- * composition below (tests compare them), with fewer, larger ops. */
+ * value weights stacked into one (3C, C) matrix make one GEMM, and
+ * ag_attention runs the heads' attention as one op over the packed
+ * (B, T, 3C) result. Same function as the per-head composition below (tests
+ * compare them), with fewer, larger ops and no (B, H, T, T) tensors. */
 ag_tensor *nn_mha_forward(ag_ctx *c, const nn_mha *m, ag_tensor *x, bool training)
 {
     if (!x || x->ndim != 3)
         return nn_mha_forward_heads(c, m, x, training);
     int nh = m->n_head;
-    int64_t B = x->shape[0], T = x->shape[1], hs = m->heads[0].head_size, C = nh * hs;
+    int64_t hs = m->heads[0].head_size;
     ag_tensor **w = ag_ctx_alloc(c, 3 * (size_t)nh * sizeof *w);
     for (int i = 0; i < nh; i++) {
         w[i] = m->heads[i].query.weight;
@@ -83,30 +84,13 @@ ag_tensor *nn_mha_forward(ag_ctx *c, const nn_mha *m, ag_tensor *x, bool trainin
     }
     ag_tensor *W = ag_concat(c, w, 3 * nh, 0);                              /* (3C, C) */
     ag_tensor *qkv = ag_matmul_nt(c, x, W);                                 /* (B, T, 3C) */
-    ag_tensor *r = ag_reshape(c, qkv, AG_SHAPE(B, T, 3, nh, hs));
-    ag_tensor *p = ag_permute(c, r, (int[]){2, 0, 3, 1, 4});                /* (3, B, nh, T, hs) */
-    ag_tensor *part[3], *qkv3[3];
-    for (int i = 0; i < 3; i++) { /* slices of the leading axis are views */
-        part[i] = ag_slice(c, p, 0, i, i + 1);
-        qkv3[i] = ag_reshape(c, part[i], AG_SHAPE(B, nh, T, hs));
-    }
-    /* q * hs^-0.5 before the product: the same scores as scaling them after,
-     * over (B, nh, T, hs) instead of (B, nh, T, T) elements */
-    ag_tensor *qs = ag_mul_scalar(c, qkv3[0], 1.0f / sqrtf((float)hs));
-    ag_tensor *scores = ag_matmul_nt(c, qs, qkv3[1]);                       /* (B, nh, T, T) */
-    ag_tensor *masked = ag_causal_mask(c, scores, -INFINITY);
-    ag_tensor *att = ag_softmax(c, masked, -1);
-    ag_tensor *dropped = nn_dropout_forward(c, &m->heads[0].dropout, att, training);
-    ag_tensor *o = ag_matmul(c, dropped, qkv3[2]);                          /* (B, nh, T, hs) */
-    ag_tensor *ot = ag_permute(c, o, (int[]){0, 2, 1, 3});                  /* (B, T, nh, hs) */
-    ag_tensor *cat = ag_reshape(c, ot, AG_SHAPE(B, T, C));                  /* the heads side by side */
+    ag_tensor *cat = ag_attention(c, qkv, nh, 1.0f / sqrtf((float)hs), m->heads[0].dropout.p,
+                                  training);                                /* (B, T, C) */
     ag_tensor *y = nn_linear_forward(c, &m->proj, cat);
     ag_tensor *out = nn_dropout_forward(c, &m->dropout, y, training);
-    ag_tensor *tmp[] = {W, qkv, r, p, part[0], part[1], part[2], qkv3[0], qkv3[1], qkv3[2],
-                        qs, scores, masked, att, o, ot, cat};
-    for (size_t i = 0; i < sizeof tmp / sizeof *tmp; i++)
-        ag_release(c, tmp[i]);
-    nn_release_unless(c, dropped, att);
+    ag_release(c, W);
+    ag_release(c, qkv);
+    ag_release(c, cat);
     nn_release_unless(c, y, out);
     return out;
 }

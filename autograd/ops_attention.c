@@ -1,0 +1,220 @@
+/* ops_attention.c - causal self-attention as one op, the composition
+ * matmul_nt -> causal_mask -> softmax -> dropout -> matmul per head.
+ *
+ * Composed, that writes and rereads four (B, H, T, T) tensors forward and as
+ * many backward. Here each (batch, head) pair runs on one thread through
+ * T x T tiles that stay in cache; only the softmax P goes to memory (backward
+ * needs it), the dropout mask is regenerated, and the products skip the
+ * blocks above the diagonal: by row blocks of RB, the masked half costs
+ * nothing but the diagonal blocks. tests/test_attention.c checks the op
+ * against the composition, values and grads. */
+#include "internal.h"
+
+#include <omp.h>
+
+#define RB 64 /* rows per block; columns past the block's last row are never computed */
+
+typedef struct {
+    int64_t T, H, hs, C;
+    float scale, p;
+    uint64_t seed;
+} geom;
+
+/* Serial: callers run one (batch, head) pair per thread. */
+static void mm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+               int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
+{
+    ag_gemm_serial(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+/* One (batch, head) pair: P (T, T) = softmax(scale q k^T) over columns <= row,
+ * zero up to the end of the row's block; d (T, T) = dropout(P), or P itself
+ * when there is no dropout; o (T, hs) = d @ v.
+ * q, k, v are (T, hs) with rows 3C apart inside qkv; o rows are C apart. */
+static void pair_forward(const geom *g, int64_t pair, const float *qkv, float *out, float *P,
+                         float *d)
+{
+    int64_t T = g->T, hs = g->hs, C = g->C, ld = 3 * C;
+    int64_t b = pair / g->H, h = pair % g->H;
+    const float *q = qkv + b * T * ld + h * hs, *k = q + C, *v = q + 2 * C;
+    float *o = out + b * T * C + h * hs;
+    float inv = 1.0f / (1.0f - g->p);
+    for (int64_t i0 = 0; i0 < T; i0 += RB) {
+        int64_t rows = min64(RB, T - i0), cols = i0 + rows;
+        mm(false, true, rows, cols, hs, g->scale, q + i0 * ld, ld, k, ld, 0.0f, P + i0 * T, T);
+        for (int64_t t = i0; t < cols; t++) {
+            float *pr = P + t * T;
+            float m = -INFINITY, s = 0.0f;
+#pragma omp simd reduction(max : m)
+            for (int64_t j = 0; j <= t; j++)
+                m = pr[j] > m ? pr[j] : m;
+#pragma omp simd reduction(+ : s)
+            for (int64_t j = 0; j <= t; j++) {
+                float e = ag_expf(pr[j] - m);
+                pr[j] = e;
+                s += e;
+            }
+            float r = 1.0f / s;
+#pragma omp simd
+            for (int64_t j = 0; j <= t; j++)
+                pr[j] *= r;
+            for (int64_t j = t + 1; j < cols; j++)
+                pr[j] = 0.0f;
+            if (d != P) {
+                float *dr = d + t * T;
+                uint64_t base = (uint64_t)((pair * T + t) * T);
+                for (int64_t j = 0; j <= t; j++)
+                    dr[j] = ag_dropout_keep(g->seed, (int64_t)base + j, g->p) ? pr[j] * inv : 0.0f;
+                for (int64_t j = t + 1; j < cols; j++)
+                    dr[j] = 0.0f;
+            }
+        }
+        mm(false, false, rows, hs, cols, 1.0f, d + i0 * T, T, v, ld, 0.0f, o + i0 * C, C);
+    }
+}
+
+/* The same pair backward, given go = dL/do. With S = scale q k^T:
+ * dD = go v^T, dP = dropout'(dD), dS = P (dP - rowsum(dP P)) scale,
+ * dq = dS k, dk = dS^T q, dv = D^T go; beta 0 assigns, 1 accumulates.
+ * a holds dD then dS; d holds D (unused without dropout: D is P). */
+static void pair_backward(const geom *g, int64_t pair, const float *qkv, const float *P,
+                          const float *gout, float *gqkv, float beta, float *a, float *d)
+{
+    int64_t T = g->T, hs = g->hs, C = g->C, ld = 3 * C;
+    int64_t b = pair / g->H, h = pair % g->H;
+    const float *q = qkv + b * T * ld + h * hs, *k = q + C, *v = q + 2 * C;
+    const float *go = gout + b * T * C + h * hs;
+    float *gq = gqkv + b * T * ld + h * hs, *gk = gq + C, *gv = gq + 2 * C;
+    bool drop = g->p > 0.0f;
+    float inv = 1.0f / (1.0f - g->p);
+    const float *D = drop ? d : P;
+    for (int64_t i0 = 0; i0 < T; i0 += RB) {
+        int64_t rows = min64(RB, T - i0), cols = i0 + rows;
+        mm(false, true, rows, cols, hs, 1.0f, go + i0 * C, C, v, ld, 0.0f, a + i0 * T, T);
+        for (int64_t t = i0; t < cols; t++) {
+            const float *pr = P + t * T;
+            float *ar = a + t * T;
+            if (drop) {
+                float *dr = d + t * T;
+                uint64_t base = (uint64_t)((pair * T + t) * T);
+                for (int64_t j = 0; j <= t; j++) {
+                    bool kp = ag_dropout_keep(g->seed, (int64_t)base + j, g->p);
+                    ar[j] = kp ? ar[j] * inv : 0.0f;
+                    dr[j] = kp ? pr[j] * inv : 0.0f;
+                }
+                for (int64_t j = t + 1; j < cols; j++)
+                    dr[j] = 0.0f;
+            }
+            float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+            for (int64_t j = 0; j <= t; j++)
+                dot += ar[j] * pr[j];
+#pragma omp simd
+            for (int64_t j = 0; j <= t; j++)
+                ar[j] = pr[j] * (ar[j] - dot) * g->scale;
+            for (int64_t j = t + 1; j < cols; j++)
+                ar[j] = 0.0f;
+        }
+        mm(false, false, rows, hs, cols, 1.0f, a + i0 * T, T, k, ld, beta, gq + i0 * ld, ld);
+    }
+    /* column block j0 of dS and D is nonzero only in rows j0.. */
+    for (int64_t j0 = 0; j0 < T; j0 += RB) {
+        int64_t w = min64(RB, T - j0), n = T - j0;
+        mm(true, false, w, hs, n, 1.0f, a + j0 * T + j0, T, q + j0 * ld, ld, beta, gk + j0 * ld, ld);
+        mm(true, false, w, hs, n, 1.0f, D + j0 * T + j0, T, go + j0 * C, C, beta, gv + j0 * ld, ld);
+    }
+}
+
+static geom geom_of(const ag_tensor *out)
+{
+    geom g = {.T = out->shape[1], .H = out->iarg[1], .C = out->shape[2]};
+    g.hs = g.C / g.H;
+    g.scale = out->farg[0];
+    g.p = out->farg[1];
+    g.seed = (uint64_t)out->iarg[0];
+    return g;
+}
+
+/* enough work per call to wake the other threads */
+static bool parallel_worth(const geom *g, int64_t pairs)
+{
+    return pairs > 1 && pairs * g->T * g->T * g->hs > (1 << 18);
+}
+
+static void attention_backward(ag_ctx *ctx, ag_tensor *out)
+{
+    ag_tensor *x = out->inputs[0];
+    bool fresh;
+    float *gx = ag_grad_buf(ctx, x, &fresh);
+    if (!gx)
+        return;
+    geom g = geom_of(out);
+    int64_t pairs = out->shape[0] * g.H, tile = g.T * g.T;
+    bool par = parallel_worth(&g, pairs);
+    int nt = par ? omp_get_max_threads() : 1;
+    float *scratch = ag_scratch(ctx, (size_t)(2 * nt * tile) * sizeof(float));
+    const float *P = out->saved;
+#pragma omp parallel num_threads(nt) if (par)
+    {
+        float *a = scratch + 2 * omp_get_thread_num() * tile, *d = a + tile;
+#pragma omp for schedule(dynamic)
+        for (int64_t pr = 0; pr < pairs; pr++)
+            pair_backward(&g, pr, x->data, P + pr * tile, out->grad, gx, fresh ? 0.0f : 1.0f, a, d);
+    }
+}
+
+/* backward reads qkv and the saved P, not the output */
+static const ag_op attention_op = {"attention", attention_backward, AG_OUT};
+
+ag_tensor *ag_attention(ag_ctx *c, ag_tensor *qkv, int n_head, float scale, float dropout,
+                        bool training)
+{
+    if (!ag_check_inputs("attention", &qkv, 1))
+        return NULL;
+    char s[128];
+    if (qkv->ndim != 3 || n_head <= 0 || qkv->shape[2] % (3 * (int64_t)n_head) != 0 ||
+        qkv->shape[1] == 0) {
+        ag_error("attention: qkv of shape %s is not (B, T, 3 C) with C divisible by n_head %d",
+                 ag_shape_str(qkv, s, sizeof s), n_head);
+        return NULL;
+    }
+    if (!(dropout >= 0.0f && dropout < 1.0f)) {
+        ag_error("attention: dropout probability %g is not in [0, 1)", (double)dropout);
+        return NULL;
+    }
+    int64_t B = qkv->shape[0], T = qkv->shape[1], C = qkv->shape[2] / 3;
+    ag_tensor *out = ag_result(c, &attention_op, &qkv, 1, 3, (int64_t[]){B, T, C});
+    if (!out)
+        return NULL;
+    float p = training ? dropout : 0.0f;
+    out->iarg[0] = p > 0.0f ? (int64_t)ag_rng_next(&c->rng) : 0;
+    out->iarg[1] = n_head;
+    out->farg[0] = scale;
+    out->farg[1] = p;
+    geom g = geom_of(out);
+    int64_t pairs = B * n_head, tile = T * T;
+    bool par = parallel_worth(&g, pairs);
+    int nt = par ? omp_get_max_threads() : 1;
+    /* P is kept for backward when the op was recorded; otherwise one tile per thread */
+    bool keep_p = out->op != NULL;
+    float *P = keep_p ? ag_ctx_alloc(c, (size_t)(pairs * tile) * sizeof(float)) : NULL;
+    int64_t per_thread = (keep_p ? 0 : tile) + (p > 0.0f ? tile : 0);
+    float *scratch = per_thread ? ag_buf_alloc(c, nt * per_thread) : NULL;
+    out->saved = P;
+#pragma omp parallel num_threads(nt) if (par)
+    {
+        float *mine = scratch ? scratch + omp_get_thread_num() * per_thread : NULL;
+        float *pt = keep_p ? NULL : mine;
+        float *d = p > 0.0f ? mine + (keep_p ? 0 : tile) : NULL;
+#pragma omp for schedule(dynamic)
+        for (int64_t pr = 0; pr < pairs; pr++) {
+            float *pp = keep_p ? P + pr * tile : pt;
+            pair_forward(&g, pr, qkv->data, out->data, pp, d ? d : pp);
+        }
+    }
+    if (scratch)
+        ag_buf_release(c, scratch, nt * per_thread);
+    return out;
+}
