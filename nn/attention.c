@@ -65,31 +65,42 @@ bool nn_mha_init(nn_mha *m, nn_params *p, const char *prefix, int64_t n_embd, in
     return ok && nn_linear_init(&m->proj, p, name, n_embd, n_embd, true, rng);
 }
 
-/* All heads at once, with the same parameters: the heads' query, key and
- * value weights stacked into one (3C, C) matrix make one GEMM, and
- * ag_attention runs the heads' attention as one op over the packed
- * (B, T, 3C) result. Same function as the per-head composition below (tests
- * compare them), with fewer, larger ops and no (B, H, T, T) tensors. */
-ag_tensor *nn_mha_forward(ag_ctx *c, const nn_mha *m, ag_tensor *x, bool training)
+ag_tensor *nn_mha_qkv_weight(ag_ctx *c, const nn_mha *m)
 {
-    if (!x || x->ndim != 3)
-        return nn_mha_forward_heads(c, m, x, training);
     int nh = m->n_head;
-    int64_t hs = m->heads[0].head_size;
     ag_tensor **w = ag_ctx_alloc(c, 3 * (size_t)nh * sizeof *w);
     for (int i = 0; i < nh; i++) {
         w[i] = m->heads[i].query.weight;
         w[nh + i] = m->heads[i].key.weight;
         w[2 * nh + i] = m->heads[i].value.weight;
     }
-    ag_tensor *W = ag_concat(c, w, 3 * nh, 0);                              /* (3C, C) */
+    return ag_concat(c, w, 3 * nh, 0);
+}
+
+/* All heads at once, with the same parameters: the stacked weights make one
+ * GEMM, and ag_attention runs the heads' attention as one op over the packed
+ * (B, T, 3C) result. */
+ag_tensor *nn_mha_attend(ag_ctx *c, const nn_mha *m, ag_tensor *x, bool training)
+{
+    ag_tensor *W = nn_mha_qkv_weight(c, m);                                 /* (3C, C) */
     ag_tensor *qkv = ag_matmul_nt(c, x, W);                                 /* (B, T, 3C) */
-    ag_tensor *cat = ag_attention(c, qkv, nh, 1.0f / sqrtf((float)hs), m->heads[0].dropout.p,
-                                  training);                                /* (B, T, C) */
-    ag_tensor *y = nn_linear_forward(c, &m->proj, cat);
-    ag_tensor *out = nn_dropout_forward(c, &m->dropout, y, training);
+    int64_t hs = m->heads[0].head_size;
+    ag_tensor *cat = ag_attention(c, qkv, m->n_head, 1.0f / sqrtf((float)hs),
+                                  m->heads[0].dropout.p, training);         /* (B, T, C) */
     ag_release(c, W);
     ag_release(c, qkv);
+    return cat;
+}
+
+/* Same function as the per-head composition below (tests compare them), with
+ * fewer, larger ops and no (B, H, T, T) tensors. */
+ag_tensor *nn_mha_forward(ag_ctx *c, const nn_mha *m, ag_tensor *x, bool training)
+{
+    if (!x || x->ndim != 3)
+        return nn_mha_forward_heads(c, m, x, training);
+    ag_tensor *cat = nn_mha_attend(c, m, x, training);
+    ag_tensor *y = nn_linear_forward(c, &m->proj, cat);
+    ag_tensor *out = nn_dropout_forward(c, &m->dropout, y, training);
     ag_release(c, cat);
     nn_release_unless(c, y, out);
     return out;

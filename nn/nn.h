@@ -102,6 +102,10 @@ typedef struct {
 bool nn_mha_init(nn_mha *m, nn_params *p, const char *prefix, int64_t n_embd, int n_head,
                  float dropout, ag_rng *rng);
 ag_tensor *nn_mha_forward(ag_ctx *c, const nn_mha *m, ag_tensor *x, bool training);
+/* nn_mha_forward before proj: the heads' outputs side by side, (B, T, C) -> (B, T, C). */
+ag_tensor *nn_mha_attend(ag_ctx *c, const nn_mha *m, ag_tensor *x, bool training);
+/* The heads' query, key and value weights stacked, (3C, C): all queries, all keys, all values. */
+ag_tensor *nn_mha_qkv_weight(ag_ctx *c, const nn_mha *m);
 /* The same as the lecture writes it, one nn_head_forward per head and a concat:
  * the reference nn_mha_forward (which batches the heads) is tested against. */
 ag_tensor *nn_mha_forward_heads(ag_ctx *c, const nn_mha *m, ag_tensor *x, bool training);

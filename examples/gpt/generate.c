@@ -57,26 +57,18 @@ typedef struct {
 
 static void cache_init(kv_cache *kc, const gpt_model *m)
 {
-    int L = m->cfg.n_layer, nh = m->cfg.n_head;
+    int L = m->cfg.n_layer;
     int64_t C = m->cfg.n_embd, T = m->cfg.block_size;
     kc->keep = ag_ctx_new();
     ag_set_grad_enabled(kc->keep, false);
     kc->wqkv = calloc((size_t)L, sizeof *kc->wqkv);
     kc->k = calloc((size_t)L, sizeof *kc->k);
     kc->v = calloc((size_t)L, sizeof *kc->v);
-    ag_tensor **w = malloc(3 * (size_t)nh * sizeof *w);
     for (int l = 0; l < L; l++) {
-        const nn_mha *sa = &m->blocks[l].sa;
-        for (int h = 0; h < nh; h++) {
-            w[h] = sa->heads[h].query.weight;
-            w[nh + h] = sa->heads[h].key.weight;
-            w[2 * nh + h] = sa->heads[h].value.weight;
-        }
-        kc->wqkv[l] = ag_concat(kc->keep, w, 3 * nh, 0);
+        kc->wqkv[l] = nn_mha_qkv_weight(kc->keep, &m->blocks[l].sa);
         kc->k[l] = malloc((size_t)(T * C) * sizeof(float));
         kc->v[l] = malloc((size_t)(T * C) * sizeof(float));
     }
-    free(w);
     kc->scores = malloc((size_t)T * sizeof *kc->scores);
     kc->len = 0;
 }
@@ -159,6 +151,39 @@ static const float *step_cached(ag_ctx *c, const gpt_model *m, kv_cache *kc, int
     return logits ? logits->data : NULL;
 }
 
+/* Row i of x (1, T, C) as (1, 1, C), a view. */
+static ag_tensor *row_of(ag_ctx *c, ag_tensor *x, int64_t i)
+{
+    int64_t T = x->shape[1], C = x->shape[2];
+    ag_tensor *r = ag_slice(c, ag_reshape(c, x, AG_SHAPE(T, C)), 0, i, i + 1);
+    return ag_reshape(c, r, AG_SHAPE(1, 1, C));
+}
+
+/* Logits (V) of the token after window[0..len), recomputing the window in
+ * no-grad mode: gpt_forward's function, but after the last block's attention
+ * only the last position is carried on (proj, feed-forward, ln_f, lm_head):
+ * no other row reaches the last position's logits. */
+static const float *window_logits(ag_ctx *c, const gpt_model *m, const int32_t *window, int64_t len)
+{
+    int L = m->cfg.n_layer;
+    ag_index *idx = ag_index_new(c, window, AG_SHAPE(1, len));
+    ag_index pos = *m->positions; /* the first len positions */
+    pos.shape[0] = len;
+    pos.numel = len;
+    ag_tensor *x = ag_add(c, nn_embedding_forward(c, &m->tok, idx),
+                          nn_embedding_forward(c, &m->pos, &pos));          /* (1, len, C) */
+    for (int l = 0; l < L - 1; l++)
+        x = nn_block_forward(c, &m->blocks[l], x, false);
+    const nn_block *b = &m->blocks[L - 1];
+    ag_tensor *att = nn_mha_attend(c, &b->sa, nn_layernorm_forward(c, &b->ln1, x), false);
+    ag_tensor *x1 = ag_add(c, row_of(c, x, len - 1),
+                           nn_linear_forward(c, &b->sa.proj, row_of(c, att, len - 1)));
+    ag_tensor *x2 = ag_add(c, x1, nn_feedforward_forward(c, &b->ffwd,
+                                                         nn_layernorm_forward(c, &b->ln2, x1), false));
+    ag_tensor *logits = nn_linear_forward(c, &m->lm_head, nn_layernorm_forward(c, &m->ln_f, x2));
+    return logits ? logits->data : NULL;                                    /* (1, 1, V) */
+}
+
 int64_t gpt_generate(const gpt_model *m, const gpt_vocab *v, const int32_t *ctx_tokens, int64_t n,
                      gpt_sample_opts *o, FILE *out)
 {
@@ -185,11 +210,10 @@ int64_t gpt_generate(const gpt_model *m, const gpt_vocab *v, const int32_t *ctx_
     for (; made < o->max_new_tokens; made++) {
         if (!cached) {
             ag_ctx_reset(c);
-            ag_index *idx = ag_index_new(c, window, AG_SHAPE(1, len));
-            ag_tensor *lg = gpt_forward(c, m, idx, NULL, false, NULL);  /* (1, len, V) */
+            const float *lg = window_logits(c, m, window, len);
             if (!lg)
                 break;
-            memcpy(logits, lg->data + (len - 1) * V, (size_t)V * sizeof *logits);
+            memcpy(logits, lg, (size_t)V * sizeof *logits);
         }
         int32_t next = pick(logits, scratch, V, o, &o->rng);
         char buf[4];
