@@ -128,6 +128,49 @@ static inline uint64_t ag_hash64(uint64_t seed, uint64_t i)
     return z ^ (z >> 31);
 }
 
+/* Eight floats as one vector (GCC/clang vector extension): for reductions
+ * over short rows, where `omp simd reduction` spills its lanes to the stack
+ * and sums them back one by one. */
+typedef float ag_v8 __attribute__((vector_size(32)));
+
+static inline ag_v8 ag_load8(const float *p)
+{
+    ag_v8 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline float ag_hsum8(ag_v8 v)
+{
+    return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
+}
+
+/* sum of a[i] * b[i], i < n */
+static inline float ag_dot(const float *a, const float *b, int64_t n)
+{
+    ag_v8 acc = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        acc += ag_load8(a + i) * ag_load8(b + i);
+    float s = ag_hsum8(acc);
+    for (; i < n; i++)
+        s += a[i] * b[i];
+    return s;
+}
+
+/* sum of a[i], i < n */
+static inline float ag_sumf(const float *a, int64_t n)
+{
+    ag_v8 acc = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        acc += ag_load8(a + i);
+    float s = ag_hsum8(acc);
+    for (; i < n; i++)
+        s += a[i];
+    return s;
+}
+
 /* Dropout's keep decision for element i of a call seeded with seed: kept
  * with probability 1 - p, a pure function so backward regenerates it. */
 static inline bool ag_dropout_keep(uint64_t seed, int64_t i, float p)

@@ -13,6 +13,7 @@
 #include <omp.h>
 
 #define RB 64 /* rows per block; columns past the block's last row are never computed */
+#define ROWS_MAX 128
 
 typedef struct {
     int64_t T, H, hs, C;
@@ -75,6 +76,48 @@ static void pair_forward(const geom *g, int64_t pair, const float *qkv, float *o
     }
 }
 
+/* pair_forward by rows, for short sequences and small heads: there a BLAS
+ * call costs more than its product, so the dot products run inline. */
+static void pair_forward_rows(const geom *g, int64_t pair, const float *qkv, float *out, float *P,
+                              float *d)
+{
+    int64_t T = g->T, hs = g->hs, C = g->C, ld = 3 * C;
+    int64_t b = pair / g->H, h = pair % g->H;
+    const float *q = qkv + b * T * ld + h * hs, *k = q + C, *v = q + 2 * C;
+    float *o = out + b * T * C + h * hs;
+    float inv = 1.0f / (1.0f - g->p);
+    for (int64_t t = 0; t < T; t++) {
+        float *pr = P + t * T, *dr = d + t * T, *ot = o + t * C;
+        const float *qt = q + t * ld;
+        float m = -INFINITY, s = 0.0f;
+        for (int64_t j = 0; j <= t; j++) {
+            pr[j] = ag_dot(qt, k + j * ld, hs) * g->scale;
+            m = pr[j] > m ? pr[j] : m;
+        }
+#pragma omp simd
+        for (int64_t j = 0; j <= t; j++)
+            pr[j] = ag_expf(pr[j] - m);
+        s = ag_sumf(pr, t + 1);
+        float r = 1.0f / s;
+        for (int64_t j = 0; j <= t; j++)
+            pr[j] *= r;
+        if (d != P) {
+            uint64_t base = (uint64_t)((pair * T + t) * T);
+            for (int64_t j = 0; j <= t; j++)
+                dr[j] = ag_dropout_keep(g->seed, (int64_t)base + j, g->p) ? pr[j] * inv : 0.0f;
+        }
+        for (int64_t e = 0; e < hs; e++)
+            ot[e] = 0.0f;
+        for (int64_t j = 0; j <= t; j++) {
+            const float *vj = v + j * ld;
+            float w = dr[j];
+#pragma omp simd
+            for (int64_t e = 0; e < hs; e++)
+                ot[e] += w * vj[e];
+        }
+    }
+}
+
 /* The same pair backward, given go = dL/do. With S = scale q k^T:
  * dD = go v^T, dP = dropout'(dD), dS = P (dP - rowsum(dP P)) scale,
  * dq = dS k, dk = dS^T q, dv = D^T go; beta 0 assigns, 1 accumulates.
@@ -127,6 +170,64 @@ static void pair_backward(const geom *g, int64_t pair, const float *qkv, const f
     }
 }
 
+/* pair_backward by rows, the counterpart of pair_forward_rows. */
+static void pair_backward_rows(const geom *g, int64_t pair, const float *qkv, const float *P,
+                               const float *gout, float *gqkv, float beta, float *a)
+{
+    int64_t T = g->T, hs = g->hs, C = g->C, ld = 3 * C;
+    int64_t b = pair / g->H, h = pair % g->H;
+    const float *q = qkv + b * T * ld + h * hs, *k = q + C, *v = q + 2 * C;
+    const float *go = gout + b * T * C + h * hs;
+    float *gq = gqkv + b * T * ld + h * hs, *gk = gq + C, *gv = gq + 2 * C;
+    bool drop = g->p > 0.0f;
+    float inv = 1.0f / (1.0f - g->p);
+    if (beta == 0.0f)
+        for (int64_t t = 0; t < T; t++)
+            for (int64_t e = 0; e < hs; e++)
+                gk[t * ld + e] = gv[t * ld + e] = 0.0f;
+    for (int64_t t = 0; t < T; t++) {
+        const float *pr = P + t * T, *got = go + t * C, *qt = q + t * ld;
+        float *ar = a + t * T, *gqt = gq + t * ld;
+        uint64_t base = (uint64_t)((pair * T + t) * T);
+        float dot = 0.0f;
+        for (int64_t j = 0; j <= t; j++) { /* dD, then dP through the dropout */
+            float s = ag_dot(got, v + j * ld, hs);
+            if (drop) {
+                bool kp = ag_dropout_keep(g->seed, (int64_t)base + j, g->p);
+                s = kp ? s * inv : 0.0f;
+                /* dv_j += D_tj go_t */
+                float dtj = kp ? pr[j] * inv : 0.0f;
+                float *gvj = gv + j * ld;
+#pragma omp simd
+                for (int64_t e = 0; e < hs; e++)
+                    gvj[e] += dtj * got[e];
+            } else {
+                float *gvj = gv + j * ld;
+#pragma omp simd
+                for (int64_t e = 0; e < hs; e++)
+                    gvj[e] += pr[j] * got[e];
+            }
+            ar[j] = s;
+            dot += s * pr[j];
+        }
+        for (int64_t e = 0; e < hs; e++)
+            gqt[e] = beta == 0.0f ? 0.0f : gqt[e];
+        for (int64_t j = 0; j <= t; j++) {
+            float ds = pr[j] * (ar[j] - dot) * g->scale;
+            const float *kj = k + j * ld;
+            float *gkj = gk + j * ld;
+#pragma omp simd
+            for (int64_t e = 0; e < hs; e++) {
+                gqt[e] += ds * kj[e];
+                gkj[e] += ds * qt[e];
+            }
+        }
+    }
+}
+
+/* where rows beat BLAS calls (measured: T 8 with hs 8 or 16; not T 16 or 32) */
+static bool by_rows(const geom *g) { return g->T * g->hs <= ROWS_MAX; }
+
 static geom geom_of(const ag_tensor *out)
 {
     geom g = {.T = out->shape[1], .H = out->iarg[1], .C = out->shape[2]};
@@ -161,7 +262,12 @@ static void attention_backward(ag_ctx *ctx, ag_tensor *out)
         float *a = scratch + 2 * omp_get_thread_num() * tile, *d = a + tile;
 #pragma omp for schedule(dynamic)
         for (int64_t pr = 0; pr < pairs; pr++)
-            pair_backward(&g, pr, x->data, P + pr * tile, out->grad, gx, fresh ? 0.0f : 1.0f, a, d);
+            if (by_rows(&g))
+                pair_backward_rows(&g, pr, x->data, P + pr * tile, out->grad, gx, fresh ? 0.0f : 1.0f,
+                                   a);
+            else
+                pair_backward(&g, pr, x->data, P + pr * tile, out->grad, gx, fresh ? 0.0f : 1.0f, a,
+                              d);
     }
 }
 
@@ -211,7 +317,10 @@ ag_tensor *ag_attention(ag_ctx *c, ag_tensor *qkv, int n_head, float scale, floa
 #pragma omp for schedule(dynamic)
         for (int64_t pr = 0; pr < pairs; pr++) {
             float *pp = keep_p ? P + pr * tile : pt;
-            pair_forward(&g, pr, qkv->data, out->data, pp, d ? d : pp);
+            if (by_rows(&g))
+                pair_forward_rows(&g, pr, qkv->data, out->data, pp, d ? d : pp);
+            else
+                pair_forward(&g, pr, qkv->data, out->data, pp, d ? d : pp);
         }
     }
     if (scratch)

@@ -1,8 +1,9 @@
 /* test_attention.c - the fused causal self-attention op (ag_attention):
  * a forward worked by hand, equality with the composition it replaces
  * (matmul_nt, mul_scalar, causal_mask, softmax, dropout, matmul) in values and
- * in the grads of qkv for T below, at and across its row blocks, with and
- * without dropout; the same bits on 1 and 2 threads; no-grad mode; gradcheck;
+ * in the grads of qkv (accumulated and assigned) for both kernels (by rows for
+ * small T hs; by row blocks below, at and across a block), with and without
+ * dropout; the same bits on 1 and 2 threads; no-grad mode; gradcheck;
  * and its errors. */
 #include "test_util.h"
 
@@ -45,7 +46,9 @@ static void test_attention_by_hand(void **state)
     assert_close(y2->data, FLOATS(2.0f, -1.0f, 5.0f, 1.0f), 4, 1e-6);
 }
 
-/* ag_attention against the composition: outputs and grads of qkv. */
+/* ag_attention against the composition: outputs and grads of qkv, into a
+ * leaf's grad (accumulated) and, through one more op, into a fresh buffer
+ * (assigned). */
 static void check_against_composition(int64_t B, int64_t T, int64_t C, int H, float p)
 {
     ag_ctx *c = ag_ctx_new();
@@ -57,25 +60,29 @@ static void check_against_composition(int64_t B, int64_t T, int64_t C, int H, fl
     assert_true(ag_backward(c, weighted_sum(c, want)));
     float *want_g = malloc((size_t)qkv->numel * sizeof *want_g);
     memcpy(want_g, qkv->grad, (size_t)qkv->numel * sizeof *want_g);
-    ag_zero_grad(qkv);
 
-    ag_ctx_manual_seed(c, 5);
-    ag_tensor *got = ag_attention(c, qkv, H, scale, p, true);
-    assert_shape(got, B, T, C);
-    assert_close(got->data, want->data, got->numel, 2e-6);
-    assert_true(ag_backward(c, weighted_sum(c, got)));
-    assert_close(qkv->grad, want_g, qkv->numel, 2e-5);
-
+    for (int fresh = 0; fresh < 2; fresh++) {
+        ag_zero_grad(qkv);
+        ag_ctx_manual_seed(c, 5);
+        ag_tensor *in = fresh ? ag_mul_scalar(c, qkv, 1.0f) : qkv;
+        ag_tensor *got = ag_attention(c, in, H, scale, p, true);
+        assert_shape(got, B, T, C);
+        assert_close(got->data, want->data, got->numel, 2e-6);
+        assert_true(ag_backward(c, weighted_sum(c, got)));
+        assert_close(qkv->grad, want_g, qkv->numel, 2e-5);
+    }
     free(want_g);
     ag_tensor_free(qkv);
     ag_ctx_free(c);
 }
 
+/* Two kernels: T hs <= 128 runs by rows, larger by row blocks of 64 through BLAS. */
 static void test_attention_matches_composition(void **state)
 {
     (void)state;
-    check_against_composition(2, 5, 8, 2, 0.0f);    /* T inside one row block */
-    check_against_composition(2, 64, 6, 3, 0.0f);   /* exactly one block */
+    check_against_composition(2, 5, 8, 2, 0.0f);    /* rows */
+    check_against_composition(4, 8, 32, 4, 0.0f);   /* rows, the tiny preset's T and hs */
+    check_against_composition(2, 64, 12, 3, 0.0f);  /* blocks: exactly one */
     check_against_composition(2, 70, 12, 3, 0.0f);  /* a full block and a partial one */
     check_against_composition(1, 130, 8, 1, 0.0f);  /* three blocks, one head */
 }
@@ -84,6 +91,7 @@ static void test_attention_matches_composition_with_dropout(void **state)
 {
     (void)state;
     check_against_composition(2, 5, 8, 2, 0.3f);
+    check_against_composition(4, 8, 32, 4, 0.2f);
     check_against_composition(2, 70, 12, 3, 0.5f);
     check_against_composition(3, 129, 8, 2, 0.2f);
 }
