@@ -71,11 +71,7 @@ void ag_accum_reduce(float *dst, const ag_tensor *t, const float *src, const ag_
     if (per_row) {
 #pragma omp parallel for if (n > AG_PAR_MIN)
         for (int64_t r = 0; r < t->numel; r++) {
-            float acc = 0;
-#pragma omp simd reduction(+ : acc)
-            for (int64_t j = 0; j < L; j++)
-                acc += src[r * L + j];
-            dst[r] += scale * acc;
+            dst[r] += scale * ag_sumf(src + r * L, L);
         }
         return;
     }
@@ -127,10 +123,7 @@ void ag_sum_product(float *dst, bool per_row, const float *g, const float *x, in
     if (per_row) {
 #pragma omp parallel for if (rows * L > AG_PAR_MIN)
         for (int64_t r = 0; r < rows; r++) {
-            float acc = 0;
-#pragma omp simd reduction(+ : acc)
-            for (int64_t j = 0; j < L; j++)
-                acc += g[r * L + j] * x[r * L + j];
+            float acc = ag_dot(g + r * L, x + r * L, L);
             dst[r] = (assign ? 0.0f : dst[r]) + acc;
         }
         return;

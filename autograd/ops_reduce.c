@@ -18,12 +18,7 @@ static void sum_kernel(float *y, const float *x, int64_t outer, int64_t n, int64
     if (inner == 1) {
 #pragma omp parallel for if (outer * n > AG_PAR_MIN)
         for (int64_t o = 0; o < outer; o++) {
-            double s = 0;
-            const float *r = x + o * n;
-#pragma omp simd reduction(+ : s)
-            for (int64_t k = 0; k < n; k++)
-                s += r[k];
-            y[o] = (float)(s * scale);
+            y[o] = (float)(ag_sumd(x + o * n, n) * scale);
         }
         return;
     }

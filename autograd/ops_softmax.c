@@ -18,26 +18,25 @@ static void lines(const ag_tensor *t, int axis, int64_t *outer, int64_t *n, int6
 static void row_forward(float *y, const float *x, int64_t n, bool log_)
 {
     float m = -INFINITY;
-#pragma omp simd reduction(max : m)
     for (int64_t k = 0; k < n; k++)
         m = x[k] > m ? x[k] : m;
     float s = 0.0f;
     if (log_) {
-#pragma omp simd reduction(+ : s)
+        /* e^(x - m) goes through y, overwritten below */
+#pragma omp simd
         for (int64_t k = 0; k < n; k++)
-            s += ag_expf(x[k] - m);
+            y[k] = ag_expf(x[k] - m);
+        s = ag_sumf(y, n);
         /* (x - m) - log s, not x - (m + log s): m + log s would be rounded
          * to m's precision, losing digits at large logits */
         float ls = logf(s);
         for (int64_t k = 0; k < n; k++)
             y[k] = (x[k] - m) - ls;
     } else {
-#pragma omp simd reduction(+ : s)
-        for (int64_t k = 0; k < n; k++) {
-            float e = ag_expf(x[k] - m);
-            y[k] = e;
-            s += e;
-        }
+#pragma omp simd
+        for (int64_t k = 0; k < n; k++)
+            y[k] = ag_expf(x[k] - m);
+        s = ag_sumf(y, n);
         float r = 1.0f / s;
         for (int64_t k = 0; k < n; k++)
             y[k] *= r;
@@ -99,15 +98,11 @@ static void backward(ag_ctx *ctx, ag_tensor *out)
             float *xr = gx + o * n;
             float s = 0.0f;
             if (log_) {
-#pragma omp simd reduction(+ : s)
-                for (int64_t k = 0; k < n; k++)
-                    s += gr[k];
+                s = ag_sumf(gr, n);
                 for (int64_t k = 0; k < n; k++)
                     xr[k] = (fresh ? 0.0f : xr[k]) + gr[k] - ag_expf(yr[k]) * s;
             } else {
-#pragma omp simd reduction(+ : s)
-                for (int64_t k = 0; k < n; k++)
-                    s += gr[k] * yr[k];
+                s = ag_dot(gr, yr, n);
                 for (int64_t k = 0; k < n; k++)
                     xr[k] = (fresh ? 0.0f : xr[k]) + yr[k] * (gr[k] - s);
             }
