@@ -30,6 +30,29 @@ static void mm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, c
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
+/* out[e] = (out[e] if accumulate) + sum_j w[j] rows[j ld + e] for e < n, j < m:
+ * the sum over j kept in registers, eight columns at a time (adding into out
+ * row by row would wait on its own stores) */
+static void weighted_rows(float *out, const float *w, const float *rows, int64_t ld, int64_t m,
+                          int64_t n, bool accumulate)
+{
+    int64_t e = 0;
+    for (; e + 8 <= n; e += 8) {
+        ag_v8 acc = {0};
+        for (int64_t j = 0; j < m; j++)
+            acc += w[j] * ag_load8(rows + j * ld + e);
+        if (accumulate)
+            acc += ag_load8(out + e);
+        memcpy(out + e, &acc, sizeof acc);
+    }
+    for (; e < n; e++) {
+        float s = 0.0f;
+        for (int64_t j = 0; j < m; j++)
+            s += w[j] * rows[j * ld + e];
+        out[e] = (accumulate ? out[e] : 0.0f) + s;
+    }
+}
+
 /* One (batch, head) pair: P (T, T) = softmax(scale q k^T) over columns <= row,
  * zero up to the end of the row's block; d (T, T) = dropout(P), or P itself
  * when there is no dropout; o (T, hs) = d @ v.
@@ -106,15 +129,7 @@ static void pair_forward_rows(const geom *g, int64_t pair, const float *qkv, flo
             for (int64_t j = 0; j <= t; j++)
                 dr[j] = ag_dropout_keep(g->seed, (int64_t)base + j, g->p) ? pr[j] * inv : 0.0f;
         }
-        for (int64_t e = 0; e < hs; e++)
-            ot[e] = 0.0f;
-        for (int64_t j = 0; j <= t; j++) {
-            const float *vj = v + j * ld;
-            float w = dr[j];
-#pragma omp simd
-            for (int64_t e = 0; e < hs; e++)
-                ot[e] += w * vj[e];
-        }
+        weighted_rows(ot, dr, v, ld, t + 1, hs, false);
     }
 }
 
@@ -210,18 +225,15 @@ static void pair_backward_rows(const geom *g, int64_t pair, const float *qkv, co
             ar[j] = s;
             dot += s * pr[j];
         }
-        for (int64_t e = 0; e < hs; e++)
-            gqt[e] = beta == 0.0f ? 0.0f : gqt[e];
         for (int64_t j = 0; j <= t; j++) {
             float ds = pr[j] * (ar[j] - dot) * g->scale;
-            const float *kj = k + j * ld;
+            ar[j] = ds;
             float *gkj = gk + j * ld;
 #pragma omp simd
-            for (int64_t e = 0; e < hs; e++) {
-                gqt[e] += ds * kj[e];
+            for (int64_t e = 0; e < hs; e++)
                 gkj[e] += ds * qt[e];
-            }
         }
+        weighted_rows(gqt, ar, k, ld, t + 1, hs, beta != 0.0f);
     }
 }
 
