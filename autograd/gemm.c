@@ -178,7 +178,7 @@ static void blas(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
 
 /* Below this many multiply-adds a GEMM runs on one thread: splitting it
  * costs more in wake-ups and barriers than it saves. */
-#define GEMM_PAR_MIN (1 << 22)
+#define GEMM_PAR_MIN (1 << 20)
 
 void ag_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
              int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
