@@ -95,6 +95,17 @@ float *ag_grad_buf(ag_ctx *ctx, ag_tensor *t, bool *fresh)
     return t->grad;
 }
 
+bool ag_grad_pass(ag_tensor *out, ag_tensor *t)
+{
+    /* leaves own their grads; a retained grad stays with out */
+    if (!t->requires_grad || t->grad || !t->op || out->retain_grad || !out->grad ||
+        t->numel != out->numel)
+        return false;
+    t->grad = out->grad;
+    out->grad = NULL;
+    return true;
+}
+
 float *ag_grad_of(ag_ctx *ctx, ag_tensor *t)
 {
     bool fresh;

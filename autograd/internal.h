@@ -72,6 +72,12 @@ void ag_make_view(ag_tensor *view, ag_tensor *base, float *data);
  * holds garbage, so the caller must write (=) every element, not add (+=). */
 float *ag_grad_buf(ag_ctx *ctx, ag_tensor *t, bool *fresh);
 
+/* For a backward whose input t's grad is exactly out's grad (add, reshape):
+ * when t has no grad yet and is not a leaf, out's grad buffer becomes t's
+ * (out's backward is its last reader), saving a copy. false: nothing done,
+ * the caller copies or adds as usual. */
+bool ag_grad_pass(ag_tensor *out, ag_tensor *t);
+
 /* Memory for a backward's temporaries, valid until that node's backward ends. */
 void *ag_scratch(ag_ctx *ctx, size_t bytes);
 

@@ -98,17 +98,22 @@ static void binary_backward(ag_ctx *ctx, ag_tensor *out)
     int kind = (int)out->iarg[0];
     ag_tensor *a = out->inputs[0], *b = out->inputs[1];
     bool fa, fb;
-    float *ga = ag_grad_buf(ctx, a, &fa), *gb = ag_grad_buf(ctx, b, &fb);
     const float *g = out->grad;
     int64_t n = out->numel;
 
     if (kind == ADD || kind == SUB) {
-        if (ga)
-            ag_accum_reduce(ga, a, g, out, 1.0f, fa);
+        /* b first: a of out's shape may then take g's buffer (b == a has a grad by then) */
+        float *gb = ag_grad_buf(ctx, b, &fb);
         if (gb)
             ag_accum_reduce(gb, b, g, out, kind == ADD ? 1.0f : -1.0f, fb);
+        if (ag_same_shape(a, out) && ag_grad_pass(out, a))
+            return;
+        float *ga = ag_grad_buf(ctx, a, &fa);
+        if (ga)
+            ag_accum_reduce(ga, a, g, out, 1.0f, fa);
         return;
     }
+    float *ga = ag_grad_buf(ctx, a, &fa), *gb = ag_grad_buf(ctx, b, &fb);
     /* mul: ga = g*b, gb = g*a; div: ga = g/b, gb = -g*a/b^2 = -g*out/b.
      * An input of out's shape takes its grad in one pass; a bias-like or
      * per-row factor of mul sums g*a in one pass; anything else is formed

@@ -8,6 +8,8 @@
 static void reshape_backward(ag_ctx *ctx, ag_tensor *out)
 {
     ag_tensor *x = out->inputs[0];
+    if (ag_grad_pass(out, x))
+        return;
     bool fresh;
     float *gx = ag_grad_buf(ctx, x, &fresh);
     if (gx)

@@ -970,6 +970,49 @@ static void test_release_in_no_grad_mode_frees(void **state)
     ag_tensor_free(x);
 }
 
+/* add, sub and reshape hand their output's grad buffer to an input that has
+ * none yet (ag_grad_pass); the grads must be what copying gives, including
+ * x + x, an input that later gets more grad, and a retained output grad. */
+static ag_tensor *f_passes(ag_ctx *c, ag_tensor *const *in, int n, void *user)
+{
+    (void)n;
+    (void)user;
+    ag_tensor *u = ag_mul_scalar(c, in[0], 2.0f);                 /* non-leaves */
+    ag_tensor *v = ag_tanh(c, in[0]);
+    ag_tensor *s = ag_add(c, u, v);                               /* u takes s's grad */
+    ag_tensor *d = ag_sub(c, ag_add(c, s, s), v);                 /* s + s; v gets more */
+    ag_tensor *r = ag_reshape(c, ag_add(c, d, u), AG_SHAPE(12));  /* u again, then a view */
+    return weighted_sum(c, ag_mul(c, r, r));
+}
+
+static void test_grad_pass_gives_the_copied_grads(void **state)
+{
+    (void)state;
+    ag_tensor *x = ag_randn(NULL, 3, 0.0f, 1.0f, AG_SHAPE(3, 4));
+    ag_set_requires_grad(x, true);
+    ag_tensor *in[1] = {x};
+    ag_gradcheck_opts o = ag_gradcheck_defaults();
+    o.quiet = true;
+    if (!ag_gradcheck(f_passes, in, 1, NULL, &o))
+        fail_msg("%s", o.report);
+    /* by hand: y = 2x + tanh x; d = 2y - tanh x = 4x + tanh x; r = d + 2x = 6x + tanh x,
+     * so dL/dx = w 2 r (6 + 1 - tanh^2 x) for L = sum(w r^2) */
+    ag_ctx *c = ag_ctx_new();
+    ag_zero_grad(x);
+    ag_tensor *u = ag_mul_scalar(c, x, 2.0f);
+    ag_tensor *s = ag_add(c, u, ag_tanh(c, x));
+    ag_retain_grad(s); /* kept: s must not give its buffer away */
+    ag_tensor *L = ag_sum_all(c, ag_mul(c, s, s));
+    assert_true(ag_backward(c, L));
+    for (int i = 0; i < 12; i++) {
+        double t = tanh((double)x->data[i]), sv = 2.0 * x->data[i] + t;
+        assert_float_equal(s->grad[i], 2.0 * sv, 1e-5);
+        assert_float_equal(x->grad[i], 2.0 * sv * (3.0 - t * t), 1e-4);
+    }
+    ag_ctx_free(c);
+    ag_tensor_free(x);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1006,6 +1049,7 @@ int main(void)
         cmocka_unit_test(test_release_keeps_a_viewed_buffer),
         cmocka_unit_test(test_released_tensor_cannot_be_used),
         cmocka_unit_test(test_release_in_no_grad_mode_frees),
+        cmocka_unit_test(test_grad_pass_gives_the_copied_grads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
