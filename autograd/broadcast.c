@@ -43,13 +43,15 @@ void ag_accum_reduce(float *dst, const ag_tensor *t, const float *src, const ag_
     int64_t n = out->numel;
     if (t->numel == n) {
         if (assign) {
-#pragma omp parallel for if (n > AG_PAR_MIN)
+            AG_PARALLEL_FOR(n > AG_PAR_MIN, ,
             for (int64_t i = 0; i < n; i++)
                 dst[i] = scale * src[i];
+            );
         } else {
-#pragma omp parallel for if (n > AG_PAR_MIN)
+            AG_PARALLEL_FOR(n > AG_PAR_MIN, ,
             for (int64_t i = 0; i < n; i++)
                 dst[i] += scale * src[i];
+            );
         }
         return;
     }
@@ -57,9 +59,10 @@ void ag_accum_reduce(float *dst, const ag_tensor *t, const float *src, const ag_
         memset(dst, 0, (size_t)t->numel * sizeof *dst);
     if (t->numel == 1) {
         double s = 0;
-#pragma omp parallel for reduction(+ : s) if (n > AG_PAR_MIN)
+        AG_PARALLEL_FOR(n > AG_PAR_MIN, reduction(+ : s),
         for (int64_t i = 0; i < n; i++)
             s += src[i];
+        );
         dst[0] += scale * (float)s;
         return;
     }
@@ -69,10 +72,11 @@ void ag_accum_reduce(float *dst, const ag_tensor *t, const float *src, const ag_
     for (int i = 0; per_row && i < t->ndim - 1; i++)
         per_row = t->shape[i] == out->shape[i];
     if (per_row) {
-#pragma omp parallel for if (n > AG_PAR_MIN)
+        AG_PARALLEL_FOR(n > AG_PAR_MIN, ,
         for (int64_t r = 0; r < t->numel; r++) {
             dst[r] += scale * ag_sumf(src + r * L, L);
         }
+        );
         return;
     }
     /* t matches out's trailing numel elements (a bias): column sums, split by columns */
@@ -84,7 +88,7 @@ void ag_accum_reduce(float *dst, const ag_tensor *t, const float *src, const ag_
     }
     if (suffix) {
         int64_t rows = n / m;
-#pragma omp parallel for if (n > AG_PAR_MIN && m >= 64)
+        AG_PARALLEL_FOR(n > AG_PAR_MIN && m >= 64, ,
         for (int64_t c0 = 0; c0 < m; c0 += 64) {
             int64_t c1 = c0 + 64 < m ? c0 + 64 : m;
             float acc[64] = {0};
@@ -94,6 +98,7 @@ void ag_accum_reduce(float *dst, const ag_tensor *t, const float *src, const ag_
             for (int64_t c = c0; c < c1; c++)
                 dst[c] += scale * acc[c - c0];
         }
+        );
         return;
     }
     /* general: walk out's rows, adding into t's broadcast positions */
@@ -121,15 +126,16 @@ void ag_sum_product(float *dst, bool per_row, const float *g, const float *x, in
                     int64_t L, bool assign)
 {
     if (per_row) {
-#pragma omp parallel for if (rows * L > AG_PAR_MIN)
+        AG_PARALLEL_FOR(rows * L > AG_PAR_MIN, ,
         for (int64_t r = 0; r < rows; r++) {
             float acc = ag_dot(g + r * L, x + r * L, L);
             dst[r] = (assign ? 0.0f : dst[r]) + acc;
         }
+        );
         return;
     }
     /* column sums, split by blocks of 64 columns so threads never share a dst element */
-#pragma omp parallel for if (rows * L > AG_PAR_MIN && L >= 64)
+    AG_PARALLEL_FOR(rows * L > AG_PAR_MIN && L >= 64, ,
     for (int64_t c0 = 0; c0 < L; c0 += 64) {
         int64_t c1 = c0 + 64 < L ? c0 + 64 : L;
         float acc[64] = {0};
@@ -139,4 +145,5 @@ void ag_sum_product(float *dst, bool per_row, const float *g, const float *x, in
         for (int64_t c = c0; c < c1; c++)
             dst[c] = (assign ? 0.0f : dst[c]) + acc[c - c0];
     }
+    );
 }

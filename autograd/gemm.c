@@ -116,10 +116,27 @@ static void scale_c(float *C, int64_t ldc, int64_t M, int64_t N, float beta, boo
 {
     if (beta == 1.0f)
         return;
-#pragma omp parallel for if (par && M * N > AG_PAR_MIN)
+    AG_PARALLEL_FOR(par && M * N > AG_PAR_MIN, ,
     for (int64_t i = 0; i < M; i++)
         for (int64_t j = 0; j < N; j++)
             C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+    );
+}
+
+/* Thread id of nt takes tiles id, id + nt, ... of the tm x tn tiles of C.
+ * Each thread packs into its own buffers, made once per thread: no
+ * allocation per product. */
+static void tiles(int id, int nt, int64_t tm, int64_t tn, bool ta, bool tb, int64_t M, int64_t N,
+                  int64_t K, float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
+                  float *C, int64_t ldc)
+{
+    static _Thread_local float ap[(MC + MR) * KC] __attribute__((aligned(64)));
+    static _Thread_local float bp[(NC + NR) * KC] __attribute__((aligned(64)));
+    for (int64_t t = id; t < tm * tn; t += nt) {
+        int64_t i0 = t / tn * MC, j0 = t % tn * NC;
+        tile(ta, tb, i0, j0, M - i0 < MC ? M - i0 : MC, N - j0 < NC ? N - j0 : NC, K, alpha, A,
+             lda, B, ldb, C, ldc, ap, bp);
+    }
 }
 
 static void gemm_builtin(bool par, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
@@ -130,27 +147,12 @@ static void gemm_builtin(bool par, bool ta, bool tb, int64_t M, int64_t N, int64
     if (M == 0 || N == 0 || K == 0 || alpha == 0.0f)
         return;
     int64_t tm = (M + MC - 1) / MC, tn = (N + NC - 1) / NC;
-    par = par && tm * tn > 1 && M * N * K > 64 * 64 * 64;
-#pragma omp parallel if (par)
-    {
-        /* packing space for one tile, no larger than the product needs: a
-         * small GEMM must not pay for (and page-fault on) full-size buffers */
-        int64_t mc = (M < MC ? M : MC) + MR, nc = (N < NC ? N : NC) + NR, kc = K < KC ? K : KC;
-        float *ap = NULL, *bp = NULL;
-        if (posix_memalign((void **)&ap, 64, (size_t)(mc * kc) * sizeof(float)) ||
-            posix_memalign((void **)&bp, 64, (size_t)(nc * kc) * sizeof(float))) {
-            fprintf(stderr, "ag: out of memory in matmul\n");
-            abort();
-        }
-#pragma omp for collapse(2) schedule(static)
-        for (int64_t bi = 0; bi < tm; bi++)
-            for (int64_t bj = 0; bj < tn; bj++) {
-                int64_t i0 = bi * MC, j0 = bj * NC;
-                tile(ta, tb, i0, j0, M - i0 < MC ? M - i0 : MC, N - j0 < NC ? N - j0 : NC, K,
-                     alpha, A, lda, B, ldb, C, ldc, ap, bp);
-            }
-        free(ap);
-        free(bp);
+    if (par && tm * tn > 1 && M * N * K > 64 * 64 * 64) {
+#pragma omp parallel
+        tiles(omp_get_thread_num(), omp_get_num_threads(), tm, tn, ta, tb, M, N, K, alpha, A, lda,
+              B, ldb, C, ldc);
+    } else {
+        tiles(0, 1, tm, tn, ta, tb, M, N, K, alpha, A, lda, B, ldb, C, ldc);
     }
 }
 

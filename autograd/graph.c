@@ -71,9 +71,10 @@ ag_tensor *ag_result_view(ag_ctx *ctx, const ag_op *op, ag_tensor *const *inputs
 
 static void zero_floats(float *p, int64_t n)
 {
-#pragma omp parallel for if (n > 4 * AG_PAR_MIN)
+    AG_PARALLEL_FOR(n > 4 * AG_PAR_MIN, ,
     for (int64_t i = 0; i < n; i++)
         p[i] = 0.0f;
+    );
 }
 
 float *ag_grad_buf(ag_ctx *ctx, ag_tensor *t, bool *fresh)

@@ -240,6 +240,28 @@ static void pair_backward_rows(const geom *g, int64_t pair, const float *qkv, co
 /* where rows beat BLAS calls (measured: T 8 with hs 8 or 16; not T 16 or 32) */
 static bool by_rows(const geom *g) { return g->T * g->hs <= ROWS_MAX; }
 
+/* One pair's forward with its buffers: P's tile for the pair when P is kept,
+ * else the thread's own (mine); the dropout tile after it in mine. */
+static void forward_pair(const geom *g, int64_t pr, const float *qkv, float *out, float *P,
+                         float *mine, int64_t tile, bool drop)
+{
+    float *pp = P ? P + pr * tile : mine;
+    float *d = drop ? (P ? mine : mine + tile) : pp;
+    if (by_rows(g))
+        pair_forward_rows(g, pr, qkv, out, pp, d);
+    else
+        pair_forward(g, pr, qkv, out, pp, d);
+}
+
+static void backward_pair(const geom *g, int64_t pr, const float *qkv, const float *P,
+                          const float *gout, float *gqkv, float beta, float *a, float *d)
+{
+    if (by_rows(g))
+        pair_backward_rows(g, pr, qkv, P, gout, gqkv, beta, a);
+    else
+        pair_backward(g, pr, qkv, P, gout, gqkv, beta, a, d);
+}
+
 static geom geom_of(const ag_tensor *out)
 {
     geom g = {.T = out->shape[1], .H = out->iarg[1], .C = out->shape[2]};
@@ -269,17 +291,20 @@ static void attention_backward(ag_ctx *ctx, ag_tensor *out)
     int nt = par ? omp_get_max_threads() : 1;
     float *scratch = ag_scratch(ctx, (size_t)(2 * nt * tile) * sizeof(float));
     const float *P = out->saved;
-#pragma omp parallel num_threads(nt) if (par)
-    {
-        float *a = scratch + 2 * omp_get_thread_num() * tile, *d = a + tile;
+    float beta = fresh ? 0.0f : 1.0f;
+    /* each thread its own two tiles; pairs handed out as threads come free */
+    if (par) {
+#pragma omp parallel num_threads(nt)
+        {
+            float *a = scratch + 2 * omp_get_thread_num() * tile;
 #pragma omp for schedule(dynamic)
+            for (int64_t pr = 0; pr < pairs; pr++)
+                backward_pair(&g, pr, x->data, P + pr * tile, out->grad, gx, beta, a, a + tile);
+        }
+    } else {
         for (int64_t pr = 0; pr < pairs; pr++)
-            if (by_rows(&g))
-                pair_backward_rows(&g, pr, x->data, P + pr * tile, out->grad, gx, fresh ? 0.0f : 1.0f,
-                                   a);
-            else
-                pair_backward(&g, pr, x->data, P + pr * tile, out->grad, gx, fresh ? 0.0f : 1.0f, a,
-                              d);
+            backward_pair(&g, pr, x->data, P + pr * tile, out->grad, gx, beta, scratch,
+                          scratch + tile);
     }
 }
 
@@ -321,19 +346,17 @@ ag_tensor *ag_attention(ag_ctx *c, ag_tensor *qkv, int n_head, float scale, floa
     int64_t per_thread = (keep_p ? 0 : tile) + (p > 0.0f ? tile : 0);
     float *scratch = per_thread ? ag_buf_alloc(c, nt * per_thread) : NULL;
     out->saved = P;
-#pragma omp parallel num_threads(nt) if (par)
-    {
-        float *mine = scratch ? scratch + omp_get_thread_num() * per_thread : NULL;
-        float *pt = keep_p ? NULL : mine;
-        float *d = p > 0.0f ? mine + (keep_p ? 0 : tile) : NULL;
+    if (par) {
+#pragma omp parallel num_threads(nt)
+        {
+            float *mine = scratch ? scratch + omp_get_thread_num() * per_thread : NULL;
 #pragma omp for schedule(dynamic)
-        for (int64_t pr = 0; pr < pairs; pr++) {
-            float *pp = keep_p ? P + pr * tile : pt;
-            if (by_rows(&g))
-                pair_forward_rows(&g, pr, qkv->data, out->data, pp, d ? d : pp);
-            else
-                pair_forward(&g, pr, qkv->data, out->data, pp, d ? d : pp);
+            for (int64_t pr = 0; pr < pairs; pr++)
+                forward_pair(&g, pr, qkv->data, out->data, P, mine, tile, p > 0.0f);
         }
+    } else {
+        for (int64_t pr = 0; pr < pairs; pr++)
+            forward_pair(&g, pr, qkv->data, out->data, P, scratch, tile, p > 0.0f);
     }
     if (scratch)
         ag_buf_release(c, scratch, nt * per_thread);

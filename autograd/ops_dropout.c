@@ -7,11 +7,12 @@
 static void kernel(float *y, const float *x, int64_t n, uint64_t seed, float p, bool accumulate)
 {
     float scale = 1.0f / (1.0f - p);
-#pragma omp parallel for if (n > AG_PAR_MIN / 4)
+    AG_PARALLEL_FOR(n > AG_PAR_MIN / 4, ,
     for (int64_t i = 0; i < n; i++) {
         float v = ag_dropout_keep(seed, i, p) ? x[i] * scale : 0.0f;
         y[i] = accumulate ? y[i] + v : v;
     }
+    );
 }
 
 static void dropout_backward(ag_ctx *ctx, ag_tensor *out)

@@ -11,7 +11,7 @@ static void embedding_backward(ag_ctx *ctx, ag_tensor *out)
     const int32_t *idx = out->saved;
     int64_t n = out->iarg[0], C = w->shape[1];
     /* split by columns, not rows: two rows may scatter into the same weight row */
-#pragma omp parallel for if (n * C > AG_PAR_MIN && C >= 32)
+    AG_PARALLEL_FOR(n * C > AG_PAR_MIN && C >= 32, ,
     for (int64_t c0 = 0; c0 < C; c0 += 16) {
         int64_t c1 = c0 + 16 < C ? c0 + 16 : C;
         for (int64_t r = 0; r < n; r++) {
@@ -21,6 +21,7 @@ static void embedding_backward(ag_ctx *ctx, ag_tensor *out)
                 dst[c] += src[c];
         }
     }
+    );
 }
 
 static const ag_op embedding_op = {"embedding", embedding_backward, AG_IN(0) | AG_OUT};
@@ -54,8 +55,9 @@ ag_tensor *ag_embedding(ag_ctx *c, ag_tensor *weight, const ag_index *idx)
     memcpy(saved, idx->data, (size_t)idx->numel * sizeof *saved);
     out->saved = saved;
     out->iarg[0] = idx->numel;
-#pragma omp parallel for if (idx->numel * C > AG_PAR_MIN)
+    AG_PARALLEL_FOR(idx->numel * C > AG_PAR_MIN, ,
     for (int64_t r = 0; r < idx->numel; r++)
         memcpy(out->data + r * C, weight->data + (int64_t)saved[r] * C, (size_t)C * sizeof(float));
+    );
     return out;
 }

@@ -19,7 +19,7 @@ static void ce_backward(ag_ctx *ctx, ag_tensor *out)
     int64_t N = x->shape[0], C = x->shape[1];
     int ignore = (int)out->iarg[0];
     float scale = out->grad[0] / (float)s->count;
-#pragma omp parallel for if (N * C > AG_PAR_MIN)
+    AG_PARALLEL_FOR(N * C > AG_PAR_MIN, ,
     for (int64_t n = 0; n < N; n++) {
         int32_t t = s->targets[n];
         if (t == ignore)
@@ -30,6 +30,7 @@ static void ce_backward(ag_ctx *ctx, ag_tensor *out)
             gr[c] += scale * ag_expf((float)(xr[c] - s->lse[n]));
         gr[t] -= scale;
     }
+    );
 }
 
 static const ag_op ce_op = {"cross_entropy", ce_backward, AG_OUT};
@@ -70,7 +71,7 @@ ag_tensor *ag_cross_entropy(ag_ctx *c, ag_tensor *logits, const ag_index *target
     out->saved = s;
     out->iarg[0] = ignore_index;
     double total = 0;
-#pragma omp parallel for reduction(+ : total) if (N * C > AG_PAR_MIN)
+    AG_PARALLEL_FOR(N * C > AG_PAR_MIN, reduction(+ : total),
     for (int64_t n = 0; n < N; n++) {
         const float *xr = logits->data + n * C;
         float m = -INFINITY, sum = 0.0f;
@@ -82,6 +83,7 @@ ag_tensor *ag_cross_entropy(ag_ctx *c, ag_tensor *logits, const ag_index *target
         if (tg[n] != ignore_index)
             total += s->lse[n] - xr[tg[n]];
     }
+    );
     out->data[0] = (float)(total / (double)count); /* no rows counted: NaN, as in PyTorch */
     return out;
 }

@@ -169,9 +169,10 @@ static ag_tensor *matmul(ag_ctx *c, const ag_op *op, ag_tensor *a, ag_tensor *b,
     float beta = 0.0f;
     if (bias) { /* rows start as the bias and the product adds to them: no second pass */
         int64_t rows = nb * M;
-#pragma omp parallel for if (rows * N > AG_PAR_MIN)
+        AG_PARALLEL_FOR(rows * N > AG_PAR_MIN, ,
         for (int64_t r = 0; r < rows; r++)
             memcpy(out->data + r * N, bias->data, (size_t)N * sizeof(float));
+        );
         beta = 1.0f;
     }
     if (p->fold)

@@ -9,20 +9,22 @@ static void sum_kernel(float *y, const float *x, int64_t outer, int64_t n, int64
 {
     if (inner == 1 && outer == 1) { /* one long row: split it */
         double s = 0;
-#pragma omp parallel for simd reduction(+ : s) if (n > AG_PAR_MIN)
+        AG_PARALLEL_FOR(n > AG_PAR_MIN, simd reduction(+ : s),
         for (int64_t k = 0; k < n; k++)
             s += x[k];
+        );
         y[0] = (float)(s * scale);
         return;
     }
     if (inner == 1) {
-#pragma omp parallel for if (outer * n > AG_PAR_MIN)
+        AG_PARALLEL_FOR(outer * n > AG_PAR_MIN, ,
         for (int64_t o = 0; o < outer; o++) {
             y[o] = (float)(ag_sumd(x + o * n, n) * scale);
         }
+        );
         return;
     }
-#pragma omp parallel for if (outer * n * inner > AG_PAR_MIN)
+    AG_PARALLEL_FOR(outer * n * inner > AG_PAR_MIN, ,
     for (int64_t o = 0; o < outer; o++) {
         float *yo = y + o * inner;
         for (int64_t i = 0; i < inner; i++)
@@ -35,6 +37,7 @@ static void sum_kernel(float *y, const float *x, int64_t outer, int64_t n, int64
         for (int64_t i = 0; i < inner; i++)
             yo[i] *= scale;
     }
+    );
 }
 
 static void sum_backward(ag_ctx *ctx, ag_tensor *out)
@@ -51,13 +54,14 @@ static void sum_backward(ag_ctx *ctx, ag_tensor *out)
      * keep the inner loop long */
 #define ACC(I, V) gx[I] = (fresh ? 0.0f : gx[I]) + (V)
     if (outer == 1) { /* sum over everything, or over the first axis: split the rows */
-#pragma omp parallel for if (x->numel > AG_PAR_MIN)
+        AG_PARALLEL_FOR(x->numel > AG_PAR_MIN, ,
         for (int64_t k = 0; k < n; k++)
             for (int64_t i = 0; i < inner; i++)
                 ACC(k * inner + i, scale * g[i]);
+        );
         return;
     }
-#pragma omp parallel for if (x->numel > AG_PAR_MIN)
+    AG_PARALLEL_FOR(x->numel > AG_PAR_MIN, ,
     for (int64_t o = 0; o < outer; o++) {
         int64_t base = o * n * inner;
         const float *go = g + o * inner;
@@ -70,6 +74,7 @@ static void sum_backward(ag_ctx *ctx, ag_tensor *out)
                 for (int64_t i = 0; i < inner; i++)
                     ACC(base + k * inner + i, scale * go[i]);
     }
+    );
 #undef ACC
 }
 
@@ -77,7 +82,7 @@ static void sum_backward(ag_ctx *ctx, ag_tensor *out)
 static void max_kernel(float *y, int32_t *arg, const float *x, int64_t outer, int64_t n,
                        int64_t inner)
 {
-#pragma omp parallel for collapse(2) if (outer * n * inner > AG_PAR_MIN)
+    AG_PARALLEL_FOR(outer * n * inner > AG_PAR_MIN, collapse(2),
     for (int64_t o = 0; o < outer; o++)
         for (int64_t i = 0; i < inner; i++) {
             const float *p = x + o * n * inner + i;
@@ -93,6 +98,7 @@ static void max_kernel(float *y, int32_t *arg, const float *x, int64_t outer, in
             y[o * inner + i] = m;
             arg[o * inner + i] = a;
         }
+    );
 }
 
 static void max_backward(ag_ctx *ctx, ag_tensor *out)

@@ -55,6 +55,41 @@ ag_tensor *ag_reshape(ag_ctx *c, ag_tensor *a, int ndim, const int64_t *shape)
 
 /* ---- permute: out.shape[i] = in.shape[perm[i]], materialized */
 
+/* Rows [rows id / nt, rows (id + 1) / nt) of permute_kernel: the input offset
+ * steps along like an odometer, divisions only at the start of the run. */
+static void permute_rows(int id, int nt, int nd, const int64_t *st, int64_t L, int64_t sl,
+                         int64_t rows, const ag_tensor *out, float *in_buf, float *out_buf,
+                         bool back, bool assign)
+{
+    int64_t r0 = rows * id / nt, r1 = rows * (id + 1) / nt;
+    int64_t idx[AG_MAX_DIMS], off = 0, q = r0;
+    for (int d = nd - 2; d >= 0; d--) {
+        idx[d] = q % out->shape[d];
+        q /= out->shape[d];
+        off += idx[d] * st[d];
+    }
+    for (int64_t r = r0; r < r1; r++) {
+        float *o = out_buf + r * L;
+        float *x = in_buf + off;
+        if (back && assign)
+            for (int64_t i = 0; i < L; i++)
+                x[i * sl] = o[i];
+        else if (back)
+            for (int64_t i = 0; i < L; i++)
+                x[i * sl] += o[i];
+        else
+            for (int64_t i = 0; i < L; i++)
+                o[i] = x[i * sl];
+        for (int d = nd - 2; d >= 0; d--) { /* next row */
+            off += st[d];
+            if (++idx[d] < out->shape[d])
+                break;
+            off -= st[d] * out->shape[d];
+            idx[d] = 0;
+        }
+    }
+}
+
 /* Copies in to its permutation out, or with back, out back into in (adding,
  * or assigning when assign). Rows of out's last dim; each in element is
  * touched once, so rows run in parallel. */
@@ -68,38 +103,13 @@ static void permute_kernel(const ag_tensor *in, const ag_tensor *out, const int6
         st[i] = ist[perm[i]];
     int64_t L = nd ? out->shape[nd - 1] : 1, sl = nd ? st[nd - 1] : 1;
     int64_t rows = L ? out->numel / L : 0;
-    /* Each thread takes a run of rows and steps its input offset along like
-     * an odometer: divisions only at the start of a run, not on every row. */
-#pragma omp parallel if (out->numel > AG_PAR_MIN)
-    {
-        int nt = omp_get_num_threads(), id = omp_get_thread_num();
-        int64_t r0 = rows * id / nt, r1 = rows * (id + 1) / nt;
-        int64_t idx[AG_MAX_DIMS], off = 0, q = r0;
-        for (int d = nd - 2; d >= 0; d--) {
-            idx[d] = q % out->shape[d];
-            q /= out->shape[d];
-            off += idx[d] * st[d];
-        }
-        for (int64_t r = r0; r < r1; r++) {
-            float *o = out_buf + r * L;
-            float *x = in_buf + off;
-            if (back && assign)
-                for (int64_t i = 0; i < L; i++)
-                    x[i * sl] = o[i];
-            else if (back)
-                for (int64_t i = 0; i < L; i++)
-                    x[i * sl] += o[i];
-            else
-                for (int64_t i = 0; i < L; i++)
-                    o[i] = x[i * sl];
-            for (int d = nd - 2; d >= 0; d--) { /* next row */
-                off += st[d];
-                if (++idx[d] < out->shape[d])
-                    break;
-                off -= st[d] * out->shape[d];
-                idx[d] = 0;
-            }
-        }
+    /* each thread a run of rows */
+    if (out->numel > AG_PAR_MIN) {
+#pragma omp parallel
+        permute_rows(omp_get_thread_num(), omp_get_num_threads(), nd, st, L, sl, rows, out, in_buf,
+                     out_buf, back, assign);
+    } else {
+        permute_rows(0, 1, nd, st, L, sl, rows, out, in_buf, out_buf, back, assign);
     }
 }
 
@@ -168,7 +178,7 @@ static void copy_block(float *dst, int64_t dn, int64_t d0, const float *src, int
                        int64_t s0, int64_t len, int64_t outer, int64_t inner, bool add)
 {
     int64_t w = len * inner;
-#pragma omp parallel for if (outer * w > AG_PAR_MIN)
+    AG_PARALLEL_FOR(outer * w > AG_PAR_MIN, ,
     for (int64_t o = 0; o < outer; o++) {
         float *d = dst + (o * dn + d0) * inner;
         const float *s = src + (o * sn + s0) * inner;
@@ -178,6 +188,7 @@ static void copy_block(float *dst, int64_t dn, int64_t d0, const float *src, int
         else
             memcpy(d, s, (size_t)w * sizeof(float));
     }
+    );
 }
 
 static void outer_inner(const ag_tensor *t, int axis, int64_t *outer, int64_t *inner)

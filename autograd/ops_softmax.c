@@ -47,12 +47,13 @@ static void row_forward(float *y, const float *x, int64_t n, bool log_)
 static void forward(float *y, const float *x, int64_t outer, int64_t n, int64_t inner, bool log_)
 {
     if (inner == 1) {
-#pragma omp parallel for if (outer * n > AG_PAR_MIN)
+        AG_PARALLEL_FOR(outer * n > AG_PAR_MIN, ,
         for (int64_t o = 0; o < outer; o++)
             row_forward(y + o * n, x + o * n, n, log_);
+        );
         return;
     }
-#pragma omp parallel for collapse(2) if (outer * n * inner > AG_PAR_MIN)
+    AG_PARALLEL_FOR(outer * n * inner > AG_PAR_MIN, collapse(2),
     for (int64_t o = 0; o < outer; o++)
         for (int64_t i = 0; i < inner; i++) {
             const float *xl = x + o * n * inner + i;
@@ -78,6 +79,7 @@ static void forward(float *y, const float *x, int64_t outer, int64_t n, int64_t 
                     yl[k * inner] *= r;
             }
         }
+    );
 }
 
 /* softmax: gx += y (g - sum g y);  log_softmax: gx += g - exp(y) sum g */
@@ -92,7 +94,7 @@ static void backward(ag_ctx *ctx, ag_tensor *out)
     bool log_ = out->iarg[3];
     const float *y = out->data, *g = out->grad;
     if (inner == 1) { /* contiguous rows */
-#pragma omp parallel for if (outer * n > AG_PAR_MIN)
+        AG_PARALLEL_FOR(outer * n > AG_PAR_MIN, ,
         for (int64_t o = 0; o < outer; o++) {
             const float *yr = y + o * n, *gr = g + o * n;
             float *xr = gx + o * n;
@@ -107,9 +109,10 @@ static void backward(ag_ctx *ctx, ag_tensor *out)
                     xr[k] = (fresh ? 0.0f : xr[k]) + yr[k] * (gr[k] - s);
             }
         }
+        );
         return;
     }
-#pragma omp parallel for collapse(2) if (outer * n * inner > AG_PAR_MIN)
+    AG_PARALLEL_FOR(outer * n * inner > AG_PAR_MIN, collapse(2),
     for (int64_t o = 0; o < outer; o++)
         for (int64_t i = 0; i < inner; i++) {
             int64_t base = o * n * inner + i;
@@ -127,6 +130,7 @@ static void backward(ag_ctx *ctx, ag_tensor *out)
                     gl[k * inner] = (fresh ? 0.0f : gl[k * inner]) +
                                     y[base + k * inner] * (g[base + k * inner] - s);
         }
+    );
 }
 
 static const ag_op softmax_op = {"softmax", backward, AG_IN(0)};

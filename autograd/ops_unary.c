@@ -20,11 +20,8 @@ static inline float gelu_grad(float x)
     return 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * du;
 }
 
-/* One parallel loop per kind so each body is a straight vectorizable line.
- * (The pragma is a string, so it names the length variable n itself.) */
-#define MAP(N, BODY)                                                   \
-    _Pragma("omp parallel for if (n > AG_PAR_MIN)")                    \
-    for (int64_t i = 0; i < (N); i++) { BODY; }
+/* One parallel loop per kind so each body is a straight vectorizable line. */
+#define MAP(N, BODY) AG_PARALLEL_FOR((N) > AG_PAR_MIN, , for (int64_t i = 0; i < (N); i++) { BODY; });
 
 static void forward(int kind, float s, float *y, const float *x, int64_t n)
 {

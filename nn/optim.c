@@ -2,6 +2,7 @@
 #include "nn.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,24 +39,65 @@ void nn_sgd_init(nn_sgd *o, nn_params *p, float lr, float momentum, float weight
     o->n = p->n;
 }
 
+/* Splits [0, n) over the threads when n is large enough to be worth waking
+ * them, calling fn(arg, k0, k1) on each piece; otherwise one call, no
+ * OpenMP runtime entered at all. */
+static void over_range(int64_t n, void (*fn)(void *, int64_t, int64_t), void *arg)
+{
+    if (n > 65536) {
+#pragma omp parallel
+        {
+            int64_t id = omp_get_thread_num(), nt = omp_get_num_threads();
+            fn(arg, n * id / nt, n * (id + 1) / nt);
+        }
+    } else {
+        fn(arg, 0, n);
+    }
+}
+
+typedef struct {
+    float *w, *g, *b, *m, *v;
+    float lr, mu, wd, decay, b1, b2, eps, step_size, bc2_sqrt;
+    bool first;
+} update_args;
+
+static void sgd_range(void *arg, int64_t k0, int64_t k1)
+{
+    update_args *a = arg;
+    float *w = a->w, *g = a->g, *b = a->b;
+    for (int64_t k = k0; k < k1; k++) {
+        float d = g[k] + a->wd * w[k];
+        if (a->mu != 0.0f) {
+            b[k] = a->first ? d : a->mu * b[k] + d;
+            d = b[k];
+        }
+        w[k] -= a->lr * d;
+    }
+}
+
+static void adamw_range(void *arg, int64_t k0, int64_t k1)
+{
+    update_args *a = arg;
+    float *w = a->w, *g = a->g, *m = a->m, *v = a->v;
+    float decay = a->decay, b1 = a->b1, b2 = a->b2, eps = a->eps;
+    float step_size = a->step_size, bc2_sqrt = a->bc2_sqrt;
+    for (int64_t k = k0; k < k1; k++) {
+        w[k] *= decay;
+        m[k] = b1 * m[k] + (1.0f - b1) * g[k];
+        v[k] = b2 * v[k] + (1.0f - b2) * g[k] * g[k];
+        w[k] -= step_size * m[k] / (sqrtf(v[k]) / bc2_sqrt + eps);
+    }
+}
+
 void nn_sgd_step(nn_sgd *o)
 {
     for (int i = 0; i < o->params->n; i++) {
         ag_tensor *t = o->params->items[i];
         if (!t->grad)
             continue;
-        float *w = t->data, *g = t->grad, *b = o->buf[i];
-        float lr = o->lr, mu = o->momentum, wd = o->weight_decay;
-        bool first = !o->started;
-#pragma omp parallel for if (t->numel > 65536)
-        for (int64_t k = 0; k < t->numel; k++) {
-            float d = g[k] + wd * w[k];
-            if (mu != 0.0f) {
-                b[k] = first ? d : mu * b[k] + d;
-                d = b[k];
-            }
-            w[k] -= lr * d;
-        }
+        update_args a = {.w = t->data, .g = t->grad, .b = o->buf[i], .lr = o->lr,
+                         .mu = o->momentum, .wd = o->weight_decay, .first = !o->started};
+        over_range(t->numel, sgd_range, &a);
     }
     o->started = true;
 }
@@ -94,14 +136,10 @@ void nn_adamw_step(nn_adamw *o)
         ag_tensor *t = o->params->items[i];
         if (!t->grad)
             continue;
-        float *w = t->data, *g = t->grad, *m = o->m[i], *v = o->v[i];
-#pragma omp parallel for if (t->numel > 65536)
-        for (int64_t k = 0; k < t->numel; k++) {
-            w[k] *= decay;
-            m[k] = b1 * m[k] + (1.0f - b1) * g[k];
-            v[k] = b2 * v[k] + (1.0f - b2) * g[k] * g[k];
-            w[k] -= step_size * m[k] / (sqrtf(v[k]) / bc2_sqrt + eps);
-        }
+        update_args a = {.w = t->data, .g = t->grad, .m = o->m[i], .v = o->v[i], .decay = decay,
+                         .b1 = b1, .b2 = b2, .eps = eps, .step_size = step_size,
+                         .bc2_sqrt = bc2_sqrt};
+        over_range(t->numel, adamw_range, &a);
     }
 }
 
