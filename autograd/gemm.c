@@ -173,6 +173,15 @@ static void blas(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
         scale_c(C, ldc, M, N, beta, true);
         return;
     }
+    if (M == 1) {
+        /* one row (sampling a token at a time): a GEMV reads B once, where
+         * GEMM would first copy all of B into its packed layout */
+        if (beta == 0.0f) /* zeroed here: not every BLAS's GEMV ignores y at beta 0 */
+            memset(C, 0, (size_t)N * sizeof *C);
+        cblas_sgemv(CblasRowMajor, tb ? CblasNoTrans : CblasTrans, (int)(tb ? N : K),
+                    (int)(tb ? K : N), alpha, B, (int)ldb, A, ta ? (int)lda : 1, beta, C, 1);
+        return;
+    }
     cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
                 (int)M, (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
 }

@@ -558,6 +558,9 @@ static void test_gemm_sizes_of_one(void **state)
     check_gemm_all_transposes(13, 1, 7, 1.0f, 0.5f, 0);
     check_gemm_all_transposes(9, 11, 1, 1.0f, 1.0f, 0);
     check_gemm_all_transposes(1, 300, 1, 1.0f, 0.0f, 0);
+    /* one row runs as a GEMV with BLAS: strided rows of A (ta), beta 0 over NaN, and 0.5 */
+    check_gemm_all_transposes(1, 1152, 384, 1.0f, 0.0f, 3);
+    check_gemm_all_transposes(1, 65, 384, -0.5f, 0.5f, 2);
 }
 
 /* Around the 6x16 micro-tile and the 72 (rows) / 256 (cols, depth) blocks. */
