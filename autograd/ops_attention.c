@@ -6,14 +6,16 @@
  * T x T tiles that stay in cache; only the softmax P goes to memory (backward
  * needs it), the dropout mask is regenerated, and the products skip the
  * blocks above the diagonal: by row blocks of RB, the masked half costs
- * nothing but the diagonal blocks. tests/test_attention.c checks the op
- * against the composition, values and grads. */
+ * nothing but the diagonal blocks. The products are serial GEMMs (one pair
+ * per thread); for short sequences and small heads (T hs <= ROWS_MAX) the
+ * pair runs by rows without BLAS calls instead. tests/test_attention.c
+ * checks both against the composition, values and grads. */
 #include "internal.h"
 
 #include <omp.h>
 
 #define RB 64 /* rows per block; columns past the block's last row are never computed */
-#define ROWS_MAX 128
+#define ROWS_MAX 128 /* T hs up to this: by rows (measured: T 8 with hs 8 or 16, not T 16 or 32) */
 
 typedef struct {
     int64_t T, H, hs, C;
@@ -21,14 +23,20 @@ typedef struct {
     uint64_t seed;
 } geom;
 
-/* Serial: callers run one (batch, head) pair per thread. */
-static void mm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
-               int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+/* Where a (batch, head) pair's (T, hs) matrices start: in the packed
+ * (B, T, 3C) qkv or its grad (q there, k C later, v 2C later), and in the
+ * (B, T, C) output or its grad. */
+static int64_t packed_at(const geom *g, int64_t pair)
 {
-    ag_gemm_serial(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return pair / g->H * g->T * 3 * g->C + pair % g->H * g->hs;
 }
 
-static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static int64_t out_at(const geom *g, int64_t pair)
+{
+    return pair / g->H * g->T * g->C + pair % g->H * g->hs;
+}
 
 /* out[e] = (out[e] if accumulate) + sum_j w[j] rows[j ld + e] for e < n, j < m:
  * the sum over j kept in registers, eight columns at a time (adding into out
@@ -61,13 +69,13 @@ static void pair_forward(const geom *g, int64_t pair, const float *qkv, float *o
                          float *d)
 {
     int64_t T = g->T, hs = g->hs, C = g->C, ld = 3 * C;
-    int64_t b = pair / g->H, h = pair % g->H;
-    const float *q = qkv + b * T * ld + h * hs, *k = q + C, *v = q + 2 * C;
-    float *o = out + b * T * C + h * hs;
+    const float *q = qkv + packed_at(g, pair), *k = q + C, *v = q + 2 * C;
+    float *o = out + out_at(g, pair);
     float inv = 1.0f / (1.0f - g->p);
     for (int64_t i0 = 0; i0 < T; i0 += RB) {
         int64_t rows = min64(RB, T - i0), cols = i0 + rows;
-        mm(false, true, rows, cols, hs, g->scale, q + i0 * ld, ld, k, ld, 0.0f, P + i0 * T, T);
+        ag_gemm_serial(false, true, rows, cols, hs, g->scale, q + i0 * ld,
+                       ld, k, ld, 0.0f, P + i0 * T, T);
         for (int64_t t = i0; t < cols; t++) {
             float *pr = P + t * T;
             float m = -INFINITY, s = 0.0f;
@@ -95,7 +103,8 @@ static void pair_forward(const geom *g, int64_t pair, const float *qkv, float *o
                     dr[j] = 0.0f;
             }
         }
-        mm(false, false, rows, hs, cols, 1.0f, d + i0 * T, T, v, ld, 0.0f, o + i0 * C, C);
+        ag_gemm_serial(false, false, rows, hs, cols, 1.0f, d + i0 * T,
+                       T, v, ld, 0.0f, o + i0 * C, C);
     }
 }
 
@@ -105,9 +114,8 @@ static void pair_forward_rows(const geom *g, int64_t pair, const float *qkv, flo
                               float *d)
 {
     int64_t T = g->T, hs = g->hs, C = g->C, ld = 3 * C;
-    int64_t b = pair / g->H, h = pair % g->H;
-    const float *q = qkv + b * T * ld + h * hs, *k = q + C, *v = q + 2 * C;
-    float *o = out + b * T * C + h * hs;
+    const float *q = qkv + packed_at(g, pair), *k = q + C, *v = q + 2 * C;
+    float *o = out + out_at(g, pair);
     float inv = 1.0f / (1.0f - g->p);
     for (int64_t t = 0; t < T; t++) {
         float *pr = P + t * T, *dr = d + t * T, *ot = o + t * C;
@@ -141,16 +149,16 @@ static void pair_backward(const geom *g, int64_t pair, const float *qkv, const f
                           const float *gout, float *gqkv, float beta, float *a, float *d)
 {
     int64_t T = g->T, hs = g->hs, C = g->C, ld = 3 * C;
-    int64_t b = pair / g->H, h = pair % g->H;
-    const float *q = qkv + b * T * ld + h * hs, *k = q + C, *v = q + 2 * C;
-    const float *go = gout + b * T * C + h * hs;
-    float *gq = gqkv + b * T * ld + h * hs, *gk = gq + C, *gv = gq + 2 * C;
+    const float *q = qkv + packed_at(g, pair), *k = q + C, *v = q + 2 * C;
+    const float *go = gout + out_at(g, pair);
+    float *gq = gqkv + packed_at(g, pair), *gk = gq + C, *gv = gq + 2 * C;
     bool drop = g->p > 0.0f;
     float inv = 1.0f / (1.0f - g->p);
     const float *D = drop ? d : P;
     for (int64_t i0 = 0; i0 < T; i0 += RB) {
         int64_t rows = min64(RB, T - i0), cols = i0 + rows;
-        mm(false, true, rows, cols, hs, 1.0f, go + i0 * C, C, v, ld, 0.0f, a + i0 * T, T);
+        ag_gemm_serial(false, true, rows, cols, hs, 1.0f, go + i0 * C,
+                       C, v, ld, 0.0f, a + i0 * T, T);
         for (int64_t t = i0; t < cols; t++) {
             const float *pr = P + t * T;
             float *ar = a + t * T;
@@ -175,13 +183,16 @@ static void pair_backward(const geom *g, int64_t pair, const float *qkv, const f
             for (int64_t j = t + 1; j < cols; j++)
                 ar[j] = 0.0f;
         }
-        mm(false, false, rows, hs, cols, 1.0f, a + i0 * T, T, k, ld, beta, gq + i0 * ld, ld);
+        ag_gemm_serial(false, false, rows, hs, cols, 1.0f, a + i0 * T,
+                       T, k, ld, beta, gq + i0 * ld, ld);
     }
     /* column block j0 of dS and D is nonzero only in rows j0.. */
     for (int64_t j0 = 0; j0 < T; j0 += RB) {
         int64_t w = min64(RB, T - j0), n = T - j0;
-        mm(true, false, w, hs, n, 1.0f, a + j0 * T + j0, T, q + j0 * ld, ld, beta, gk + j0 * ld, ld);
-        mm(true, false, w, hs, n, 1.0f, D + j0 * T + j0, T, go + j0 * C, C, beta, gv + j0 * ld, ld);
+        ag_gemm_serial(true, false, w, hs, n, 1.0f, a + j0 * T + j0,
+                       T, q + j0 * ld, ld, beta, gk + j0 * ld, ld);
+        ag_gemm_serial(true, false, w, hs, n, 1.0f, D + j0 * T + j0,
+                       T, go + j0 * C, C, beta, gv + j0 * ld, ld);
     }
 }
 
@@ -190,10 +201,9 @@ static void pair_backward_rows(const geom *g, int64_t pair, const float *qkv, co
                                const float *gout, float *gqkv, float beta, float *a)
 {
     int64_t T = g->T, hs = g->hs, C = g->C, ld = 3 * C;
-    int64_t b = pair / g->H, h = pair % g->H;
-    const float *q = qkv + b * T * ld + h * hs, *k = q + C, *v = q + 2 * C;
-    const float *go = gout + b * T * C + h * hs;
-    float *gq = gqkv + b * T * ld + h * hs, *gk = gq + C, *gv = gq + 2 * C;
+    const float *q = qkv + packed_at(g, pair), *k = q + C, *v = q + 2 * C;
+    const float *go = gout + out_at(g, pair);
+    float *gq = gqkv + packed_at(g, pair), *gk = gq + C, *gv = gq + 2 * C;
     bool drop = g->p > 0.0f;
     float inv = 1.0f / (1.0f - g->p);
     if (beta == 0.0f)
@@ -237,7 +247,6 @@ static void pair_backward_rows(const geom *g, int64_t pair, const float *qkv, co
     }
 }
 
-/* where rows beat BLAS calls (measured: T 8 with hs 8 or 16; not T 16 or 32) */
 static bool by_rows(const geom *g) { return g->T * g->hs <= ROWS_MAX; }
 
 /* One pair's forward with its buffers: P's tile for the pair when P is kept,
