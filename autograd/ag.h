@@ -275,6 +275,12 @@ ag_tensor *ag_cross_entropy(ag_ctx *c, ag_tensor *logits, const ag_index *target
 /* weight (V, C) gathered by idx (...) -> (..., C); repeated indices add their grads. */
 ag_tensor *ag_embedding(ag_ctx *c, ag_tensor *weight, const ag_index *idx);
 
+/* torch.nn.functional.layer_norm over the last axis, one op: x (..., C), weight (C),
+ * bias (C) -> (..., C) = (x - mean) / sqrt(var + eps) * weight + bias per row, var
+ * biased; the same function as composing mean, sub, mul, mean, add_scalar, rsqrt,
+ * mul, mul, add. */
+ag_tensor *ag_layer_norm(ag_ctx *c, ag_tensor *x, ag_tensor *weight, ag_tensor *bias, float eps);
+
 /* Causal self-attention of n_head heads packed side by side, one op:
  * qkv (B, T, 3C) holds q | k | v, each C = n_head * hs wide with head h in
  * columns h*hs.. of its part -> (B, T, C), head h's output in the same columns.

@@ -69,6 +69,10 @@ typedef struct {
 } nn_layernorm;
 bool nn_layernorm_init(nn_layernorm *ln, nn_params *p, const char *prefix, int64_t dim);
 ag_tensor *nn_layernorm_forward(ag_ctx *c, const nn_layernorm *ln, ag_tensor *x);
+/* The same from elementwise primitives (mean, sub, mul, mean, add_scalar, rsqrt,
+ * mul, mul, add): the reference nn_layernorm_forward (one ag_layer_norm) is
+ * tested against. */
+ag_tensor *nn_layernorm_forward_composed(ag_ctx *c, const nn_layernorm *ln, ag_tensor *x);
 
 /* Dropout with probability p, active only when training. */
 typedef struct {

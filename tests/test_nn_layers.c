@@ -1022,6 +1022,61 @@ static void test_mha_batched_matches_per_head(void **state)
     nn_params_free(&p);
 }
 
+/* nn_layernorm_forward (one ag_layer_norm) against its composition from
+ * elementwise ops: values and the grads of x, weight and bias, with rows far
+ * from zero and rows of large spread. R even. */
+static void check_layernorm_op(int R, int D)
+{
+    nn_params p;
+    nn_params_init(&p);
+    nn_layernorm ln;
+    assert_true(nn_layernorm_init(&ln, &p, "ln", D));
+    ag_rng r = ag_rng_new(31);
+    ag_fill_normal(ln.weight, &r, 1.0f, 0.5f);
+    ag_fill_normal(ln.bias, &r, 0.0f, 0.5f);
+    ag_tensor *x = rand_leaf(32, 1.0f, AG_SHAPE(2, R / 2, D));
+    for (int j = 0; j < D; j++) {
+        x->data[j] += 1000.0f;   /* row 0 far from zero */
+        x->data[D + j] *= 100.0f; /* row 1 spread wide */
+    }
+    float *out[2], *g[2][3];
+    ag_tensor *wrt[3] = {x, ln.weight, ln.bias};
+    for (int pass = 0; pass < 2; pass++) {
+        ag_ctx *c = ag_ctx_new();
+        nn_params_zero_grad(&p);
+        ag_zero_grad(x);
+        ag_tensor *xi = ag_mul_scalar(c, x, 1.0f); /* non-leaf: x's grad is assigned, then added */
+        ag_tensor *y = pass ? nn_layernorm_forward_composed(c, &ln, xi)
+                            : nn_layernorm_forward(c, &ln, xi);
+        assert_shape(y, 2, R / 2, D);
+        out[pass] = malloc(sizeof(float) * (size_t)(R * D));
+        memcpy(out[pass], y->data, sizeof(float) * (size_t)(R * D));
+        assert_true(ag_backward(c, weighted_sum(c, y)));
+        for (int i = 0; i < 3; i++) {
+            g[pass][i] = malloc(sizeof(float) * (size_t)wrt[i]->numel);
+            memcpy(g[pass][i], wrt[i]->grad, sizeof(float) * (size_t)wrt[i]->numel);
+        }
+        ag_ctx_free(c);
+    }
+    assert_close(out[0], out[1], R * D, 1e-5);
+    for (int i = 0; i < 3; i++) {
+        assert_close(g[0][i], g[1][i], wrt[i]->numel, 1e-4);
+        free(g[0][i]);
+        free(g[1][i]);
+    }
+    free(out[0]);
+    free(out[1]);
+    ag_tensor_free(x);
+    nn_params_free(&p);
+}
+
+static void test_layernorm_op_matches_composition(void **state)
+{
+    (void)state;
+    check_layernorm_op(6, 40);
+    check_layernorm_op(100, 400); /* over 32768 elements: split across threads */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1043,6 +1098,7 @@ int main(void)
         cmocka_unit_test(test_registry),
         cmocka_unit_test(test_dropout_eval_is_identity),
         cmocka_unit_test(test_mha_batched_matches_per_head),
+        cmocka_unit_test(test_layernorm_op_matches_composition),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

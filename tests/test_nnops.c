@@ -792,6 +792,57 @@ static void test_ag_expf_matches_expf(void **state)
     assert_true(isnan(ag_expf(NAN)));
 }
 
+/* ------------------------------------------------------------ layer_norm */
+
+/* Row (1, 2, 3, 4): mean 2.5, biased var 1.25, so x_hat = (-1.5, -0.5, 0.5, 1.5)
+ * / sqrt(1.25) = (-1.3416408, -0.4472136, 0.4472136, 1.3416408); with
+ * w = (1, 1, 2, 0.5), b = (0, 1, 0, -1), eps 0: y = (-1.3416408, 0.5527864,
+ * 0.8944272, -0.3291796). Row (5, 5, 5, 5): x_hat 0, y = b. */
+static void test_layer_norm_by_hand(void **state)
+{
+    ag_ctx *c = *state;
+    ag_tensor *x = ag_from_data(c, FLOATS(1, 2, 3, 4, 5, 5, 5, 5), SHP(2, 4));
+    ag_tensor *w = ag_from_data(c, FLOATS(1, 1, 2, 0.5f), SHP(4));
+    ag_tensor *b = ag_from_data(c, FLOATS(0, 1, 0, -1), SHP(4));
+    ag_tensor *y = ag_layer_norm(c, x, w, b, 0.0f);
+    assert_close(y->data, FLOATS(-1.3416408f, 0.5527864f, 0.8944272f, -0.3291796f), 4, 1e-6);
+    ag_tensor *y2 = ag_layer_norm(c, x, w, b, 1e-5f);
+    assert_close(y2->data + 4, FLOATS(0, 1, 0, -1), 4, 0.0); /* a constant row: 0 / sqrt(eps) */
+}
+
+static ag_tensor *f_layer_norm(ag_ctx *c, ag_tensor *const *in, int n, void *user)
+{
+    (void)n;
+    (void)user;
+    return weighted_sum(c, ag_layer_norm(c, in[0], in[1], in[2], 1e-5f));
+}
+
+static void test_layer_norm_gradcheck(void **state)
+{
+    (void)state;
+    ag_tensor *x = rand_leaf(41, 1.0f, SHP(3, 5)), *w = rand_leaf(42, 1.0f, SHP(5));
+    ag_tensor *b = rand_leaf(43, 1.0f, SHP(5));
+    ag_tensor *in[3] = {x, w, b};
+    assert_gradcheck(f_layer_norm, in, 3, NULL);
+    ag_tensor *big = rand_leaf(44, 2.0f, SHP(2, 7, 33)), *bw = rand_leaf(45, 1.0f, SHP(33));
+    ag_tensor *bb = rand_leaf(46, 1.0f, SHP(33));
+    ag_tensor *in2[3] = {big, bw, bb}; /* x by directions; split over threads */
+    assert_gradcheck(f_layer_norm, in2, 3, NULL);
+    ag_tensor *ts[] = {x, w, b, big, bw, bb};
+    free_all(ts, 6);
+}
+
+static void test_layer_norm_errors(void **state)
+{
+    ag_ctx *c = *state;
+    ag_tensor *x = ag_zeros(c, SHP(2, 4)), *w = ag_ones(c, SHP(4)), *w3 = ag_ones(c, SHP(3));
+    ag_tensor *s = ag_zeros(c, 0, NULL);
+    assert_ag_error(ag_layer_norm(c, x, w3, w, 1e-5f), "layer_norm", "(2, 4)", "(3)");
+    assert_ag_error(ag_layer_norm(c, x, w, w3, 1e-5f), "layer_norm", "(3)");
+    assert_ag_error(ag_layer_norm(c, s, w, w, 1e-5f), "layer_norm", "()");
+    assert_ag_error(ag_layer_norm(c, x, w, w, -1.0f), "layer_norm", "eps", "-1");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -833,6 +884,9 @@ int main(void)
         cmocka_unit_test(test_dropout_grad_is_mask_times_scale),
         cmocka_unit_test(test_dropout_gradcheck),
         cmocka_unit_test(test_dropout_bad_probability),
+        cmocka_unit_test_setup_teardown(test_layer_norm_by_hand, ctx_setup, ctx_teardown),
+        cmocka_unit_test(test_layer_norm_gradcheck),
+        cmocka_unit_test_setup_teardown(test_layer_norm_errors, ctx_setup, ctx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,152 @@
+/* ops_norm.c - layer normalization over the last axis as one op, as
+ * torch.nn.functional.layer_norm: the composition mean, sub, mul, mean,
+ * add_scalar, rsqrt, mul, mul, add in one pass forward and one backward.
+ *
+ * Composed, a LayerNorm makes about 25 passes over its (rows, C) input
+ * between forward and backward; here forward reads x once and writes y once,
+ * keeping each row's mean and 1/std (2 floats a row) for backward, which
+ * reads x and the output grad once, writes x's grad once and sums the
+ * weight and bias grads in per-thread rows. */
+#include "internal.h"
+
+#include <omp.h>
+
+typedef struct {
+    float *mean, *rstd; /* (rows) */
+} norm_saved;
+
+/* y (rows, C) = (x - mean) / sqrt(var + eps) * w + b per row; biased var.
+ * mean in double: exact to float precision when values sit far from 0. */
+static void norm_rows(float *y, const float *x, const float *w, const float *b, int64_t r0,
+                      int64_t r1, int64_t C, float eps, float *mean, float *rstd)
+{
+    for (int64_t r = r0; r < r1; r++) {
+        const float *xr = x + r * C;
+        float *yr = y + r * C;
+        float mu = (float)(ag_sumd(xr, C) / (double)C);
+#pragma omp simd
+        for (int64_t j = 0; j < C; j++)
+            yr[j] = xr[j] - mu; /* y holds x - mean until the last loop */
+        float rs = 1.0f / sqrtf(ag_dot(yr, yr, C) / (float)C + eps);
+#pragma omp simd
+        for (int64_t j = 0; j < C; j++)
+            yr[j] = yr[j] * rs * w[j] + b[j];
+        mean[r] = mu;
+        rstd[r] = rs;
+    }
+}
+
+/* Rows [r0, r1) of backward. With xh = (x - mean) rstd and gh = g w:
+ * gx = rstd (gh - mean(gh) - xh mean(gh xh)) (assigned or added);
+ * gw_part += g xh, gb_part += g over the rows. xh: 2C floats of scratch. */
+static void norm_grad_rows(float *gx, bool assign, float *gw_part, float *gb_part, const float *g,
+                           const float *x, const float *w, const norm_saved *s, int64_t r0,
+                           int64_t r1, int64_t C, float *xh)
+{
+    for (int64_t r = r0; r < r1; r++) {
+        const float *gr = g + r * C, *xr = x + r * C;
+        float mu = s->mean[r], rs = s->rstd[r];
+        float *wxh = xh + C;
+#pragma omp simd
+        for (int64_t j = 0; j < C; j++) {
+            xh[j] = (xr[j] - mu) * rs;
+            wxh[j] = w[j] * xh[j];
+        }
+        float m1 = ag_dot(gr, w, C) / (float)C, m2 = ag_dot(gr, wxh, C) / (float)C;
+        float *gxr = gx ? gx + r * C : NULL;
+        if (gxr)
+#pragma omp simd
+            for (int64_t j = 0; j < C; j++) {
+                float v = rs * (gr[j] * w[j] - m1 - xh[j] * m2);
+                gxr[j] = assign ? v : gxr[j] + v;
+            }
+        if (gw_part)
+#pragma omp simd
+            for (int64_t j = 0; j < C; j++)
+                gw_part[j] += gr[j] * xh[j];
+        if (gb_part)
+#pragma omp simd
+            for (int64_t j = 0; j < C; j++)
+                gb_part[j] += gr[j];
+    }
+}
+
+static void norm_backward(ag_ctx *ctx, ag_tensor *out)
+{
+    ag_tensor *x = out->inputs[0], *w = out->inputs[1], *b = out->inputs[2];
+    bool fx, fw, fb;
+    float *gx = ag_grad_buf(ctx, x, &fx), *gw = ag_grad_buf(ctx, w, &fw);
+    float *gb = ag_grad_buf(ctx, b, &fb);
+    int64_t C = out->shape[out->ndim - 1], rows = out->numel / C;
+    bool par = out->numel > AG_PAR_MIN;
+    int nt = par ? omp_get_max_threads() : 1;
+    /* per thread: gw and gb partial sums, and two rows of scratch */
+    float *part = ag_scratch(ctx, (size_t)(nt * 4 * C) * sizeof(float));
+    memset(part, 0, (size_t)(nt * 4 * C) * sizeof(float));
+    const norm_saved *s = out->saved;
+    if (par) {
+#pragma omp parallel num_threads(nt)
+        {
+            int id = omp_get_thread_num(), n = omp_get_num_threads();
+            float *p = part + id * 4 * C;
+            norm_grad_rows(gx, fx, gw ? p : NULL, gb ? p + C : NULL, out->grad, x->data, w->data,
+                           s, rows * id / n, rows * (id + 1) / n, C, p + 2 * C);
+        }
+    } else {
+        norm_grad_rows(gx, fx, gw ? part : NULL, gb ? part + C : NULL, out->grad, x->data, w->data,
+                       s, 0, rows, C, part + 2 * C);
+    }
+    for (int64_t j = 0; j < C; j++) {
+        float sw = 0.0f, sb = 0.0f;
+        for (int t = 0; t < nt; t++) {
+            sw += part[t * 4 * C + j];
+            sb += part[t * 4 * C + C + j];
+        }
+        if (gw)
+            gw[j] = (fw ? 0.0f : gw[j]) + sw;
+        if (gb)
+            gb[j] = (fb ? 0.0f : gb[j]) + sb;
+    }
+}
+
+/* backward reads x and w, and the saved row statistics; not b, not the output */
+static const ag_op norm_op = {"layer_norm", norm_backward, AG_IN(2) | AG_OUT};
+
+ag_tensor *ag_layer_norm(ag_ctx *c, ag_tensor *x, ag_tensor *w, ag_tensor *b, float eps)
+{
+    ag_tensor *in[3] = {x, w, b};
+    if (!ag_check_inputs("layer_norm", in, 3))
+        return NULL;
+    char sx[128], sw[128], sb[128];
+    int64_t C = x->ndim ? x->shape[x->ndim - 1] : 0;
+    if (x->ndim < 1 || C == 0 || w->ndim != 1 || w->shape[0] != C || b->ndim != 1 ||
+        b->shape[0] != C) {
+        ag_error("layer_norm: input %s with weight %s and bias %s; want (..., C), (C), (C) with C > 0",
+                 ag_shape_str(x, sx, sizeof sx), ag_shape_str(w, sw, sizeof sw),
+                 ag_shape_str(b, sb, sizeof sb));
+        return NULL;
+    }
+    if (!(eps >= 0.0f)) {
+        ag_error("layer_norm: eps %g is negative", (double)eps);
+        return NULL;
+    }
+    ag_tensor *out = ag_result(c, &norm_op, in, 3, x->ndim, x->shape);
+    if (!out)
+        return NULL;
+    int64_t rows = x->numel / C;
+    norm_saved *s = ag_ctx_alloc(c, sizeof *s);
+    s->mean = ag_ctx_alloc(c, (size_t)rows * sizeof(float));
+    s->rstd = ag_ctx_alloc(c, (size_t)rows * sizeof(float));
+    out->saved = s;
+    if (x->numel > AG_PAR_MIN) {
+#pragma omp parallel
+        {
+            int64_t id = omp_get_thread_num(), n = omp_get_num_threads();
+            norm_rows(out->data, x->data, w->data, b->data, rows * id / n, rows * (id + 1) / n, C,
+                      eps, s->mean, s->rstd);
+        }
+    } else {
+        norm_rows(out->data, x->data, w->data, b->data, 0, rows, C, eps, s->mean, s->rstd);
+    }
+    return out;
+}
