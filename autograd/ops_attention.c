@@ -61,6 +61,42 @@ static void weighted_rows(float *out, const float *w, const float *rows, int64_t
     }
 }
 
+/* Row t of a pair, scores in pr[0..t]: pr becomes their softmax, zero on
+ * [t+1, width); with dropout (dr != pr), dr becomes the dropped and rescaled
+ * row, zero on [t+1, width) as well. */
+static void softmax_dropout_row(const geom *g, int64_t pair, int64_t t, float *pr, float *dr,
+                                int64_t width)
+{
+    float m = pr[0];
+    if (t < 32) { /* a simd max spills its lanes through the stack: slow on short rows */
+        for (int64_t j = 1; j <= t; j++)
+            m = pr[j] > m ? pr[j] : m;
+    } else {
+#pragma omp simd reduction(max : m)
+        for (int64_t j = 1; j <= t; j++)
+            m = pr[j] > m ? pr[j] : m;
+    }
+#pragma omp simd
+    for (int64_t j = 0; j <= t; j++)
+        pr[j] = ag_expf(pr[j] - m);
+    float r = 1.0f / ag_sumf(pr, t + 1);
+#pragma omp simd
+    for (int64_t j = 0; j <= t; j++)
+        pr[j] *= r;
+    for (int64_t j = t + 1; j < width; j++)
+        pr[j] = 0.0f;
+    if (dr != pr) {
+        /* locals, not g's fields: a store to dr might otherwise change them, and the loop
+         * would not vectorize */
+        float p = g->p, inv = 1.0f / (1.0f - p);
+        uint64_t seed = g->seed, base = (uint64_t)((pair * g->T + t) * g->T);
+        for (int64_t j = 0; j <= t; j++)
+            dr[j] = ag_dropout_keep(seed, (int64_t)base + j, p) ? pr[j] * inv : 0.0f;
+        for (int64_t j = t + 1; j < width; j++)
+            dr[j] = 0.0f;
+    }
+}
+
 /* One (batch, head) pair: P (T, T) = softmax(scale q k^T) over columns <= row,
  * zero up to the end of the row's block; d (T, T) = dropout(P), or P itself
  * when there is no dropout; o (T, hs) = d @ v.
@@ -71,38 +107,12 @@ static void pair_forward(const geom *g, int64_t pair, const float *qkv, float *o
     int64_t T = g->T, hs = g->hs, C = g->C, ld = 3 * C;
     const float *q = qkv + packed_at(g, pair), *k = q + C, *v = q + 2 * C;
     float *o = out + out_at(g, pair);
-    float inv = 1.0f / (1.0f - g->p);
     for (int64_t i0 = 0; i0 < T; i0 += RB) {
         int64_t rows = min64(RB, T - i0), cols = i0 + rows;
         ag_gemm_serial(false, true, rows, cols, hs, g->scale, q + i0 * ld,
                        ld, k, ld, 0.0f, P + i0 * T, T);
-        for (int64_t t = i0; t < cols; t++) {
-            float *pr = P + t * T;
-            float m = -INFINITY, s = 0.0f;
-#pragma omp simd reduction(max : m)
-            for (int64_t j = 0; j <= t; j++)
-                m = pr[j] > m ? pr[j] : m;
-#pragma omp simd reduction(+ : s)
-            for (int64_t j = 0; j <= t; j++) {
-                float e = ag_expf(pr[j] - m);
-                pr[j] = e;
-                s += e;
-            }
-            float r = 1.0f / s;
-#pragma omp simd
-            for (int64_t j = 0; j <= t; j++)
-                pr[j] *= r;
-            for (int64_t j = t + 1; j < cols; j++)
-                pr[j] = 0.0f;
-            if (d != P) {
-                float *dr = d + t * T;
-                uint64_t base = (uint64_t)((pair * T + t) * T);
-                for (int64_t j = 0; j <= t; j++)
-                    dr[j] = ag_dropout_keep(g->seed, (int64_t)base + j, g->p) ? pr[j] * inv : 0.0f;
-                for (int64_t j = t + 1; j < cols; j++)
-                    dr[j] = 0.0f;
-            }
-        }
+        for (int64_t t = i0; t < cols; t++)
+            softmax_dropout_row(g, pair, t, P + t * T, d + t * T, cols);
         ag_gemm_serial(false, false, rows, hs, cols, 1.0f, d + i0 * T,
                        T, v, ld, 0.0f, o + i0 * C, C);
     }
@@ -116,28 +126,13 @@ static void pair_forward_rows(const geom *g, int64_t pair, const float *qkv, flo
     int64_t T = g->T, hs = g->hs, C = g->C, ld = 3 * C;
     const float *q = qkv + packed_at(g, pair), *k = q + C, *v = q + 2 * C;
     float *o = out + out_at(g, pair);
-    float inv = 1.0f / (1.0f - g->p);
     for (int64_t t = 0; t < T; t++) {
-        float *pr = P + t * T, *dr = d + t * T, *ot = o + t * C;
+        float *pr = P + t * T, *dr = d + t * T;
         const float *qt = q + t * ld;
-        float m = -INFINITY, s = 0.0f;
-        for (int64_t j = 0; j <= t; j++) {
+        for (int64_t j = 0; j <= t; j++)
             pr[j] = ag_dot(qt, k + j * ld, hs) * g->scale;
-            m = pr[j] > m ? pr[j] : m;
-        }
-#pragma omp simd
-        for (int64_t j = 0; j <= t; j++)
-            pr[j] = ag_expf(pr[j] - m);
-        s = ag_sumf(pr, t + 1);
-        float r = 1.0f / s;
-        for (int64_t j = 0; j <= t; j++)
-            pr[j] *= r;
-        if (d != P) {
-            uint64_t base = (uint64_t)((pair * T + t) * T);
-            for (int64_t j = 0; j <= t; j++)
-                dr[j] = ag_dropout_keep(g->seed, (int64_t)base + j, g->p) ? pr[j] * inv : 0.0f;
-        }
-        weighted_rows(ot, dr, v, ld, t + 1, hs, false);
+        softmax_dropout_row(g, pair, t, pr, dr, t + 1);
+        weighted_rows(o + t * C, dr, v, ld, t + 1, hs, false);
     }
 }
 
