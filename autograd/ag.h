@@ -74,18 +74,20 @@ struct ag_tensor {
 
 /* An op: its name (for errors and graphs) and its backward, which reads
  * out->grad and accumulates into the grads of out->inputs (see ag_grad_of).
- * no_data says which data the backward never reads: AG_IN(i) for input i,
- * AG_OUT for the output. What it does not read can be freed early by
- * ag_release; leave it 0 (reads everything) when unsure. */
+ * reads says which data the backward reads: AG_IN(i) for input i's, AG_OUT
+ * for the output's, AG_NO_DATA for none (it needs only grads and what the op
+ * saved). Data that no backward reads can be freed early by ag_release.
+ * Left 0, it means everything: the safe choice when unsure. */
 struct ag_op {
     const char *name;
     void (*backward)(ag_ctx *ctx, ag_tensor *out);
-    uint32_t no_data;
+    uint32_t reads;
 };
 
-#define AG_IN(i) (1u << ((i) < 30 ? (i) : 30))
-#define AG_ALL_IN 0x7fffffffu
-#define AG_OUT (1u << 31)
+#define AG_IN(i) (1u << ((i) < 29 ? (i) : 29)) /* inputs from 29 on share a bit */
+#define AG_ALL_IN 0x3fffffffu
+#define AG_OUT (1u << 30)
+#define AG_NO_DATA (1u << 31)
 
 /* Integer index arrays, for embedding lookups and class targets. */
 typedef struct {

@@ -17,10 +17,11 @@ static ag_tensor *record(ag_ctx *ctx, const ag_op *op, ag_tensor *const *inputs,
     out->inputs = ag_arena_alloc(&ctx->arena, (size_t)ninputs * sizeof *out->inputs);
     memcpy(out->inputs, inputs, (size_t)ninputs * sizeof *out->inputs);
     /* count who will read what in backward, so ag_release knows what it may free */
+    uint32_t reads = op->reads ? op->reads : AG_ALL_IN | AG_OUT;
     for (int i = 0; i < ninputs; i++)
-        if (!(op->no_data & AG_IN(i)))
+        if (reads & AG_IN(i))
             inputs[i]->saved_refs++;
-    if (!(op->no_data & AG_OUT))
+    if (reads & AG_OUT)
         out->saved_refs++;
     return out;
 }

@@ -313,7 +313,7 @@ static void attention_backward(ag_ctx *ctx, ag_tensor *out)
 }
 
 /* backward reads qkv and the saved P, not the output */
-static const ag_op attention_op = {"attention", attention_backward, AG_OUT};
+static const ag_op attention_op = {"attention", attention_backward, AG_IN(0)};
 
 ag_tensor *ag_attention(ag_ctx *c, ag_tensor *qkv, int n_head, float scale, float dropout,
                         bool training)

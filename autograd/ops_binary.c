@@ -160,11 +160,10 @@ static void binary_backward(ag_ctx *ctx, ag_tensor *out)
 }
 
 static const ag_op ops[] = {
-    /* what each backward reads: add/sub nothing; mul a and b; div b and the output */
-    {"add", binary_backward, AG_IN(0) | AG_IN(1) | AG_OUT},
-    {"sub", binary_backward, AG_IN(0) | AG_IN(1) | AG_OUT},
-    {"mul", binary_backward, AG_OUT},
-    {"div", binary_backward, AG_IN(0)},
+        {"add", binary_backward, AG_NO_DATA},
+    {"sub", binary_backward, AG_NO_DATA},
+    {"mul", binary_backward, AG_IN(0) | AG_IN(1)},
+    {"div", binary_backward, AG_IN(1) | AG_OUT},
 };
 
 static ag_tensor *binary(ag_ctx *c, int kind, ag_tensor *a, ag_tensor *b)

@@ -23,7 +23,7 @@ static void dropout_backward(ag_ctx *ctx, ag_tensor *out)
         kernel(gx, out->grad, out->numel, (uint64_t)out->iarg[0], out->farg[0], !fresh);
 }
 
-static const ag_op dropout_op = {"dropout", dropout_backward, AG_IN(0) | AG_OUT};
+static const ag_op dropout_op = {"dropout", dropout_backward, AG_NO_DATA};
 
 ag_tensor *ag_dropout(ag_ctx *c, ag_tensor *a, float p, bool training)
 {

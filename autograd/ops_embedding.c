@@ -24,7 +24,7 @@ static void embedding_backward(ag_ctx *ctx, ag_tensor *out)
     );
 }
 
-static const ag_op embedding_op = {"embedding", embedding_backward, AG_IN(0) | AG_OUT};
+static const ag_op embedding_op = {"embedding", embedding_backward, AG_NO_DATA};
 
 ag_tensor *ag_embedding(ag_ctx *c, ag_tensor *weight, const ag_index *idx)
 {

@@ -33,7 +33,7 @@ static void ce_backward(ag_ctx *ctx, ag_tensor *out)
     );
 }
 
-static const ag_op ce_op = {"cross_entropy", ce_backward, AG_OUT};
+static const ag_op ce_op = {"cross_entropy", ce_backward, AG_IN(0)};
 
 ag_tensor *ag_cross_entropy(ag_ctx *c, ag_tensor *logits, const ag_index *targets, int ignore_index)
 {

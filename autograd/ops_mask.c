@@ -34,7 +34,7 @@ static void masked_fill_backward(ag_ctx *ctx, ag_tensor *out)
         );
 }
 
-static const ag_op masked_fill_op = {"masked_fill", masked_fill_backward, AG_IN(0) | AG_OUT};
+static const ag_op masked_fill_op = {"masked_fill", masked_fill_backward, AG_NO_DATA};
 
 ag_tensor *ag_masked_fill(ag_ctx *c, ag_tensor *a, const ag_tensor *mask, float value)
 {
@@ -98,7 +98,7 @@ static void causal_backward(ag_ctx *ctx, ag_tensor *out)
         causal_kernel(gx, out->grad, out->numel / (S ? S : 1), T, S, 0.0f, !fresh);
 }
 
-static const ag_op causal_op = {"causal_mask", causal_backward, AG_IN(0) | AG_OUT};
+static const ag_op causal_op = {"causal_mask", causal_backward, AG_NO_DATA};
 
 ag_tensor *ag_causal_mask(ag_ctx *c, ag_tensor *a, float value)
 {

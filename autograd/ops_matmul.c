@@ -120,9 +120,9 @@ static void matmul_backward(ag_ctx *ctx, ag_tensor *out)
     }
 }
 
-static const ag_op matmul_op = {"matmul", matmul_backward, AG_OUT};
-static const ag_op matmul_nt_op = {"matmul_nt", matmul_backward, AG_OUT};
-static const ag_op linear_op = {"linear", matmul_backward, AG_IN(2) | AG_OUT};
+static const ag_op matmul_op = {"matmul", matmul_backward, AG_IN(0) | AG_IN(1)};
+static const ag_op matmul_nt_op = {"matmul_nt", matmul_backward, AG_IN(0) | AG_IN(1)};
+static const ag_op linear_op = {"linear", matmul_backward, AG_IN(0) | AG_IN(1)};
 
 /* a @ op(b) (+ bias on every row, for linear), recorded as op. */
 static ag_tensor *matmul(ag_ctx *c, const ag_op *op, ag_tensor *a, ag_tensor *b, ag_tensor *bias,

@@ -110,7 +110,7 @@ static void norm_backward(ag_ctx *ctx, ag_tensor *out)
 }
 
 /* backward reads x and w, and the saved row statistics; not b, not the output */
-static const ag_op norm_op = {"layer_norm", norm_backward, AG_IN(2) | AG_OUT};
+static const ag_op norm_op = {"layer_norm", norm_backward, AG_IN(0) | AG_IN(1)};
 
 ag_tensor *ag_layer_norm(ag_ctx *c, ag_tensor *x, ag_tensor *w, ag_tensor *b, float eps)
 {

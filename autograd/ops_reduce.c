@@ -114,9 +114,9 @@ static void max_backward(ag_ctx *ctx, ag_tensor *out)
             gx[(o * n + arg[o * inner + i]) * inner + i] += out->grad[o * inner + i];
 }
 
-static const ag_op sum_op = {"sum", sum_backward, AG_IN(0) | AG_OUT};
-static const ag_op mean_op = {"mean", sum_backward, AG_IN(0) | AG_OUT};
-static const ag_op max_op = {"max", max_backward, AG_IN(0) | AG_OUT};
+static const ag_op sum_op = {"sum", sum_backward, AG_NO_DATA};
+static const ag_op mean_op = {"mean", sum_backward, AG_NO_DATA};
+static const ag_op max_op = {"max", max_backward, AG_NO_DATA};
 
 static ag_tensor *reduce(ag_ctx *c, const ag_op *op, ag_tensor *a, int axis, bool keepdim,
                          bool all)

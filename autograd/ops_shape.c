@@ -16,7 +16,7 @@ static void reshape_backward(ag_ctx *ctx, ag_tensor *out)
         ag_accum_reduce(gx, x, out->grad, out, 1.0f, fresh);
 }
 
-static const ag_op reshape_op = {"reshape", reshape_backward, AG_IN(0) | AG_OUT};
+static const ag_op reshape_op = {"reshape", reshape_backward, AG_NO_DATA};
 
 ag_tensor *ag_reshape(ag_ctx *c, ag_tensor *a, int ndim, const int64_t *shape)
 {
@@ -122,8 +122,8 @@ static void permute_backward(ag_ctx *ctx, ag_tensor *out)
         permute_kernel(x, out, out->saved, gx, out->grad, true, fresh);
 }
 
-static const ag_op permute_op = {"permute", permute_backward, AG_IN(0) | AG_OUT};
-static const ag_op transpose_op = {"transpose", permute_backward, AG_IN(0) | AG_OUT};
+static const ag_op permute_op = {"permute", permute_backward, AG_NO_DATA};
+static const ag_op transpose_op = {"transpose", permute_backward, AG_NO_DATA};
 
 static ag_tensor *permute(ag_ctx *c, const ag_op *op, ag_tensor *a, const int *perm)
 {
@@ -217,7 +217,7 @@ static void concat_backward(ag_ctx *ctx, ag_tensor *out)
     }
 }
 
-static const ag_op concat_op = {"concat", concat_backward, AG_ALL_IN | AG_OUT};
+static const ag_op concat_op = {"concat", concat_backward, AG_NO_DATA};
 
 ag_tensor *ag_concat(ag_ctx *c, ag_tensor *const *ts, int n, int axis)
 {
@@ -270,7 +270,7 @@ static void slice_backward(ag_ctx *ctx, ag_tensor *out)
                outer, inner, true);
 }
 
-static const ag_op slice_op = {"slice", slice_backward, AG_IN(0) | AG_OUT};
+static const ag_op slice_op = {"slice", slice_backward, AG_NO_DATA};
 
 ag_tensor *ag_slice(ag_ctx *c, ag_tensor *a, int axis, int64_t start, int64_t end)
 {

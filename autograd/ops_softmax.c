@@ -133,8 +133,8 @@ static void backward(ag_ctx *ctx, ag_tensor *out)
     );
 }
 
-static const ag_op softmax_op = {"softmax", backward, AG_IN(0)};
-static const ag_op log_softmax_op = {"log_softmax", backward, AG_IN(0)};
+static const ag_op softmax_op = {"softmax", backward, AG_OUT};
+static const ag_op log_softmax_op = {"log_softmax", backward, AG_OUT};
 
 static ag_tensor *softmax(ag_ctx *c, ag_tensor *a, int axis, bool log_)
 {

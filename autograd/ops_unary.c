@@ -82,19 +82,19 @@ static void unary_backward(ag_ctx *ctx, ag_tensor *out)
 }
 
 static const ag_op ops[] = {
-    /* no_data: what each backward below never reads (x is input 0, y the output) */
-    {"add_scalar", unary_backward, AG_IN(0) | AG_OUT},
-    {"mul_scalar", unary_backward, AG_IN(0) | AG_OUT},
-    {"pow_scalar", unary_backward, AG_OUT},
-    {"neg", unary_backward, AG_IN(0) | AG_OUT},
-    {"exp", unary_backward, AG_IN(0)},
-    {"log", unary_backward, AG_OUT},
-    {"sqrt", unary_backward, AG_IN(0)},
-    {"rsqrt", unary_backward, AG_IN(0)},
-    {"relu", unary_backward, AG_IN(0)},
-    {"gelu", unary_backward, AG_OUT},
-    {"tanh", unary_backward, AG_IN(0)},
-    {"sigmoid", unary_backward, AG_IN(0)},
+    /* reads: what each backward below reads (x is input 0, y the output) */
+    {"add_scalar", unary_backward, AG_NO_DATA},
+    {"mul_scalar", unary_backward, AG_NO_DATA},
+    {"pow_scalar", unary_backward, AG_IN(0)},
+    {"neg", unary_backward, AG_NO_DATA},
+    {"exp", unary_backward, AG_OUT},
+    {"log", unary_backward, AG_IN(0)},
+    {"sqrt", unary_backward, AG_OUT},
+    {"rsqrt", unary_backward, AG_OUT},
+    {"relu", unary_backward, AG_OUT},
+    {"gelu", unary_backward, AG_IN(0)},
+    {"tanh", unary_backward, AG_OUT},
+    {"sigmoid", unary_backward, AG_OUT},
 };
 
 static ag_tensor *unary(ag_ctx *c, int kind, ag_tensor *a, float s)
