@@ -56,9 +56,7 @@ struct ag_tensor {
     const ag_op *op;
     int ninputs;
     ag_tensor **inputs;
-    int64_t iarg[4];                /* op attributes (axis, sizes, ...) */
-    float farg[2];
-    void *saved;                    /* whatever the op kept for backward */
+    void *saved;                    /* the op's attributes and whatever it kept for backward */
 
     /* ownership: the ctx whose arena holds it (NULL: persistent) and that
      * arena's generation when it was made, to catch use after a reset. */

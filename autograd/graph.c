@@ -70,6 +70,16 @@ ag_tensor *ag_result_view(ag_ctx *ctx, const ag_op *op, ag_tensor *const *inputs
     return record(ctx, op, inputs, ninputs, ag_new_header(ctx, ndim, shape));
 }
 
+void *ag_save(ag_ctx *ctx, ag_tensor *out, const void *attr, size_t bytes)
+{
+    if (!out->op)
+        return NULL;
+    void *p = ag_arena_alloc(&ctx->arena, bytes);
+    memcpy(p, attr, bytes);
+    out->saved = p;
+    return p;
+}
+
 static void zero_floats(float *p, int64_t n)
 {
     AG_PARALLEL_FOR(n > 4 * AG_PAR_MIN, ,

@@ -92,6 +92,11 @@ float *ag_grad_buf(ag_ctx *ctx, ag_tensor *t, bool *fresh);
  * the caller copies or adds as usual. */
 bool ag_grad_pass(ag_tensor *out, ag_tensor *t);
 
+/* A copy of the op's attributes (bytes at attr) in ctx's arena, kept as
+ * out's saved state for its backward, when out was recorded; else NULL
+ * (nothing will read them). */
+void *ag_save(ag_ctx *ctx, ag_tensor *out, const void *attr, size_t bytes);
+
 /* Memory for a backward's temporaries, valid until that node's backward ends. */
 void *ag_scratch(ag_ctx *ctx, size_t bytes);
 

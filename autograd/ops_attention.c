@@ -23,6 +23,12 @@ typedef struct {
     uint64_t seed;
 } geom;
 
+/* what backward needs: the geometry, and P (B, H, T, T) */
+typedef struct {
+    geom g;
+    const float *P;
+} attention_saved;
+
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
 /* Where a (batch, head) pair's (T, hs) matrices start: in the packed
@@ -266,16 +272,6 @@ static void backward_pair(const geom *g, int64_t pr, const float *qkv, const flo
         pair_backward(g, pr, qkv, P, gout, gqkv, beta, a, d);
 }
 
-static geom geom_of(const ag_tensor *out)
-{
-    geom g = {.T = out->shape[1], .H = out->iarg[1], .C = out->shape[2]};
-    g.hs = g.C / g.H;
-    g.scale = out->farg[0];
-    g.p = out->farg[1];
-    g.seed = (uint64_t)out->iarg[0];
-    return g;
-}
-
 /* enough work per call to wake the other threads */
 static bool parallel_worth(const geom *g, int64_t pairs)
 {
@@ -289,12 +285,13 @@ static void attention_backward(ag_ctx *ctx, ag_tensor *out)
     float *gx = ag_grad_buf(ctx, x, &fresh);
     if (!gx)
         return;
-    geom g = geom_of(out);
+    const attention_saved *s = out->saved;
+    geom g = s->g;
     int64_t pairs = out->shape[0] * g.H, tile = g.T * g.T;
     bool par = parallel_worth(&g, pairs);
     int nt = par ? omp_get_max_threads() : 1;
     float *scratch = ag_scratch(ctx, (size_t)(2 * nt * tile) * sizeof(float));
-    const float *P = out->saved;
+    const float *P = s->P;
     float beta = fresh ? 0.0f : 1.0f;
     /* each thread its own two tiles; pairs handed out as threads come free */
     if (par) {
@@ -336,11 +333,8 @@ ag_tensor *ag_attention(ag_ctx *c, ag_tensor *qkv, int n_head, float scale, floa
     if (!out)
         return NULL;
     float p = training ? dropout : 0.0f;
-    out->iarg[0] = p > 0.0f ? (int64_t)ag_rng_next(&c->rng) : 0;
-    out->iarg[1] = n_head;
-    out->farg[0] = scale;
-    out->farg[1] = p;
-    geom g = geom_of(out);
+    geom g = {.T = T, .H = n_head, .hs = C / n_head, .C = C, .scale = scale, .p = p,
+              .seed = p > 0.0f ? ag_rng_next(&c->rng) : 0};
     int64_t pairs = B * n_head, tile = T * T;
     bool par = parallel_worth(&g, pairs);
     int nt = par ? omp_get_max_threads() : 1;
@@ -349,7 +343,7 @@ ag_tensor *ag_attention(ag_ctx *c, ag_tensor *qkv, int n_head, float scale, floa
     float *P = keep_p ? ag_ctx_alloc(c, (size_t)(pairs * tile) * sizeof(float)) : NULL;
     int64_t per_thread = (keep_p ? 0 : tile) + (p > 0.0f ? tile : 0);
     float *scratch = per_thread ? ag_buf_alloc(c, nt * per_thread) : NULL;
-    out->saved = P;
+    ag_save(c, out, &(attention_saved){.g = g, .P = P}, sizeof(attention_saved));
     if (par) {
 #pragma omp parallel num_threads(nt)
         {

@@ -7,6 +7,7 @@ typedef struct {
     const int32_t *targets;
     double *lse;  /* double: m + log(sum) in float would round to m's precision at large logits */
     int64_t count;
+    int ignore_index;
 } ce_saved;
 
 static void ce_backward(ag_ctx *ctx, ag_tensor *out)
@@ -17,7 +18,7 @@ static void ce_backward(ag_ctx *ctx, ag_tensor *out)
         return;
     const ce_saved *s = out->saved;
     int64_t N = x->shape[0], C = x->shape[1];
-    int ignore = (int)out->iarg[0];
+    int ignore = s->ignore_index;
     float scale = out->grad[0] / (float)s->count;
     AG_PARALLEL_FOR(N * C > AG_PAR_MIN, ,
     for (int64_t n = 0; n < N; n++) {
@@ -68,8 +69,8 @@ ag_tensor *ag_cross_entropy(ag_ctx *c, ag_tensor *logits, const ag_index *target
     s->targets = tg;
     s->lse = ag_ctx_alloc(c, (size_t)N * sizeof(double));
     s->count = count;
+    s->ignore_index = ignore_index;
     out->saved = s;
-    out->iarg[0] = ignore_index;
     double total = 0;
     AG_PARALLEL_FOR(N * C > AG_PAR_MIN, reduction(+ : total),
     for (int64_t n = 0; n < N; n++) {

@@ -12,6 +12,7 @@ typedef struct {
     int64_t *oa, *ob;              /* element offset of each batch's A and B */
     bool a_bcast, b_bcast;         /* an input's batch is shared by several outputs */
     bool fold;                     /* A's batches fold into M: B is one matrix */
+    bool nt;                       /* B is used transposed (matmul_nt, linear) */
 } plan;
 
 /* Offsets of t's matrices for each output batch, t broadcast over (nbd, bshape). */
@@ -69,11 +70,12 @@ static int64_t *seq_offsets(ag_ctx *c, int64_t nb, int64_t step)
     return o;
 }
 
-static void matmul_backward(ag_ctx *ctx, ag_tensor *out)
+/* The products' grads, and with bias (linear's), the bias's. */
+static void product_grads(ag_ctx *ctx, ag_tensor *out, ag_tensor *bias)
 {
     ag_tensor *a = out->inputs[0], *b = out->inputs[1];
     const plan *p = out->saved;
-    bool nt = out->iarg[0];
+    bool nt = p->nt;
     int64_t M = a->shape[a->ndim - 2], K = a->shape[a->ndim - 1];
     int64_t N = out->shape[out->ndim - 1];
     bool fa, fb;
@@ -86,11 +88,11 @@ static void matmul_backward(ag_ctx *ctx, ag_tensor *out)
         memset(ga, 0, (size_t)a->numel * sizeof *ga);
     if (fb && !p->fold && p->b_bcast)
         memset(gb, 0, (size_t)b->numel * sizeof *gb);
-    if (out->ninputs == 3) { /* linear's bias: column sums of the output grad */
+    if (bias) { /* column sums of the output grad */
         bool fc;
-        float *gc = ag_grad_buf(ctx, out->inputs[2], &fc);
+        float *gc = ag_grad_buf(ctx, bias, &fc);
         if (gc)
-            ag_accum_reduce(gc, out->inputs[2], g, out, 1.0f, fc);
+            ag_accum_reduce(gc, bias, g, out, 1.0f, fc);
     }
     float beta_a = fa && (p->fold || !p->a_bcast) ? 0.0f : 1.0f;
     float beta_b = fb && (p->fold || !p->b_bcast) ? 0.0f : 1.0f;
@@ -120,9 +122,17 @@ static void matmul_backward(ag_ctx *ctx, ag_tensor *out)
     }
 }
 
+static void matmul_backward(ag_ctx *ctx, ag_tensor *out) { product_grads(ctx, out, NULL); }
+
+/* linear's inputs: x, w, and the bias when it has one */
+static void linear_backward(ag_ctx *ctx, ag_tensor *out)
+{
+    product_grads(ctx, out, out->ninputs > 2 ? out->inputs[2] : NULL);
+}
+
 static const ag_op matmul_op = {"matmul", matmul_backward, AG_IN(0) | AG_IN(1)};
 static const ag_op matmul_nt_op = {"matmul_nt", matmul_backward, AG_IN(0) | AG_IN(1)};
-static const ag_op linear_op = {"linear", matmul_backward, AG_IN(0) | AG_IN(1)};
+static const ag_op linear_op = {"linear", linear_backward, AG_IN(0) | AG_IN(1)};
 
 /* a @ op(b) (+ bias on every row, for linear), recorded as op. */
 static ag_tensor *matmul(ag_ctx *c, const ag_op *op, ag_tensor *a, ag_tensor *b, ag_tensor *bias,
@@ -164,8 +174,8 @@ static ag_tensor *matmul(ag_ctx *c, const ag_op *op, ag_tensor *a, ag_tensor *b,
     p->a_bcast = offsets(c, a, nbd, shape, nb, &p->oa);
     p->b_bcast = offsets(c, b, nbd, shape, nb, &p->ob);
     p->fold = !p->a_bcast && b->numel == K * N;
+    p->nt = nt;
     out->saved = p;
-    out->iarg[0] = nt;
     float beta = 0.0f;
     if (bias) { /* rows start as the bias and the product adds to them: no second pass */
         int64_t rows = nb * M;

@@ -3,6 +3,12 @@
  * the output is (outer, inner), shaped with or without the kept axis. */
 #include "internal.h"
 
+typedef struct {
+    int64_t outer, n, inner; /* the input as (outer, n, inner), n reduced */
+    float scale;             /* sum: 1, mean: 1 / n */
+    const int32_t *arg;      /* max: the k of each maximum, (outer, inner) */
+} reduce_attr;
+
 /* y[o, i] = scale * sum_k x[o, k, i] */
 static void sum_kernel(float *y, const float *x, int64_t outer, int64_t n, int64_t inner,
                        float scale)
@@ -47,8 +53,9 @@ static void sum_backward(ag_ctx *ctx, ag_tensor *out)
     float *gx = ag_grad_buf(ctx, x, &fresh);
     if (!gx)
         return;
-    int64_t outer = out->iarg[0], n = out->iarg[1], inner = out->iarg[2];
-    float scale = out->farg[0];
+    const reduce_attr *at = out->saved;
+    int64_t outer = at->outer, n = at->n, inner = at->inner;
+    float scale = at->scale;
     const float *g = out->grad;
     /* gx[o, k, i] += scale * g[o, i] (= when fresh); rows of n*inner per o
      * keep the inner loop long */
@@ -107,8 +114,9 @@ static void max_backward(ag_ctx *ctx, ag_tensor *out)
     float *gx = ag_grad_of(ctx, x);
     if (!gx)
         return;
-    int64_t outer = out->iarg[0], n = out->iarg[1], inner = out->iarg[2];
-    const int32_t *arg = out->saved;
+    const reduce_attr *at = out->saved;
+    int64_t outer = at->outer, n = at->n, inner = at->inner;
+    const int32_t *arg = at->arg;
     for (int64_t o = 0; o < outer; o++)
         for (int64_t i = 0; i < inner; i++)
             gx[(o * n + arg[o * inner + i]) * inner + i] += out->grad[o * inner + i];
@@ -150,17 +158,16 @@ static ag_tensor *reduce(ag_ctx *c, const ag_op *op, ag_tensor *a, int axis, boo
     ag_tensor *out = ag_result(c, op, &a, 1, nd, shape);
     if (!out)
         return NULL;
-    out->iarg[0] = outer;
-    out->iarg[1] = n;
-    out->iarg[2] = inner;
+    reduce_attr at = {.outer = outer, .n = n, .inner = inner, .scale = 1.0f};
     if (op == &max_op) {
         int32_t *arg = ag_ctx_alloc(c, (size_t)out->numel * sizeof *arg);
         max_kernel(out->data, arg, a->data, outer, n, inner);
-        out->saved = arg;
+        at.arg = arg;
     } else {
-        out->farg[0] = op == &mean_op ? 1.0f / (float)n : 1.0f;
-        sum_kernel(out->data, a->data, outer, n, inner, out->farg[0]);
+        at.scale = op == &mean_op ? 1.0f / (float)n : 1.0f;
+        sum_kernel(out->data, a->data, outer, n, inner, at.scale);
     }
+    ag_save(c, out, &at, sizeof at);
     return out;
 }
 

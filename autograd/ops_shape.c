@@ -55,6 +55,10 @@ ag_tensor *ag_reshape(ag_ctx *c, ag_tensor *a, int ndim, const int64_t *shape)
 
 /* ---- permute: out.shape[i] = in.shape[perm[i]], materialized */
 
+typedef struct {
+    int64_t perm[AG_MAX_DIMS]; /* resolved: out axis i is input axis perm[i] */
+} permute_attr;
+
 /* Rows [rows id / nt, rows (id + 1) / nt) of permute_kernel: the input offset
  * steps along like an odometer, divisions only at the start of the run. */
 static void permute_rows(int id, int nt, int nd, const int64_t *st, int64_t L, int64_t sl,
@@ -118,8 +122,9 @@ static void permute_backward(ag_ctx *ctx, ag_tensor *out)
     ag_tensor *x = out->inputs[0];
     bool fresh;
     float *gx = ag_grad_buf(ctx, x, &fresh);
+    const permute_attr *at = out->saved;
     if (gx)
-        permute_kernel(x, out, out->saved, gx, out->grad, true, fresh);
+        permute_kernel(x, out, at->perm, gx, out->grad, true, fresh);
 }
 
 static const ag_op permute_op = {"permute", permute_backward, AG_NO_DATA};
@@ -128,7 +133,7 @@ static const ag_op transpose_op = {"transpose", permute_backward, AG_NO_DATA};
 static ag_tensor *permute(ag_ctx *c, const ag_op *op, ag_tensor *a, const int *perm)
 {
     int64_t shape[AG_MAX_DIMS];
-    int64_t *p = ag_ctx_alloc(c, AG_MAX_DIMS * sizeof *p);
+    permute_attr at = {{0}};
     bool used[AG_MAX_DIMS] = {false};
     for (int i = 0; i < a->ndim; i++) {
         int k = perm[i] < 0 ? perm[i] + a->ndim : perm[i];
@@ -139,14 +144,14 @@ static ag_tensor *permute(ag_ctx *c, const ag_op *op, ag_tensor *a, const int *p
             return NULL;
         }
         used[k] = true;
-        p[i] = k;
+        at.perm[i] = k;
         shape[i] = a->shape[k];
     }
     ag_tensor *out = ag_result(c, op, &a, 1, a->ndim, shape);
     if (!out)
         return NULL;
-    out->saved = p;
-    permute_kernel(a, out, p, a->data, out->data, false, false);
+    ag_save(c, out, &at, sizeof at);
+    permute_kernel(a, out, at.perm, a->data, out->data, false, false);
     return out;
 }
 
@@ -201,9 +206,13 @@ static void outer_inner(const ag_tensor *t, int axis, int64_t *outer, int64_t *i
         *inner *= t->shape[i];
 }
 
+typedef struct {
+    int axis; /* resolved */
+} concat_attr;
+
 static void concat_backward(ag_ctx *ctx, ag_tensor *out)
 {
-    int axis = (int)out->iarg[0];
+    int axis = ((const concat_attr *)out->saved)->axis;
     int64_t outer, inner, off = 0;
     outer_inner(out, axis, &outer, &inner);
     for (int k = 0; k < out->ninputs; k++) {
@@ -246,7 +255,7 @@ ag_tensor *ag_concat(ag_ctx *c, ag_tensor *const *ts, int n, int axis)
     ag_tensor *out = ag_result(c, &concat_op, ts, n, ts[0]->ndim, shape);
     if (!out)
         return NULL;
-    out->iarg[0] = axis;
+    ag_save(c, out, &(concat_attr){axis}, sizeof(concat_attr));
     int64_t outer, inner, off = 0;
     outer_inner(out, axis, &outer, &inner);
     for (int k = 0; k < n; k++) {
@@ -257,16 +266,22 @@ ag_tensor *ag_concat(ag_ctx *c, ag_tensor *const *ts, int n, int axis)
     return out;
 }
 
+typedef struct {
+    int axis;      /* resolved */
+    int64_t start; /* resolved: out is input[start : start + out's size] along axis */
+} slice_attr;
+
 static void slice_backward(ag_ctx *ctx, ag_tensor *out)
 {
     ag_tensor *x = out->inputs[0];
     float *gx = ag_grad_of(ctx, x);
     if (!gx)
         return;
-    int axis = (int)out->iarg[0];
+    const slice_attr *at = out->saved;
+    int axis = at->axis;
     int64_t outer, inner;
     outer_inner(x, axis, &outer, &inner);
-    copy_block(gx, x->shape[axis], out->iarg[1], out->grad, out->shape[axis], 0, out->shape[axis],
+    copy_block(gx, x->shape[axis], at->start, out->grad, out->shape[axis], 0, out->shape[axis],
                outer, inner, true);
 }
 
@@ -295,8 +310,7 @@ ag_tensor *ag_slice(ag_ctx *c, ag_tensor *a, int axis, int64_t start, int64_t en
                           : ag_result(c, &slice_op, &a, 1, a->ndim, shape);
     if (!out)
         return NULL;
-    out->iarg[0] = axis;
-    out->iarg[1] = s;
+    ag_save(c, out, &(slice_attr){.axis = axis, .start = s}, sizeof(slice_attr));
     if (view)
         ag_make_view(out, a, a->data + s * inner);
     else

@@ -3,6 +3,10 @@
  * (outer, n, inner); each (outer, inner) line of n is independent. */
 #include "internal.h"
 
+typedef struct {
+    int64_t outer, n, inner; /* the input as (outer, n, inner), lines of n */
+} softmax_attr;
+
 static void lines(const ag_tensor *t, int axis, int64_t *outer, int64_t *n, int64_t *inner)
 {
     *outer = 1;
@@ -82,6 +86,8 @@ static void forward(float *y, const float *x, int64_t outer, int64_t n, int64_t 
     );
 }
 
+static const ag_op softmax_op, log_softmax_op;
+
 /* softmax: gx += y (g - sum g y);  log_softmax: gx += g - exp(y) sum g */
 static void backward(ag_ctx *ctx, ag_tensor *out)
 {
@@ -90,8 +96,9 @@ static void backward(ag_ctx *ctx, ag_tensor *out)
     float *gx = ag_grad_buf(ctx, x, &fresh);
     if (!gx)
         return;
-    int64_t outer = out->iarg[0], n = out->iarg[1], inner = out->iarg[2];
-    bool log_ = out->iarg[3];
+    const softmax_attr *at = out->saved;
+    int64_t outer = at->outer, n = at->n, inner = at->inner;
+    bool log_ = out->op == &log_softmax_op;
     const float *y = out->data, *g = out->grad;
     if (inner == 1) { /* contiguous rows */
         AG_PARALLEL_FOR(outer * n > AG_PAR_MIN, ,
@@ -144,9 +151,10 @@ static ag_tensor *softmax(ag_ctx *c, ag_tensor *a, int axis, bool log_)
     ag_tensor *out = ag_result(c, op, &a, 1, a->ndim, a->shape);
     if (!out)
         return NULL;
-    lines(a, axis, &out->iarg[0], &out->iarg[1], &out->iarg[2]);
-    out->iarg[3] = log_;
-    forward(out->data, a->data, out->iarg[0], out->iarg[1], out->iarg[2], log_);
+    softmax_attr at;
+    lines(a, axis, &at.outer, &at.n, &at.inner);
+    ag_save(c, out, &at, sizeof at);
+    forward(out->data, a->data, at.outer, at.n, at.inner, log_);
     return out;
 }
 

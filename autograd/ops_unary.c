@@ -87,6 +87,11 @@ static void backward(unary_kind kind, float s, float *gx, bool overwrite, const 
 
 static void unary_backward(ag_ctx *ctx, ag_tensor *out);
 
+/* what a SCALAR op saves; the kind is the op record's place in ops[] */
+typedef struct {
+    float s;
+} scalar_attr;
+
 #define OP(name, args, fwd, bwd, reads) [UNARY_##name] = {#name, unary_backward, reads},
 static const ag_op ops[] = {UNARY_OPS(OP)};
 #undef OP
@@ -97,27 +102,33 @@ static void unary_backward(ag_ctx *ctx, ag_tensor *out)
     ag_tensor *x = out->inputs[0];
     bool overwrite;
     float *gx = ag_grad_buf(ctx, x, &overwrite);
+    const scalar_attr *at = out->saved;
     if (gx)
-        backward((unary_kind)(out->op - ops), out->farg[0], gx, overwrite, out->grad, x->data,
-                 out->data, out->numel);
+        backward((unary_kind)(out->op - ops), at ? at->s : 0.0f, gx, overwrite, out->grad,
+                 x->data, out->data, out->numel);
 }
 
-static ag_tensor *unary(ag_ctx *c, unary_kind kind, ag_tensor *a, float s)
+/* at: the scalar of a SCALAR op, NULL for a PLAIN one */
+static ag_tensor *unary(ag_ctx *c, unary_kind kind, ag_tensor *a, const scalar_attr *at)
 {
     if (!ag_check_inputs(ops[kind].name, &a, 1))
         return NULL;
     ag_tensor *out = ag_result(c, &ops[kind], &a, 1, a->ndim, a->shape);
     if (!out)
         return NULL;
-    out->farg[0] = s;
-    forward(kind, s, out->data, a->data, a->numel);
+    if (at)
+        ag_save(c, out, at, sizeof *at);
+    forward(kind, at ? at->s : 0.0f, out->data, a->data, a->numel);
     return out;
 }
 
 #define PUBLIC_PLAIN(name)                                                                 \
-    ag_tensor *ag_##name(ag_ctx *c, ag_tensor *a) { return unary(c, UNARY_##name, a, 0.0f); }
+    ag_tensor *ag_##name(ag_ctx *c, ag_tensor *a) { return unary(c, UNARY_##name, a, NULL); }
 #define PUBLIC_SCALAR(name)                                                                \
-    ag_tensor *ag_##name(ag_ctx *c, ag_tensor *a, float s) { return unary(c, UNARY_##name, a, s); }
+    ag_tensor *ag_##name(ag_ctx *c, ag_tensor *a, float s)                                 \
+    {                                                                                      \
+        return unary(c, UNARY_##name, a, &(scalar_attr){s});                               \
+    }
 #define PUBLIC(name, args, fwd, bwd, reads) PUBLIC_##args(name)
 UNARY_OPS(PUBLIC)
 #undef PUBLIC
