@@ -88,9 +88,9 @@ static void zero_floats(float *p, int64_t n)
     );
 }
 
-float *ag_grad_buf(ag_ctx *ctx, ag_tensor *t, bool *fresh)
+float *ag_grad_buf(ag_ctx *ctx, ag_tensor *t, bool *overwrite)
 {
-    *fresh = false;
+    *overwrite = false;
     if (!t->requires_grad)
         return NULL;
     if (t->grad)
@@ -103,7 +103,7 @@ float *ag_grad_buf(ag_ctx *ctx, ag_tensor *t, bool *fresh)
     ag_ctx *home = t->op ? ctx : t->owner;
     t->grad = t->op ? ag_buf_alloc(home, t->numel)
                     : ag_arena_alloc(&home->arena, (size_t)t->numel * sizeof(float));
-    *fresh = true;
+    *overwrite = true;
     return t->grad;
 }
 
@@ -120,9 +120,9 @@ bool ag_grad_pass(ag_tensor *out, ag_tensor *t)
 
 float *ag_grad_of(ag_ctx *ctx, ag_tensor *t)
 {
-    bool fresh;
-    float *g = ag_grad_buf(ctx, t, &fresh);
-    if (fresh)
+    bool overwrite;
+    float *g = ag_grad_buf(ctx, t, &overwrite);
+    if (overwrite)
         zero_floats(g, t->numel);
     return g;
 }

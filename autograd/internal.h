@@ -82,9 +82,12 @@ void ag_buf_release(ag_ctx *ctx, float *buf, int64_t numel);
 /* Points view at data inside base's buffer and keeps that buffer alive for it. */
 void ag_make_view(ag_tensor *view, ag_tensor *base, float *data);
 
-/* ag_grad_of without the zeroing: *fresh says the buffer was just made and
- * holds garbage, so the caller must write (=) every element, not add (+=). */
-float *ag_grad_buf(ag_ctx *ctx, ag_tensor *t, bool *fresh);
+/* overwrite, the one word for how a backward puts a result into a grad:
+ * true writes (=) every element, whatever the buffer held; false adds (+=). */
+
+/* ag_grad_of without the zeroing: *overwrite says the buffer was just made
+ * and holds garbage, so the caller must overwrite every element. */
+float *ag_grad_buf(ag_ctx *ctx, ag_tensor *t, bool *overwrite);
 
 /* For a backward whose input t's grad is exactly out's grad (add, reshape):
  * when t has no grad yet and is not a leaf, out's grad buffer becomes t's
@@ -104,8 +107,8 @@ void *ag_scratch(ag_ctx *ctx, size_t bytes);
 
 /* Reports the error for the first NULL or stale input; true if all good. */
 bool ag_check_inputs(const char *op, ag_tensor *const *ts, int n);
-/* Normalizes a possibly negative axis of a tensor with ndim dims, or reports. */
-bool ag_norm_axis(const char *op, const ag_tensor *t, int *axis);
+/* Turns axis (negative counts from the end) into an index of t's dims, or reports. */
+bool ag_resolve_axis(const char *op, const ag_tensor *t, int *axis);
 /* "(2, 3)" */
 char *ag_fmt_shape(int ndim, const int64_t *shape, char *buf, size_t n);
 int64_t ag_shape_numel(int ndim, const int64_t *shape);
@@ -117,15 +120,15 @@ void ag_strides(int ndim, const int64_t *shape, int64_t *strides);
 bool ag_broadcast_shape(const ag_tensor *a, const ag_tensor *b, int *ndim, int64_t *shape);
 /* Strides of t's elements when t is broadcast to (ndim, shape): 0 on broadcast dims. */
 void ag_broadcast_strides(const ag_tensor *t, int ndim, const int64_t *shape, int64_t *strides);
-/* dst (t's shape) += scale * src (summed over the dims where t was broadcast to
- * src's shape); with assign, dst = ... (dst's old contents are ignored). */
+/* dst (t's shape) (+)= scale * src, summed over the dims where t was broadcast
+ * to src's shape. */
 void ag_accum_reduce(float *dst, const ag_tensor *t, const float *src, const ag_tensor *src_shape,
-                     float scale, bool assign);
+                     float scale, bool overwrite);
 
 /* Sums of the product g * x over rows (rows, L): with per_row, dst[r] (+)= sum_j;
- * else dst[j] (+)= sum_r (a bias-like factor's grad). assign: = instead of +=. */
+ * else dst[j] (+)= sum_r (a bias-like factor's grad). */
 void ag_sum_product(float *dst, bool per_row, const float *g, const float *x, int64_t rows,
-                    int64_t L, bool assign);
+                    int64_t L, bool overwrite);
 
 /* ---------------------------------------------------------------- kernels */
 

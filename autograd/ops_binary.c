@@ -17,19 +17,19 @@ typedef enum { BINARY_OPS(KIND) BINARY_COUNT } binary_kind;
 #undef KIND
 
 static inline void row(binary_kind kind, float *o, const float *a, int64_t sa, const float *b, int64_t sb,
-                       int64_t n, bool acc)
+                       int64_t n, bool overwrite)
 {
     /* sa, sb are 0 (broadcast) or 1; the branches let each loop vectorize.
-     * acc adds into o (a backward accumulating a grad) instead of writing it. */
+     * o is overwritten or, in a backward adding to a grad, added to. */
 #define LOOP(EXPR)                                                                       \
     if (sa && sb)                                                                        \
-        for (int64_t i = 0; i < n; i++) { float x = a[i], y = b[i]; o[i] = (acc ? o[i] : 0.0f) + (EXPR); } \
+        for (int64_t i = 0; i < n; i++) { float x = a[i], y = b[i]; o[i] = (overwrite ? 0.0f : o[i]) + (EXPR); } \
     else if (sa)                                                                         \
-        for (int64_t i = 0; i < n; i++) { float x = a[i], y = b[0]; o[i] = (acc ? o[i] : 0.0f) + (EXPR); } \
+        for (int64_t i = 0; i < n; i++) { float x = a[i], y = b[0]; o[i] = (overwrite ? 0.0f : o[i]) + (EXPR); } \
     else if (sb)                                                                         \
-        for (int64_t i = 0; i < n; i++) { float x = a[0], y = b[i]; o[i] = (acc ? o[i] : 0.0f) + (EXPR); } \
+        for (int64_t i = 0; i < n; i++) { float x = a[0], y = b[i]; o[i] = (overwrite ? 0.0f : o[i]) + (EXPR); } \
     else                                                                                 \
-        for (int64_t i = 0; i < n; i++) { float x = a[0], y = b[0]; o[i] = (acc ? o[i] : 0.0f) + (EXPR); }
+        for (int64_t i = 0; i < n; i++) { float x = a[0], y = b[0]; o[i] = (overwrite ? 0.0f : o[i]) + (EXPR); }
     switch (kind) {
 #define CASE(name, fwd, bwd, reads) case BINARY_##name: LOOP(fwd) break;
         BINARY_OPS(CASE)
@@ -62,7 +62,7 @@ static int row_mode(const ag_tensor *t, const ag_tensor *out, int64_t rows, int6
 }
 
 /* out = a op b over out's shape, a and b read through broadcast strides */
-static void binary_kernel(binary_kind kind, ag_tensor *out, const ag_tensor *a, const ag_tensor *b, bool acc)
+static void binary_kernel(binary_kind kind, ag_tensor *out, const ag_tensor *a, const ag_tensor *b, bool overwrite)
 {
     int nd = out->ndim;
     if (nd == 0 || (ag_same_shape(a, out) && ag_same_shape(b, out))) {
@@ -72,7 +72,7 @@ static void binary_kernel(binary_kind kind, ag_tensor *out, const ag_tensor *a, 
         for (int64_t c = 0; c < nchunks; c++) {
             int64_t i0 = c * chunk, len = i0 + chunk < n ? chunk : n - i0;
             row(kind, out->data + i0, a->data + (a->numel == 1 ? 0 : i0), a->numel != 1,
-                b->data + (b->numel == 1 ? 0 : i0), b->numel != 1, len, acc);
+                b->data + (b->numel == 1 ? 0 : i0), b->numel != 1, len, overwrite);
         }
         );
         return;
@@ -85,7 +85,7 @@ static void binary_kernel(binary_kind kind, ag_tensor *out, const ag_tensor *a, 
         bool ua = ma == FULL || ma == SUFFIX, ub = mb == FULL || mb == SUFFIX;
         AG_PARALLEL_FOR(out->numel > AG_PAR_MIN, ,
         for (int64_t r = 0; r < rows; r++)
-            row(kind, out->data + r * L, a->data + r * ra, ua, b->data + r * rb, ub, L, acc);
+            row(kind, out->data + r * L, a->data + r * ra, ua, b->data + r * rb, ub, L, overwrite);
         );
         return;
     }
@@ -102,7 +102,7 @@ static void binary_kernel(binary_kind kind, ag_tensor *out, const ag_tensor *a, 
             ob += k * sb[d];
         }
         row(kind, out->data + r * L, a->data + oa, sa[nd - 1] != 0, b->data + ob,
-            sb[nd - 1] != 0, L, acc);
+            sb[nd - 1] != 0, L, overwrite);
     }
     );
 }
@@ -112,17 +112,17 @@ static void binary_kernel(binary_kind kind, ag_tensor *out, const ag_tensor *a, 
 static void sum_backward(ag_ctx *ctx, ag_tensor *out, float b_sign)
 {
     ag_tensor *a = out->inputs[0], *b = out->inputs[1];
-    bool fa, fb;
+    bool overwrite_a, overwrite_b;
     const float *g = out->grad;
     /* b first: a of out's shape may then take g's buffer (b == a has a grad by then) */
-    float *gb = ag_grad_buf(ctx, b, &fb);
+    float *gb = ag_grad_buf(ctx, b, &overwrite_b);
     if (gb)
-        ag_accum_reduce(gb, b, g, out, b_sign, fb);
+        ag_accum_reduce(gb, b, g, out, b_sign, overwrite_b);
     if (ag_same_shape(a, out) && ag_grad_pass(out, a))
         return;
-    float *ga = ag_grad_buf(ctx, a, &fa);
+    float *ga = ag_grad_buf(ctx, a, &overwrite_a);
     if (ga)
-        ag_accum_reduce(ga, a, g, out, 1.0f, fa);
+        ag_accum_reduce(ga, a, g, out, 1.0f, overwrite_a);
 }
 
 static void add_backward(ag_ctx *ctx, ag_tensor *out) { sum_backward(ctx, out, 1.0f); }
@@ -135,10 +135,10 @@ static void sub_backward(ag_ctx *ctx, ag_tensor *out) { sum_backward(ctx, out, -
 static void product_backward(ag_ctx *ctx, ag_tensor *out, bool div)
 {
     ag_tensor *a = out->inputs[0], *b = out->inputs[1];
-    bool fa, fb;
+    bool overwrite_a, overwrite_b;
     int64_t n = out->numel;
     binary_kind ka = div ? BINARY_div : BINARY_mul; /* ga = g ka b */
-    float *ga = ag_grad_buf(ctx, a, &fa), *gb = ag_grad_buf(ctx, b, &fb);
+    float *ga = ag_grad_buf(ctx, a, &overwrite_a), *gb = ag_grad_buf(ctx, b, &overwrite_b);
     ag_tensor gt = *out;
     gt.data = out->grad;
     float *tmp = NULL;
@@ -146,12 +146,12 @@ static void product_backward(ag_ctx *ctx, ag_tensor *out, bool div)
         if (ag_same_shape(a, out)) {
             ag_tensor dst = *out;
             dst.data = ga;
-            binary_kernel(ka, &dst, &gt, b, !fa);
+            binary_kernel(ka, &dst, &gt, b, overwrite_a);
         } else {
             ag_tensor t = *out;
             t.data = tmp = ag_scratch(ctx, (size_t)n * sizeof(float));
-            binary_kernel(ka, &t, &gt, b, false);
-            ag_accum_reduce(ga, a, tmp, out, 1.0f, fa);
+            binary_kernel(ka, &t, &gt, b, true);
+            ag_accum_reduce(ga, a, tmp, out, 1.0f, overwrite_a);
         }
     }
     if (!gb)
@@ -161,19 +161,19 @@ static void product_backward(ag_ctx *ctx, ag_tensor *out, bool div)
     if (!div && ag_same_shape(b, out)) {
         ag_tensor dst = *out;
         dst.data = gb;
-        binary_kernel(BINARY_mul, &dst, &gt, a, !fb);
+        binary_kernel(BINARY_mul, &dst, &gt, a, overwrite_b);
     } else if (!div && ag_same_shape(a, out) && (mb == SUFFIX || mb == PER_ROW)) {
-        ag_sum_product(gb, mb == PER_ROW, out->grad, a->data, rows, L, fb);
+        ag_sum_product(gb, mb == PER_ROW, out->grad, a->data, rows, L, overwrite_b);
     } else {
         ag_tensor t = *out;
         t.data = tmp ? tmp : ag_scratch(ctx, (size_t)n * sizeof(float));
         if (!div)
-            binary_kernel(BINARY_mul, &t, &gt, a, false);
+            binary_kernel(BINARY_mul, &t, &gt, a, true);
         else {
-            binary_kernel(BINARY_mul, &t, &gt, out, false);
-            binary_kernel(BINARY_div, &t, &t, b, false);
+            binary_kernel(BINARY_mul, &t, &gt, out, true);
+            binary_kernel(BINARY_div, &t, &t, b, true);
         }
-        ag_accum_reduce(gb, b, t.data, out, div ? -1.0f : 1.0f, fb);
+        ag_accum_reduce(gb, b, t.data, out, div ? -1.0f : 1.0f, overwrite_b);
     }
 }
 
@@ -201,7 +201,7 @@ static ag_tensor *binary(ag_ctx *c, binary_kind kind, ag_tensor *a, ag_tensor *b
     ag_tensor *out = ag_result(c, &ops[kind], in, 2, nd, shape);
     if (!out)
         return NULL;
-    binary_kernel(kind, out, a, b, false);
+    binary_kernel(kind, out, a, b, true);
     return out;
 }
 

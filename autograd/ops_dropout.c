@@ -8,25 +8,25 @@ typedef struct {
     float p;
 } dropout_attr;
 
-/* y = x * keep / (1 - p); with accumulate, y += ... (backward into an existing grad) */
-static void kernel(float *y, const float *x, int64_t n, uint64_t seed, float p, bool accumulate)
+/* y (+)= x * keep / (1 - p) */
+static void kernel(float *y, const float *x, int64_t n, uint64_t seed, float p, bool overwrite)
 {
     float scale = 1.0f / (1.0f - p);
     AG_PARALLEL_FOR(n > AG_PAR_MIN / 4, ,
     for (int64_t i = 0; i < n; i++) {
         float v = ag_dropout_keep(seed, i, p) ? x[i] * scale : 0.0f;
-        y[i] = accumulate ? y[i] + v : v;
+        y[i] = overwrite ? v : y[i] + v;
     }
     );
 }
 
 static void dropout_backward(ag_ctx *ctx, ag_tensor *out)
 {
-    bool fresh;
-    float *gx = ag_grad_buf(ctx, out->inputs[0], &fresh);
+    bool overwrite;
+    float *gx = ag_grad_buf(ctx, out->inputs[0], &overwrite);
     const dropout_attr *at = out->saved;
     if (gx)
-        kernel(gx, out->grad, out->numel, at->seed, at->p, !fresh);
+        kernel(gx, out->grad, out->numel, at->seed, at->p, overwrite);
 }
 
 static const ag_op dropout_op = {"dropout", dropout_backward, AG_NO_DATA};
@@ -46,6 +46,6 @@ ag_tensor *ag_dropout(ag_ctx *c, ag_tensor *a, float p, bool training)
         return NULL;
     dropout_attr at = {.seed = ag_rng_next(&c->rng), .p = p};
     ag_save(c, out, &at, sizeof at);
-    kernel(out->data, a->data, a->numel, at.seed, p, false);
+    kernel(out->data, a->data, a->numel, at.seed, p, true);
     return out;
 }

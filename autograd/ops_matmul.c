@@ -78,24 +78,24 @@ static void product_grads(ag_ctx *ctx, ag_tensor *out, ag_tensor *bias)
     bool nt = p->nt;
     int64_t M = a->shape[a->ndim - 2], K = a->shape[a->ndim - 1];
     int64_t N = out->shape[out->ndim - 1];
-    bool fa, fb;
-    float *ga = ag_grad_buf(ctx, a, &fa), *gb = ag_grad_buf(ctx, b, &fb);
+    bool overwrite_a, overwrite_b;
+    float *ga = ag_grad_buf(ctx, a, &overwrite_a), *gb = ag_grad_buf(ctx, b, &overwrite_b);
     const float *g = out->grad;
     int64_t *oc = seq_offsets(ctx, p->nb, M * N);
-    /* A fresh grad is written with beta 0 where one GEMM covers each of its
-     * elements once; where broadcast batches add up, it is zeroed first. */
-    if (fa && !p->fold && p->a_bcast)
+    /* A grad to overwrite is written with beta 0 where one GEMM covers each
+     * of its elements once; where broadcast batches add up, it is zeroed first. */
+    if (overwrite_a && !p->fold && p->a_bcast)
         memset(ga, 0, (size_t)a->numel * sizeof *ga);
-    if (fb && !p->fold && p->b_bcast)
+    if (overwrite_b && !p->fold && p->b_bcast)
         memset(gb, 0, (size_t)b->numel * sizeof *gb);
     if (bias) { /* column sums of the output grad */
-        bool fc;
-        float *gc = ag_grad_buf(ctx, bias, &fc);
+        bool overwrite_c;
+        float *gc = ag_grad_buf(ctx, bias, &overwrite_c);
         if (gc)
-            ag_accum_reduce(gc, bias, g, out, 1.0f, fc);
+            ag_accum_reduce(gc, bias, g, out, 1.0f, overwrite_c);
     }
-    float beta_a = fa && (p->fold || !p->a_bcast) ? 0.0f : 1.0f;
-    float beta_b = fb && (p->fold || !p->b_bcast) ? 0.0f : 1.0f;
+    float beta_a = overwrite_a && (p->fold || !p->a_bcast) ? 0.0f : 1.0f;
+    float beta_b = overwrite_b && (p->fold || !p->b_bcast) ? 0.0f : 1.0f;
 
     if (p->fold) {
         int64_t R = p->nb * M; /* all of A's rows at once */

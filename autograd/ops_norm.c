@@ -37,9 +37,9 @@ static void norm_rows(float *y, const float *x, const float *w, const float *b, 
 }
 
 /* Rows [r0, r1) of backward. With xh = (x - mean) rstd and gh = g w:
- * gx = rstd (gh - mean(gh) - xh mean(gh xh)) (assigned or added);
+ * gx (+)= rstd (gh - mean(gh) - xh mean(gh xh));
  * gw_part += g xh, gb_part += g over the rows. xh: 2C floats of scratch. */
-static void norm_grad_rows(float *gx, bool assign, float *gw_part, float *gb_part, const float *g,
+static void norm_grad_rows(float *gx, bool overwrite, float *gw_part, float *gb_part, const float *g,
                            const float *x, const float *w, const norm_saved *s, int64_t r0,
                            int64_t r1, int64_t C, float *xh)
 {
@@ -58,7 +58,7 @@ static void norm_grad_rows(float *gx, bool assign, float *gw_part, float *gb_par
 #pragma omp simd
             for (int64_t j = 0; j < C; j++) {
                 float v = rs * (gr[j] * w[j] - m1 - xh[j] * m2);
-                gxr[j] = assign ? v : gxr[j] + v;
+                gxr[j] = overwrite ? v : gxr[j] + v;
             }
         if (gw_part)
 #pragma omp simd
@@ -74,9 +74,9 @@ static void norm_grad_rows(float *gx, bool assign, float *gw_part, float *gb_par
 static void norm_backward(ag_ctx *ctx, ag_tensor *out)
 {
     ag_tensor *x = out->inputs[0], *w = out->inputs[1], *b = out->inputs[2];
-    bool fx, fw, fb;
-    float *gx = ag_grad_buf(ctx, x, &fx), *gw = ag_grad_buf(ctx, w, &fw);
-    float *gb = ag_grad_buf(ctx, b, &fb);
+    bool overwrite_x, overwrite_w, overwrite_b;
+    float *gx = ag_grad_buf(ctx, x, &overwrite_x), *gw = ag_grad_buf(ctx, w, &overwrite_w);
+    float *gb = ag_grad_buf(ctx, b, &overwrite_b);
     int64_t C = out->shape[out->ndim - 1], rows = out->numel / C;
     bool par = out->numel > AG_PAR_MIN;
     int nt = par ? omp_get_max_threads() : 1;
@@ -89,11 +89,11 @@ static void norm_backward(ag_ctx *ctx, ag_tensor *out)
         {
             int id = omp_get_thread_num(), n = omp_get_num_threads();
             float *p = part + id * 4 * C;
-            norm_grad_rows(gx, fx, gw ? p : NULL, gb ? p + C : NULL, out->grad, x->data, w->data,
+            norm_grad_rows(gx, overwrite_x, gw ? p : NULL, gb ? p + C : NULL, out->grad, x->data, w->data,
                            s, rows * id / n, rows * (id + 1) / n, C, p + 2 * C);
         }
     } else {
-        norm_grad_rows(gx, fx, gw ? part : NULL, gb ? part + C : NULL, out->grad, x->data, w->data,
+        norm_grad_rows(gx, overwrite_x, gw ? part : NULL, gb ? part + C : NULL, out->grad, x->data, w->data,
                        s, 0, rows, C, part + 2 * C);
     }
     for (int64_t j = 0; j < C; j++) {
@@ -103,9 +103,9 @@ static void norm_backward(ag_ctx *ctx, ag_tensor *out)
             sb += part[t * 4 * C + C + j];
         }
         if (gw)
-            gw[j] = (fw ? 0.0f : gw[j]) + sw;
+            gw[j] = (overwrite_w ? 0.0f : gw[j]) + sw;
         if (gb)
-            gb[j] = (fb ? 0.0f : gb[j]) + sb;
+            gb[j] = (overwrite_b ? 0.0f : gb[j]) + sb;
     }
 }
 

@@ -49,22 +49,22 @@ static void sum_kernel(float *y, const float *x, int64_t outer, int64_t n, int64
 static void sum_backward(ag_ctx *ctx, ag_tensor *out)
 {
     ag_tensor *x = out->inputs[0];
-    bool fresh;
-    float *gx = ag_grad_buf(ctx, x, &fresh);
+    bool overwrite;
+    float *gx = ag_grad_buf(ctx, x, &overwrite);
     if (!gx)
         return;
     const reduce_attr *at = out->saved;
     int64_t outer = at->outer, n = at->n, inner = at->inner;
     float scale = at->scale;
     const float *g = out->grad;
-    /* gx[o, k, i] += scale * g[o, i] (= when fresh); rows of n*inner per o
+    /* gx[o, k, i] (+)= scale * g[o, i]; rows of n*inner per o
      * keep the inner loop long */
-#define ACC(I, V) gx[I] = (fresh ? 0.0f : gx[I]) + (V)
+#define PUT(I, V) gx[I] = (overwrite ? 0.0f : gx[I]) + (V)
     if (outer == 1) { /* sum over everything, or over the first axis: split the rows */
         AG_PARALLEL_FOR(x->numel > AG_PAR_MIN, ,
         for (int64_t k = 0; k < n; k++)
             for (int64_t i = 0; i < inner; i++)
-                ACC(k * inner + i, scale * g[i]);
+                PUT(k * inner + i, scale * g[i]);
         );
         return;
     }
@@ -75,14 +75,14 @@ static void sum_backward(ag_ctx *ctx, ag_tensor *out)
         if (inner == 1) {
             float v = scale * go[0];
             for (int64_t k = 0; k < n; k++)
-                ACC(base + k, v);
+                PUT(base + k, v);
         } else
             for (int64_t k = 0; k < n; k++)
                 for (int64_t i = 0; i < inner; i++)
-                    ACC(base + k * inner + i, scale * go[i]);
+                    PUT(base + k * inner + i, scale * go[i]);
     }
     );
-#undef ACC
+#undef PUT
 }
 
 /* y[o, i] = max_k x[o, k, i], arg[o, i] = the first k reaching it */
@@ -136,7 +136,7 @@ static ag_tensor *reduce(ag_ctx *c, const ag_op *op, ag_tensor *a, int axis, boo
     if (all) {
         n = a->numel;
     } else {
-        if (!ag_norm_axis(op->name, a, &axis))
+        if (!ag_resolve_axis(op->name, a, &axis))
             return NULL;
         for (int i = 0; i < axis; i++)
             outer *= a->shape[i];

@@ -88,12 +88,12 @@ static void forward(float *y, const float *x, int64_t outer, int64_t n, int64_t 
 
 static const ag_op softmax_op, log_softmax_op;
 
-/* softmax: gx += y (g - sum g y);  log_softmax: gx += g - exp(y) sum g */
+/* softmax: gx (+)= y (g - sum g y);  log_softmax: gx (+)= g - exp(y) sum g */
 static void backward(ag_ctx *ctx, ag_tensor *out)
 {
     ag_tensor *x = out->inputs[0];
-    bool fresh;
-    float *gx = ag_grad_buf(ctx, x, &fresh);
+    bool overwrite;
+    float *gx = ag_grad_buf(ctx, x, &overwrite);
     if (!gx)
         return;
     const softmax_attr *at = out->saved;
@@ -109,11 +109,11 @@ static void backward(ag_ctx *ctx, ag_tensor *out)
             if (log_) {
                 s = ag_sumf(gr, n);
                 for (int64_t k = 0; k < n; k++)
-                    xr[k] = (fresh ? 0.0f : xr[k]) + gr[k] - ag_expf(yr[k]) * s;
+                    xr[k] = (overwrite ? 0.0f : xr[k]) + gr[k] - ag_expf(yr[k]) * s;
             } else {
                 s = ag_dot(gr, yr, n);
                 for (int64_t k = 0; k < n; k++)
-                    xr[k] = (fresh ? 0.0f : xr[k]) + yr[k] * (gr[k] - s);
+                    xr[k] = (overwrite ? 0.0f : xr[k]) + yr[k] * (gr[k] - s);
             }
         }
         );
@@ -126,15 +126,14 @@ static void backward(ag_ctx *ctx, ag_tensor *out)
             float s = 0.0f;
             for (int64_t k = 0; k < n; k++)
                 s += log_ ? g[base + k * inner] : g[base + k * inner] * y[base + k * inner];
-            /* a fresh grad is assigned, not added to */
             float *gl = gx + base;
             if (log_)
                 for (int64_t k = 0; k < n; k++)
-                    gl[k * inner] = (fresh ? 0.0f : gl[k * inner]) + g[base + k * inner] -
+                    gl[k * inner] = (overwrite ? 0.0f : gl[k * inner]) + g[base + k * inner] -
                                     ag_expf(y[base + k * inner]) * s;
             else
                 for (int64_t k = 0; k < n; k++)
-                    gl[k * inner] = (fresh ? 0.0f : gl[k * inner]) +
+                    gl[k * inner] = (overwrite ? 0.0f : gl[k * inner]) +
                                     y[base + k * inner] * (g[base + k * inner] - s);
         }
     );
@@ -146,7 +145,7 @@ static const ag_op log_softmax_op = {"log_softmax", backward, AG_OUT};
 static ag_tensor *softmax(ag_ctx *c, ag_tensor *a, int axis, bool log_)
 {
     const ag_op *op = log_ ? &log_softmax_op : &softmax_op;
-    if (!ag_check_inputs(op->name, &a, 1) || !ag_norm_axis(op->name, a, &axis))
+    if (!ag_check_inputs(op->name, &a, 1) || !ag_resolve_axis(op->name, a, &axis))
         return NULL;
     ag_tensor *out = ag_result(c, op, &a, 1, a->ndim, a->shape);
     if (!out)

@@ -65,8 +65,7 @@ static void forward(unary_kind kind, float s, float *yp, const float *xp, int64_
 }
 
 /* gx (+)= the backward column, with x and y read only where the op says it
- * reads them; an overwritten gx is assigned (the compiler splits each loop on
- * the invariant `overwrite`). */
+ * reads them (the compiler splits each loop on the invariant `overwrite`). */
 static void backward(unary_kind kind, float s, float *gx, bool overwrite, const float *gp,
                      const float *xp, const float *yp, int64_t n)
 {

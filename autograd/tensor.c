@@ -325,36 +325,3 @@ void ag_index_free(ag_index *ix)
     free(ix->data);
     free(ix);
 }
-
-bool ag_check_inputs(const char *op, ag_tensor *const *ts, int n)
-{
-    for (int i = 0; i < n; i++) {
-        const ag_tensor *t = ts[i];
-        if (!t)
-            return false; /* an earlier op failed and reported */
-        if (t->released) {
-            ag_error("%s: input %d was given to ag_release and may not be used again", op, i);
-            return false;
-        }
-        if (t->owner && t->generation != t->owner->generation) {
-            ag_error("%s: input %d is from a step whose arena was reset "
-                     "(tensors made in a ctx die at ag_ctx_reset)", op, i);
-            return false;
-        }
-    }
-    return true;
-}
-
-bool ag_norm_axis(const char *op, const ag_tensor *t, int *axis)
-{
-    int a = *axis;
-    if (a < 0)
-        a += t->ndim;
-    if (a < 0 || a >= t->ndim) {
-        char b[128];
-        ag_error("%s: axis %d out of range for shape %s", op, *axis, ag_shape_str(t, b, sizeof b));
-        return false;
-    }
-    *axis = a;
-    return true;
-}

@@ -1,4 +1,4 @@
-/* dot.c - the recorded graph as Graphviz DOT, like micrograd's draw_dot. */
+/* graphviz.c - the recorded graph as Graphviz DOT, like micrograd's draw_dot. */
 #include "internal.h"
 
 #include <stdlib.h>
