@@ -210,6 +210,13 @@ ag_tensor *ag_linear(ag_ctx *c, ag_tensor *x, ag_tensor *w, ag_tensor *bias)
                  ag_shape_str(x, sx, sizeof sx), (long long)w->shape[1]);
         return NULL;
     }
+    if (x->shape[x->ndim - 1] != w->shape[1]) {
+        char sx[128];
+        ag_error("linear: input %s has %lld features, weight %s takes %lld",
+                 ag_shape_str(x, sx, sizeof sx), (long long)x->shape[x->ndim - 1],
+                 ag_shape_str(w, sw, sizeof sw), (long long)w->shape[1]);
+        return NULL;
+    }
     if (x->ndim > 1)
         return matmul(c, &linear_op, x, w, bias, true);
     /* (in) as torch's F.linear takes it: a one-row batch, viewed back to (out) */

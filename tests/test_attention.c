@@ -16,13 +16,13 @@ static ag_tensor *composed(ag_ctx *c, ag_tensor *qkv, int H, float scale, float 
 {
     int64_t B = qkv->shape[0], T = qkv->shape[1], C = qkv->shape[2] / 3, hs = C / H;
     ag_tensor *r = ag_reshape(c, qkv, SHP(B, T, 3, H, hs));
-    ag_tensor *perm = ag_permute(c, r, (int[]){2, 0, 3, 1, 4}); /* (3, B, H, T, hs) */
+    ag_tensor *perm = ag_permute(c, r, (int[]){2, 0, 3, 1, 4}, 5); /* (3, B, H, T, hs) */
     ag_tensor *part[3];
     for (int i = 0; i < 3; i++)
         part[i] = ag_reshape(c, ag_slice(c, perm, 0, i, i + 1), SHP(B, H, T, hs));
     ag_tensor *s = ag_mul_scalar(c, ag_matmul_nt(c, part[0], part[1]), scale);
     ag_tensor *att = ag_dropout(c, ag_softmax(c, ag_causal_mask(c, s, -INFINITY), -1), p, training);
-    ag_tensor *o = ag_permute(c, ag_matmul(c, att, part[2]), (int[]){0, 2, 1, 3});
+    ag_tensor *o = ag_permute(c, ag_matmul(c, att, part[2]), (int[]){0, 2, 1, 3}, 4);
     return ag_reshape(c, o, SHP(B, T, C));
 }
 

@@ -73,7 +73,7 @@ static void test_checkpoint_roundtrip(void **state)
     (void)state;
     char path[256], err[256];
     in_scratch(path, sizeof path, "ckpt.safetensors");
-    ag_tensor *x = ag_randn(NULL, 5, 0.0f, 1.0f, AG_SHAPE(2, 4, 8));
+    ag_tensor *x = ag_randn(NULL, TEST_RNG(5), 0.0f, 1.0f, AG_SHAPE(2, 4, 8));
     model a, b;
     model_init(&a, 8, 1);
     train_step(&a, x);

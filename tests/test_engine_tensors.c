@@ -42,9 +42,9 @@ static int count_of(const char *hay, const char *needle)
 static void test_rand_same_seed_same_numbers(void **state)
 {
     (void)state;
-    ag_tensor *a = ag_rand(NULL, 42, -2.0f, 3.0f, AG_SHAPE(1000));
-    ag_tensor *b = ag_rand(NULL, 42, -2.0f, 3.0f, AG_SHAPE(1000));
-    ag_tensor *o = ag_rand(NULL, 43, -2.0f, 3.0f, AG_SHAPE(1000));
+    ag_tensor *a = ag_rand(NULL, TEST_RNG(42), -2.0f, 3.0f, AG_SHAPE(1000));
+    ag_tensor *b = ag_rand(NULL, TEST_RNG(42), -2.0f, 3.0f, AG_SHAPE(1000));
+    ag_tensor *o = ag_rand(NULL, TEST_RNG(43), -2.0f, 3.0f, AG_SHAPE(1000));
     assert_memory_equal(a->data, b->data, 1000 * sizeof(float));
     int same = 0;
     double mean = 0;
@@ -56,8 +56,8 @@ static void test_rand_same_seed_same_numbers(void **state)
     assert_true(same < 5);
     assert_float_equal(mean, 0.5, 0.15);
 
-    ag_tensor *n1 = ag_randn(NULL, 7, 1.0f, 2.0f, AG_SHAPE(20000));
-    ag_tensor *n2 = ag_randn(NULL, 7, 1.0f, 2.0f, AG_SHAPE(20000));
+    ag_tensor *n1 = ag_randn(NULL, TEST_RNG(7), 1.0f, 2.0f, AG_SHAPE(20000));
+    ag_tensor *n2 = ag_randn(NULL, TEST_RNG(7), 1.0f, 2.0f, AG_SHAPE(20000));
     assert_memory_equal(n1->data, n2->data, 20000 * sizeof(float));
     double m = 0, v = 0;
     for (int i = 0; i < 20000; i++)
@@ -70,28 +70,36 @@ static void test_rand_same_seed_same_numbers(void **state)
     free_all(ts, 5);
 }
 
-/* With a ctx the seed argument is unused: the ctx's generator decides, it
- * advances between calls, and ag_ctx_manual_seed restarts it. */
+/* Given no ag_rng, ag_rand draws from the ctx's generator: it advances
+ * between calls, and ag_ctx_manual_seed restarts it. An explicit rng wins
+ * over the ctx's, and with neither there is no generator to draw from. */
 static void test_ctx_generator_is_seedable(void **state)
 {
     (void)state;
     ag_ctx *c = ag_ctx_new();
     ag_ctx_manual_seed(c, 5);
-    ag_tensor *a = ag_rand(c, 111, 0.0f, 1.0f, AG_SHAPE(64));
-    ag_tensor *a2 = ag_rand(c, 111, 0.0f, 1.0f, AG_SHAPE(64));
+    ag_tensor *a = ag_rand(c, NULL, 0.0f, 1.0f, AG_SHAPE(64));
+    ag_tensor *a2 = ag_rand(c, NULL, 0.0f, 1.0f, AG_SHAPE(64));
     assert_memory_not_equal(a->data, a2->data, 64 * sizeof(float));
     ag_ctx_manual_seed(c, 5);
-    ag_tensor *b = ag_rand(c, 999, 0.0f, 1.0f, AG_SHAPE(64));
+    ag_tensor *b = ag_rand(c, NULL, 0.0f, 1.0f, AG_SHAPE(64));
     assert_memory_equal(a->data, b->data, 64 * sizeof(float));
-    ag_tensor *ref = ag_rand(NULL, 5, 0.0f, 1.0f, AG_SHAPE(64));
+    ag_tensor *ref = ag_rand(NULL, TEST_RNG(5), 0.0f, 1.0f, AG_SHAPE(64));
     assert_memory_equal(a->data, ref->data, 64 * sizeof(float));
 
     ag_ctx_manual_seed(c, 9);
-    ag_tensor *n = ag_randn(c, 0, 0.0f, 1.0f, AG_SHAPE(64));
+    ag_tensor *n = ag_randn(c, NULL, 0.0f, 1.0f, AG_SHAPE(64));
     ag_rng r = ag_rng_new(9);
     for (int i = 0; i < 64; i++)
         assert_true(n->data[i] == ag_rng_normal(&r));
     assert_int_equal(ag_ctx_rng(c)->seed, 9);
+
+    ag_tensor *own = ag_rand(c, TEST_RNG(5), 0.0f, 1.0f, AG_SHAPE(64)); /* ctx's is at seed 9 */
+    assert_memory_equal(own->data, ref->data, 64 * sizeof(float));
+    ag_tensor *none = ref;
+    assert_ag_error(none = ag_randn(NULL, NULL, 0.0f, 1.0f, AG_SHAPE(3)), "ag_randn",
+                    "no generator");
+    assert_null(none);
     ag_tensor_free(ref);
     ag_ctx_free(c);
 }
@@ -102,6 +110,10 @@ static void test_constructors_values_and_shapes(void **state)
     ag_ctx *c = ag_ctx_new();
     ag_tensor *z = ag_zeros(c, AG_SHAPE(2, 3));
     assert_shape(z, 2, 3);
+    ag_tensor *z0 = ag_full(c, 4.0f, AG_SCALAR); /* a 0-dim shape without AG_SHAPE() */
+    assert_int_equal(z0->ndim, 0);
+    assert_int_equal(z0->numel, 1);
+    assert_float_equal(ag_item(z0), 4.0f, 0.0f);
     assert_int_equal(z->numel, 6);
     ag_tensor *o = ag_ones(NULL, AG_SHAPE(2, 1, 3, 1, 2)); /* 5-D, persistent */
     assert_shape(o, 2, 1, 3, 1, 2);

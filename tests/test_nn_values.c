@@ -229,7 +229,7 @@ static void test_attention_values(void **state)
     for (int i = 0; i < p.n; i++) /* larger weights: a sharper softmax */
         for (int64_t k = 0; k < p.items[i]->numel; k++)
             p.items[i]->data[k] *= 3.0f;
-    ag_tensor *x = ag_randn(NULL, 51, 0.0f, 1.0f, AG_SHAPE(B, T, C));
+    ag_tensor *x = ag_randn(NULL, TEST_RNG(51), 0.0f, 1.0f, AG_SHAPE(B, T, C));
     double *heads = malloc(sizeof(double) * B * T * C), one[B * T * HS];
     for (int h = 0; h < H; h++) {
         ref_head(x->data, &m.heads[h], B, T, C, one);
@@ -280,7 +280,7 @@ static void test_feedforward_and_block_values(void **state)
     ag_fill_normal(b.ln1.bias, &r, 0.0f, 0.5f);
     ag_fill_normal(b.ln2.weight, &r, 1.0f, 0.5f);
     ag_fill_normal(b.ln2.bias, &r, 0.0f, 0.5f);
-    ag_tensor *x = ag_randn(NULL, 61, 0.0f, 1.0f, AG_SHAPE(B, T, C));
+    ag_tensor *x = ag_randn(NULL, TEST_RNG(61), 0.0f, 1.0f, AG_SHAPE(B, T, C));
     ag_ctx *c = ag_ctx_new();
 
     const nn_feedforward *f = &b.ffwd;
@@ -326,7 +326,7 @@ static void test_feedforward_and_block_values(void **state)
 static void check_causal(seq_fn f, const void *m, int64_t C)
 {
     enum { B = 2, T = 6 };
-    ag_tensor *x1 = ag_randn(NULL, 21, 0.0f, 1.0f, AG_SHAPE(B, T, C));
+    ag_tensor *x1 = ag_randn(NULL, TEST_RNG(21), 0.0f, 1.0f, AG_SHAPE(B, T, C));
     ag_tensor *x2 = ag_empty(NULL, AG_SHAPE(B, T, C));
     int64_t n;
     float *y1 = run(f, m, x1, false, 0, &n);

@@ -184,7 +184,7 @@ static void test_permute_3d_values(void **state)
     ag_ctx *c = ag_ctx_new();
     ag_tensor *x = ag_from_data(c, FLOATS(0, 1, 10, 11, 20, 21, 100, 101, 110, 111, 120, 121),
                                 AG_SHAPE(2, 3, 2));
-    ag_tensor *y = ag_permute(c, x, (const int[]){2, 0, 1});
+    ag_tensor *y = ag_permute(c, x, (const int[]){2, 0, 1}, 3);
     assert_shape(y, 2, 2, 3);
     assert_close(y->data, FLOATS(0, 10, 20, 100, 110, 120, 1, 11, 21, 101, 111, 121), 12, 0);
     ag_ctx_free(c);
@@ -196,7 +196,7 @@ static void test_permute_3d_rotation(void **state)
     (void)state;
     ag_ctx *c = ag_ctx_new();
     ag_tensor *x = iota(c, AG_SHAPE(2, 3, 4));
-    ag_tensor *y = ag_permute(c, x, (const int[]){1, 2, 0});
+    ag_tensor *y = ag_permute(c, x, (const int[]){1, 2, 0}, 3);
     assert_shape(y, 3, 4, 2);
     for (int j = 0; j < 3; j++)
         for (int k = 0; k < 4; k++)
@@ -204,7 +204,7 @@ static void test_permute_3d_rotation(void **state)
                 float want = (float)(12 * i + 4 * j + k);
                 assert_close(&y->data[(j * 4 + k) * 2 + i], &want, 1, 0);
             }
-    y = ag_permute(c, x, (const int[]){0, 1, 2});
+    y = ag_permute(c, x, (const int[]){0, 1, 2}, 3);
     assert_shape(y, 2, 3, 4);
     assert_close(y->data, x->data, 24, 0);
     ag_ctx_free(c);
@@ -215,7 +215,7 @@ static void test_permute_4d(void **state)
 {
     (void)state;
     ag_ctx *c = ag_ctx_new();
-    ag_tensor *y = ag_permute(c, iota(c, AG_SHAPE(2, 3, 4, 5)), (const int[]){3, 1, 0, 2});
+    ag_tensor *y = ag_permute(c, iota(c, AG_SHAPE(2, 3, 4, 5)), (const int[]){3, 1, 0, 2}, 4);
     assert_shape(y, 5, 3, 2, 4);
     for (int d = 0; d < 5; d++)
         for (int b = 0; b < 3; b++)
@@ -233,7 +233,7 @@ static void test_permute_grad_values(void **state)
     (void)state;
     ag_ctx *c = ag_ctx_new();
     ag_tensor *x = rand_leaf(3, 1.0f, AG_SHAPE(2, 3, 4));
-    ag_tensor *y = ag_permute(c, x, (const int[]){2, 0, 1});
+    ag_tensor *y = ag_permute(c, x, (const int[]){2, 0, 1}, 3);
     assert_shape(y, 4, 2, 3);
     assert_true(ag_backward_with(c, y, seed_like(c, y)));
     for (int i = 0; i < 2; i++)
@@ -254,7 +254,7 @@ static void test_permute_grad_accumulates(void **state)
     ag_ctx *c = ag_ctx_new();
     ag_tensor *x = rand_leaf(6, 1.0f, AG_SHAPE(2, 3));
     ag_tensor *a = ag_sum_all(c, ag_transpose(c, x, 0, 1));
-    ag_tensor *b = ag_mul_scalar(c, ag_sum_all(c, ag_permute(c, x, (const int[]){1, 0})), 2);
+    ag_tensor *b = ag_mul_scalar(c, ag_sum_all(c, ag_permute(c, x, (const int[]){1, 0}, 2)), 2);
     ag_tensor *d = ag_mul_scalar(c, ag_sum_all(c, x), 3);
     assert_true(ag_backward(c, ag_add(c, ag_add(c, a, b), d)));
     assert_close(x->grad, FLOATS(6, 6, 6, 6, 6, 6), 6, 0);
@@ -449,20 +449,20 @@ static void test_split_values(void **state)
     ag_ctx *c = ag_ctx_new();
     ag_tensor *x = iota(c, AG_SHAPE(2, 5));
     ag_tensor *p[3];
-    assert_true(ag_split(c, x, 1, (const int64_t[]){2, 3}, 2, p));
+    assert_true(ag_split(c, x, (const int64_t[]){2, 3}, 2, 1, p));
     assert_shape(p[0], 2, 2);
     assert_shape(p[1], 2, 3);
     assert_close(p[0]->data, FLOATS(0, 1, 5, 6), 4, 0);
     assert_close(p[1]->data, FLOATS(2, 3, 4, 7, 8, 9), 6, 0);
 
-    assert_true(ag_split(c, x, -1, (const int64_t[]){2, 0, 3}, 3, p));
+    assert_true(ag_split(c, x, (const int64_t[]){2, 0, 3}, 3, -1, p));
     assert_shape(p[0], 2, 2);
     assert_shape(p[1], 2, 0);
     assert_shape(p[2], 2, 3);
     assert_close(p[2]->data, FLOATS(2, 3, 4, 7, 8, 9), 6, 0);
 
     /* rows: (1,5) and (1,5) */
-    assert_true(ag_split(c, x, 0, (const int64_t[]){1, 1}, 2, p));
+    assert_true(ag_split(c, x, (const int64_t[]){1, 1}, 2, 0, p));
     assert_shape(p[1], 1, 5);
     assert_close(p[1]->data, FLOATS(5, 6, 7, 8, 9), 5, 0);
     ag_ctx_free(c);
@@ -475,7 +475,7 @@ static void test_split_grad_values(void **state)
     ag_ctx *c = ag_ctx_new();
     ag_tensor *x = rand_leaf(5, 1.0f, AG_SHAPE(2, 5));
     ag_tensor *p[3];
-    assert_true(ag_split(c, x, 1, (const int64_t[]){2, 0, 3}, 3, p));
+    assert_true(ag_split(c, x, (const int64_t[]){2, 0, 3}, 3, 1, p));
     ag_tensor *loss = ag_add(c, ag_sum_all(c, p[0]), ag_mul_scalar(c, ag_sum_all(c, p[2]), 2));
     assert_true(ag_backward(c, loss));
     assert_close(x->grad, FLOATS(1, 1, 2, 2, 2, 1, 1, 2, 2, 2), 10, 0);
@@ -576,7 +576,7 @@ static void test_gradcheck_transpose(void **state)
 static ag_tensor *f_permute(ag_ctx *c, ag_tensor *const *in, int n, void *user)
 {
     (void)n;
-    return weighted_sum(c, ag_tanh(c, ag_permute(c, in[0], user)));
+    return weighted_sum(c, ag_tanh(c, ag_permute(c, in[0], user, in[0]->ndim)));
 }
 
 static void test_gradcheck_permute(void **state)
@@ -667,7 +667,7 @@ static ag_tensor *f_split(ag_ctx *c, ag_tensor *const *in, int n, void *user)
     (void)n;
     (void)user;
     ag_tensor *p[3];
-    if (!ag_split(c, in[0], 0, (const int64_t[]){3, 0, 2}, 3, p))
+    if (!ag_split(c, in[0], (const int64_t[]){3, 0, 2}, 3, 0, p))
         return NULL;
     return ag_add(c, weighted_sum(c, ag_tanh(c, p[0])),
                   weighted_sum(c, ag_sigmoid(c, p[2])));
