@@ -13,6 +13,21 @@
  * shapes. The default handler prints it and aborts. If a handler returns, the
  * failing op returns NULL, and ops given a NULL input return NULL silently.
  *
+ * Conventions, the same in every function:
+ * - ctx first; a NULL ctx makes a persistent tensor (constructors only).
+ * - An array is followed by its length: (shape..., ndim) pairs come as
+ *   (ndim, shape), tensor and size arrays as (ts, n) or (sizes, n); an axis
+ *   comes after them, outputs last: ag_concat(c, ts, n, axis),
+ *   ag_split(c, a, sizes, n, axis, out), ag_permute(c, a, perm, n).
+ * - Randomness comes from an explicit ag_rng, or, given NULL, from the ctx's
+ *   generator (ag_ctx_manual_seed); nothing else is random.
+ * - A tensor made in a ctx dies at ag_ctx_reset, and one given to ag_release
+ *   is gone too: every function that takes a tensor (ops, ag_item, ag_print,
+ *   ag_backward) reports it. The check reads the tensor's header, which a
+ *   reset arena may have reused, so it is a best effort; reading ->data after
+ *   that is undefined. The -Darena_debug=true build frees the memory at each
+ *   reset, so AddressSanitizer catches every such use.
+ *
  * Global state: the thread count (ag_set_num_threads) and the error handler.
  * A ctx and the tensors made in it belong to one thread at a time; the
  * kernels use OpenMP threads inside each op.
@@ -36,10 +51,18 @@ typedef struct ag_ctx ag_ctx;
 typedef struct ag_tensor ag_tensor;
 typedef struct ag_op ag_op;
 
-/* AG_SHAPE(2, 3) expands to the (ndim, shape) argument pair "2, (int64_t[]){2, 3}". */
+/* A small seedable generator (splitmix64 counter). Same seed, same numbers. */
+typedef struct {
+    uint64_t seed;
+    uint64_t counter;
+} ag_rng;
+
+/* AG_SHAPE(2, 3) expands to the (ndim, shape) argument pair "2, (int64_t[]){2, 3}";
+ * it takes at least one size. AG_SCALAR is the pair of a 0-dim tensor. */
 #define AG_SHAPE(...)                                                        \
     (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)),               \
         (const int64_t[]){__VA_ARGS__}
+#define AG_SCALAR 0, (const int64_t *)NULL
 
 /* ---------------------------------------------------------------- tensors */
 
@@ -105,10 +128,11 @@ ag_tensor *ag_full(ag_ctx *ctx, float value, int ndim, const int64_t *shape);
 ag_tensor *ag_from_data(ag_ctx *ctx, const float *data, int ndim, const int64_t *shape);
 /* 0-dim tensor holding v. */
 ag_tensor *ag_scalar(ag_ctx *ctx, float v);
-/* Uniform in [lo, hi) / normal(mean, std), drawn from ctx's generator, or
- * from a generator seeded with `seed` when ctx is NULL. */
-ag_tensor *ag_rand(ag_ctx *ctx, uint64_t seed, float lo, float hi, int ndim, const int64_t *shape);
-ag_tensor *ag_randn(ag_ctx *ctx, uint64_t seed, float mean, float std, int ndim, const int64_t *shape);
+/* Uniform in [lo, hi) / normal(mean, std), drawn from rng, or from ctx's generator
+ * (ag_ctx_manual_seed) when rng is NULL, as torch.rand's generator= argument. With
+ * ctx NULL the tensor is persistent and rng is required. */
+ag_tensor *ag_rand(ag_ctx *ctx, ag_rng *rng, float lo, float hi, int ndim, const int64_t *shape);
+ag_tensor *ag_randn(ag_ctx *ctx, ag_rng *rng, float mean, float std, int ndim, const int64_t *shape);
 /* Persistent leaf that requires grad and carries a name (copied); zeroed. */
 ag_tensor *ag_param(const char *name, int ndim, const int64_t *shape);
 /* Frees a persistent tensor (its data, grad and name); no-op for NULL. */
@@ -131,12 +155,6 @@ ag_index *ag_index_new(ag_ctx *ctx, const int32_t *data, int ndim, const int64_t
 void ag_index_free(ag_index *ix); /* persistent (ctx NULL) index arrays only */
 
 /* ---------------------------------------------------------------- fills */
-
-/* A small seedable generator (splitmix64 counter). Same seed, same numbers. */
-typedef struct {
-    uint64_t seed;
-    uint64_t counter;
-} ag_rng;
 
 ag_rng ag_rng_new(uint64_t seed);
 uint64_t ag_rng_next(ag_rng *r);
@@ -194,8 +212,15 @@ float *ag_grad_of(ag_ctx *ctx, ag_tensor *t);
 /* ---------------------------------------------------------------- errors */
 
 typedef void (*ag_error_handler)(const char *message, void *user);
-/* Installs h (NULL restores the default: print to stderr, abort). Returns the old one. */
-ag_error_handler ag_set_error_handler(ag_error_handler h, void *user);
+/* A handler and the user pointer it is called with; fn NULL is the default
+ * (print to stderr, abort). */
+typedef struct {
+    ag_error_handler fn;
+    void *user;
+} ag_error_hook;
+/* Installs h with user (h NULL: the default). Returns the hook it replaces,
+ * so ag_set_error_handler(old.fn, old.user) restores it exactly. */
+ag_error_hook ag_set_error_handler(ag_error_handler h, void *user);
 /* Reports a printf-style message through the handler. */
 void ag_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -241,23 +266,25 @@ ag_tensor *ag_mean_all(ag_ctx *c, ag_tensor *a);
 /* Shape ops. reshape takes one -1 to infer; it shares a's data (a view). */
 ag_tensor *ag_reshape(ag_ctx *c, ag_tensor *a, int ndim, const int64_t *shape);
 ag_tensor *ag_transpose(ag_ctx *c, ag_tensor *a, int axis0, int axis1);
-/* out.shape[i] = a.shape[perm[i]] */
-ag_tensor *ag_permute(ag_ctx *c, ag_tensor *a, const int *perm);
+/* out.shape[i] = a.shape[perm[i]]; n (the length of perm) must equal a's ndim. */
+ag_tensor *ag_permute(ag_ctx *c, ag_tensor *a, const int *perm, int n);
 /* Joins n tensors along axis; all other dims equal. */
 ag_tensor *ag_concat(ag_ctx *c, ag_tensor *const *ts, int n, int axis);
 /* a[..., start:end, ...] along axis (negative start/end count from the end);
  * a view sharing a's data when every dim before axis has size 1. */
 ag_tensor *ag_slice(ag_ctx *c, ag_tensor *a, int axis, int64_t start, int64_t end);
-/* Splits a along axis into n pieces of sizes[i] (summing to the axis size), into out[]. */
-bool ag_split(ag_ctx *c, ag_tensor *a, int axis, const int64_t *sizes, int n, ag_tensor **out);
+/* Splits a along axis into n pieces of sizes[i] (summing to the axis size), into out[n];
+ * as torch.split(a, sizes, axis). */
+bool ag_split(ag_ctx *c, ag_tensor *a, const int64_t *sizes, int n, int axis, ag_tensor **out);
 
 /* (..., M, K) @ (..., K, N) -> (..., M, N), batch dims broadcast; both at least 2-D. */
 ag_tensor *ag_matmul(ag_ctx *c, ag_tensor *a, ag_tensor *b);
 /* a @ b^T: (..., M, K) @ (..., N, K)^T -> (..., M, N); Linear's x @ W^T, attention's q @ k^T. */
 ag_tensor *ag_matmul_nt(ag_ctx *c, ag_tensor *a, ag_tensor *b);
 
-/* x @ w^T + bias, as torch.nn.functional.linear: (..., in) @ (out, in)^T + (out) -> (..., out);
- * bias may be NULL. One op: the bias is the GEMM's starting value, not a second pass. */
+/* x @ w^T + bias, as torch.nn.functional.linear: (..., in) @ (out, in)^T + (out) -> (..., out),
+ * and (in) -> (out) for a 1-D x; bias may be NULL. One op: the bias is the GEMM's starting
+ * value, not a second pass. */
 ag_tensor *ag_linear(ag_ctx *c, ag_tensor *x, ag_tensor *w, ag_tensor *bias);
 
 /* a where mask == 0, value where mask != 0; mask (no grad) broadcasts to a. */
@@ -291,7 +318,8 @@ ag_tensor *ag_attention(ag_ctx *c, ag_tensor *qkv, int n_head, float scale, floa
                         bool training);
 
 /* Zeroes each element with probability p and scales the rest by 1/(1-p),
- * using ctx's generator; identity when !training or p == 0. 0 <= p < 1. */
+ * using ctx's generator. When !training or p == 0 it returns a new view of a
+ * (no copy): releasing either one leaves the other usable. 0 <= p < 1. */
 ag_tensor *ag_dropout(ag_ctx *c, ag_tensor *a, float p, bool training);
 
 /* ---------------------------------------------------------------- gradcheck */

@@ -14,12 +14,12 @@ static void default_handler(const char *msg, void *user)
 static ag_error_handler handler = default_handler;
 static void *handler_user;
 
-ag_error_handler ag_set_error_handler(ag_error_handler h, void *user)
+ag_error_hook ag_set_error_handler(ag_error_handler h, void *user)
 {
-    ag_error_handler old = handler;
+    ag_error_hook old = {handler == default_handler ? NULL : handler, handler_user};
     handler = h ? h : default_handler;
     handler_user = user;
-    return old == default_handler ? NULL : old;
+    return old;
 }
 
 void ag_error(const char *fmt, ...)

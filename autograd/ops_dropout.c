@@ -35,12 +35,18 @@ ag_tensor *ag_dropout(ag_ctx *c, ag_tensor *a, float p, bool training)
 {
     if (!ag_check_inputs("dropout", &a, 1))
         return NULL;
+    if (!c) {
+        ag_error("dropout: needs a ctx (its generator and arena), got NULL");
+        return NULL;
+    }
     if (!(p >= 0.0f && p < 1.0f)) {
         ag_error("dropout: probability %g is not in [0, 1)", (double)p);
         return NULL;
     }
+    /* identity as a view, not `a` itself: the caller may release one and keep
+     * using the other (the view keeps the shared buffer alive) */
     if (!training || p == 0.0f)
-        return a;
+        return ag_reshape(c, a, a->ndim, a->shape);
     ag_tensor *out = ag_result(c, &dropout_op, &a, 1, a->ndim, a->shape);
     if (!out)
         return NULL;

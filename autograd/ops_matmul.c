@@ -214,5 +214,26 @@ ag_tensor *ag_linear(ag_ctx *c, ag_tensor *x, ag_tensor *w, ag_tensor *bias)
                  ag_shape_str(w, sw, sizeof sw), bias ? ag_shape_str(bias, sbias, sizeof sbias) : "none");
         return NULL;
     }
-    return matmul(c, &linear_op, x, w, bias, true);
+    if (x->ndim == 0) {
+        char sx[128];
+        ag_error("linear: input %s has no feature dim; want (..., in) with in = %lld",
+                 ag_shape_str(x, sx, sizeof sx), (long long)w->shape[1]);
+        return NULL;
+    }
+    if (x->shape[x->ndim - 1] != w->shape[1]) {
+        char sx[128];
+        ag_error("linear: input %s has %lld features, weight %s takes %lld",
+                 ag_shape_str(x, sx, sizeof sx), (long long)x->shape[x->ndim - 1],
+                 ag_shape_str(w, sw, sizeof sw), (long long)w->shape[1]);
+        return NULL;
+    }
+    if (x->ndim > 1)
+        return matmul(c, &linear_op, x, w, bias, true);
+    /* (in) as torch's F.linear takes it: a one-row batch, viewed back to (out) */
+    ag_tensor *row = ag_reshape(c, x, AG_SHAPE(1, x->shape[0]));
+    ag_tensor *y = matmul(c, &linear_op, row, w, bias, true);
+    ag_tensor *out = y ? ag_reshape(c, y, AG_SHAPE(w->shape[0])) : NULL;
+    ag_release(c, row);
+    ag_release(c, y);
+    return out;
 }

@@ -155,10 +155,16 @@ static ag_tensor *permute(ag_ctx *c, const ag_op *op, ag_tensor *a, const int *p
     return out;
 }
 
-ag_tensor *ag_permute(ag_ctx *c, ag_tensor *a, const int *perm)
+ag_tensor *ag_permute(ag_ctx *c, ag_tensor *a, const int *perm, int n)
 {
     if (!ag_check_inputs("permute", &a, 1))
         return NULL;
+    if (n != a->ndim) {
+        char b[128];
+        ag_error("permute: %d axes given for the %d dims of %s", n, a->ndim,
+                 ag_shape_str(a, b, sizeof b));
+        return NULL;
+    }
     return permute(c, &permute_op, a, perm);
 }
 
@@ -318,7 +324,7 @@ ag_tensor *ag_slice(ag_ctx *c, ag_tensor *a, int axis, int64_t start, int64_t en
     return out;
 }
 
-bool ag_split(ag_ctx *c, ag_tensor *a, int axis, const int64_t *sizes, int n, ag_tensor **out)
+bool ag_split(ag_ctx *c, ag_tensor *a, const int64_t *sizes, int n, int axis, ag_tensor **out)
 {
     if (!ag_check_inputs("split", &a, 1) || !ag_resolve_axis("split", a, &axis))
         return false;

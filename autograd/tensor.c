@@ -170,22 +170,30 @@ ag_tensor *ag_scalar(ag_ctx *ctx, float v)
     return t;
 }
 
-ag_tensor *ag_rand(ag_ctx *ctx, uint64_t seed, float lo, float hi, int ndim, const int64_t *shape)
+/* The generator of ag_rand/ag_randn: rng, else ctx's, else none (reported). */
+static ag_rng *pick_rng(const char *who, ag_ctx *ctx, ag_rng *rng)
 {
-    ag_tensor *t = new_tensor("ag_rand", ctx, ndim, shape, false);
-    ag_rng local = ag_rng_new(seed);
+    if (!rng && !ctx)
+        ag_error("%s: no generator: pass an ag_rng, or a ctx to use its generator", who);
+    return rng ? rng : ctx ? &ctx->rng : NULL;
+}
+
+ag_tensor *ag_rand(ag_ctx *ctx, ag_rng *rng, float lo, float hi, int ndim, const int64_t *shape)
+{
+    ag_rng *r = pick_rng("ag_rand", ctx, rng);
+    ag_tensor *t = r ? new_tensor("ag_rand", ctx, ndim, shape, false) : NULL;
     if (t)
-        ag_fill_uniform(t, ctx ? &ctx->rng : &local, lo, hi);
+        ag_fill_uniform(t, r, lo, hi);
     return t;
 }
 
-ag_tensor *ag_randn(ag_ctx *ctx, uint64_t seed, float mean, float std, int ndim,
+ag_tensor *ag_randn(ag_ctx *ctx, ag_rng *rng, float mean, float std, int ndim,
                     const int64_t *shape)
 {
-    ag_tensor *t = new_tensor("ag_randn", ctx, ndim, shape, false);
-    ag_rng local = ag_rng_new(seed);
+    ag_rng *r = pick_rng("ag_randn", ctx, rng);
+    ag_tensor *t = r ? new_tensor("ag_randn", ctx, ndim, shape, false) : NULL;
     if (t)
-        ag_fill_normal(t, ctx ? &ctx->rng : &local, mean, std);
+        ag_fill_normal(t, r, mean, std);
     return t;
 }
 
@@ -252,10 +260,9 @@ void ag_zero_grad(ag_tensor *t)
 
 float ag_item(const ag_tensor *t)
 {
-    if (!t->data) {
-        ag_error("ag_item: the tensor's memory was given back by ag_release");
+    ag_tensor *const in[1] = {(ag_tensor *)t};
+    if (!ag_check_inputs("ag_item", in, 1))
         return NAN;
-    }
     if (t->numel != 1) {
         char b[128];
         ag_error("ag_item: tensor of shape %s has %lld elements, not 1",
@@ -283,11 +290,12 @@ static void print_rec(FILE *f, const ag_tensor *t, int dim, int64_t off, int64_t
 
 void ag_print(FILE *f, const ag_tensor *t)
 {
+    ag_tensor *const in[1] = {(ag_tensor *)t};
+    if (!ag_check_inputs("ag_print", in, 1))
+        return;
     char b[128];
     fprintf(f, "tensor%s ", ag_shape_str(t, b, sizeof b));
-    if (!t->data)
-        fputs("(released)", f);
-    else if (t->numel == 0)
+    if (t->numel == 0)
         fputs("[]", f);
     else
         print_rec(f, t, 0, 0, t->numel);

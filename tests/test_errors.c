@@ -227,13 +227,17 @@ static void test_permute_not_a_permutation(void **state)
     (void)state;
     ag_ctx *c = ag_ctx_new();
     ag_tensor *a = t23(c), *r = NULL;
-    assert_ag_error(r = ag_permute(c, a, (const int[]){0, 0}),
+    assert_ag_error(r = ag_permute(c, a, (const int[]){0, 0}, 2),
                     "permute: axis 0 at position 1 is not a permutation of the 2 axes of (2, 3)");
     assert_null(r);
-    assert_ag_error(r = ag_permute(c, a, (const int[]){2, 0}),
+    assert_ag_error(r = ag_permute(c, a, (const int[]){2, 0}, 2),
                     "permute: axis 2 at position 0", "(2, 3)");
     assert_null(r);
-    assert_ag_error(r = ag_permute(c, a, (const int[]){1, -1}),
+    assert_ag_error(r = ag_permute(c, a, (const int[]){1, 0, 2}, 3), "permute",
+                    "3 axes given for the 2 dims of (2, 3)");
+    assert_null(r);
+    r = a;
+    assert_ag_error(r = ag_permute(c, a, (const int[]){1, -1}, 2),
                     "permute: axis -1 at position 1", "(2, 3)");
     assert_null(r);
     ag_ctx_free(c);
@@ -273,11 +277,11 @@ static void test_split_axis_out_of_range(void **state)
     ag_ctx *c = ag_ctx_new();
     ag_tensor *out[2] = {NULL, NULL};
     bool ok = true;
-    assert_ag_error(ok = ag_split(c, t23(c), 2, (const int64_t[]){1, 1}, 2, out),
+    assert_ag_error(ok = ag_split(c, t23(c), (const int64_t[]){1, 1}, 2, 2, out),
                     "split: axis 2 out of range for shape (2, 3)");
     assert_false(ok);
     ok = true;
-    assert_ag_error(ok = ag_split(c, t23(c), -3, (const int64_t[]){1, 1}, 2, out),
+    assert_ag_error(ok = ag_split(c, t23(c), (const int64_t[]){1, 1}, 2, -3, out),
                     "split: axis -3 out of range for shape (2, 3)");
     assert_false(ok);
     ag_ctx_free(c);
@@ -289,15 +293,15 @@ static void test_split_sizes_do_not_add_up(void **state)
     ag_ctx *c = ag_ctx_new();
     ag_tensor *out[3] = {NULL, NULL, NULL};
     bool ok = true;
-    assert_ag_error(ok = ag_split(c, t23(c), 1, (const int64_t[]){1, 1}, 2, out),
+    assert_ag_error(ok = ag_split(c, t23(c), (const int64_t[]){1, 1}, 2, 1, out),
                     "split: sizes of 2 pieces add up to 2, not the 3 of axis 1 of shape (2, 3)");
     assert_false(ok);
     ok = true;
-    assert_ag_error(ok = ag_split(c, t23(c), 0, (const int64_t[]){1, 1, 1}, 3, out),
+    assert_ag_error(ok = ag_split(c, t23(c), (const int64_t[]){1, 1, 1}, 3, 0, out),
                     "split", "add up to 3, not the 2 of axis 0 of shape (2, 3)");
     assert_false(ok);
     ok = true;
-    assert_ag_error(ok = ag_split(c, t23(c), 1, (const int64_t[]){4, -1}, 2, out), "split",
+    assert_ag_error(ok = ag_split(c, t23(c), (const int64_t[]){4, -1}, 2, 1, out), "split",
                     "(2, 3)");
     assert_false(ok);
     ag_ctx_free(c);
@@ -498,6 +502,9 @@ static void test_tensor_used_after_ctx_reset(void **state)
     bool ok = true;
     assert_ag_error(ok = ag_backward(c, stale), "ag_backward: input 0", "arena was reset");
     assert_false(ok);
+    float v = 0.0f;
+    assert_ag_error(v = ag_item(stale), "ag_item: input 0 is from a step whose arena was reset");
+    assert_true(isnan(v));
 #ifdef AG_ARENA_DEBUG
     stale = t23(c);
     ag_ctx_reset(c);
@@ -551,7 +558,7 @@ static void test_too_many_dims(void **state)
     float d[8] = {0};
     assert_ag_error(r = ag_from_data(c, d, 7, s7), "ag_from_data", "7 dims");
     assert_null(r);
-    assert_ag_error(r = ag_rand(c, 0, 0.0f, 1.0f, 7, s7), "ag_rand", "7 dims");
+    assert_ag_error(r = ag_rand(c, NULL, 0.0f, 1.0f, 7, s7), "ag_rand", "7 dims");
     assert_null(r);
     assert_ag_error(r = ag_reshape(c, ag_zeros(c, AG_SHAPE(8)), 7, s7), "reshape", "7 dims",
                     "most is 6");
@@ -593,11 +600,11 @@ static void test_null_inputs_return_null_silently(void **state)
     assert_null(ag_max(c, n, 0, false));
     assert_null(ag_reshape(c, n, AG_SHAPE(6)));
     assert_null(ag_transpose(c, n, 0, 1));
-    assert_null(ag_permute(c, n, (const int[]){1, 0}));
+    assert_null(ag_permute(c, n, (const int[]){1, 0}, 2));
     ag_tensor *ts[2] = {a, n};
     assert_null(ag_concat(c, ts, 2, 0));
     assert_null(ag_slice(c, n, 0, 0, 1));
-    assert_false(ag_split(c, n, 0, (const int64_t[]){1, 1}, 2, out));
+    assert_false(ag_split(c, n, (const int64_t[]){1, 1}, 2, 0, out));
     assert_null(ag_matmul(c, n, a));
     assert_null(ag_matmul_nt(c, a, n));
     assert_null(ag_masked_fill(c, n, a, 0.0f));
@@ -656,11 +663,24 @@ static void test_handler_gets_user_pointer_and_is_restorable(void **state)
     (void)state;
     int weight = 10;
     user_calls = 0;
-    assert_null(ag_set_error_handler(counting_handler, &weight)); /* default was installed */
+    ag_error_hook def = ag_set_error_handler(counting_handler, &weight);
+    assert_null(def.fn); /* the default was installed */
     ag_ctx *c = ag_ctx_new();
     assert_null(ag_add(c, t23(c), ag_zeros(c, AG_SHAPE(4))));
     assert_int_equal(user_calls, 10);
-    assert_ptr_equal(ag_set_error_handler(NULL, NULL), counting_handler);
+    /* a second handler, then the first restored exactly, user pointer and all */
+    int other = 1;
+    ag_error_hook first = ag_set_error_handler(counting_handler, &other);
+    assert_ptr_equal(first.fn, counting_handler);
+    assert_ptr_equal(first.user, &weight);
+    assert_null(ag_add(c, t23(c), ag_zeros(c, AG_SHAPE(4))));
+    assert_int_equal(user_calls, 11);
+    ag_set_error_handler(first.fn, first.user);
+    assert_null(ag_add(c, t23(c), ag_zeros(c, AG_SHAPE(4))));
+    assert_int_equal(user_calls, 21);
+    ag_error_hook back = ag_set_error_handler(def.fn, def.user);
+    assert_ptr_equal(back.fn, counting_handler);
+    assert_ptr_equal(back.user, &weight);
     ag_ctx_free(c);
 }
 

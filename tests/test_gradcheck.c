@@ -45,7 +45,7 @@ static void check_planted(int64_t numel, bool expect_pass, const char *expect_in
     if (expect_in_report && !strstr(o.report, expect_in_report))
         fail_msg("report \"%s\" lacks \"%s\"", o.report, expect_in_report);
     /* gradcheck leaves data as it found it and grads zeroed */
-    ag_tensor *ref = ag_randn(NULL, 7, 0.0f, 0.5f, AG_SHAPE(numel));
+    ag_tensor *ref = ag_randn(NULL, TEST_RNG(7), 0.0f, 0.5f, AG_SHAPE(numel));
     assert_close(x->data, ref->data, numel, 0.0);
     for (int64_t i = 0; i < numel; i++)
         assert_true(x->grad[i] == 0.0f);

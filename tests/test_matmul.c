@@ -266,6 +266,53 @@ static void test_linear(void **state)
     assert_gradcheck(f_linear, in, 2, NULL); /* without a bias */
     assert_ag_error(ag_linear(c, x, w, ag_zeros(c, SHP(5))), "linear", "(4, 7)", "(5)");
     assert_ag_error(ag_linear(c, x, ag_zeros(c, SHP(2, 4, 7)), NULL), "linear", "(2, 4, 7)");
+    assert_ag_error(ag_linear(c, ag_scalar(c, 1.0f), w, b), "linear", "()", "no feature dim");
+    ag_ctx_free(c);
+    free_all(in, 3);
+}
+
+/* A 1-D x, as torch's F.linear takes it: (in) -> (out), the same values and
+ * grads as the one-row batch (1, in) -> (1, out), and a gradcheck. */
+static void test_linear_1d_input(void **state)
+{
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
+    /* the hand-worked case of test_linear without the batch dim */
+    ag_tensor *y1 = ag_linear(c, ag_from_data(c, (float[]){1, 2}, SHP(2)),
+                              ag_from_data(c, (float[]){1, 0, 0, 1, 1, 1}, SHP(3, 2)),
+                              ag_from_data(c, (float[]){10, 20, 30}, SHP(3)));
+    assert_shape(y1, 3);
+    assert_close(y1->data, ((float[]){11, 22, 33}), 3, 0);
+
+    ag_tensor *x = rand_leaf(6, 1.0f, SHP(7));
+    ag_tensor *w = rand_leaf(7, 1.0f, SHP(4, 7));
+    ag_tensor *b = rand_leaf(8, 1.0f, SHP(4));
+    ag_tensor *in[3] = {x, w, b};
+    float want_y[4], *want_g[3];
+    for (int pass = 0; pass < 2; pass++) {
+        ag_ctx_reset(c);
+        for (int i = 0; i < 3; i++)
+            ag_zero_grad(in[i]);
+        ag_tensor *y = pass ? ag_linear(c, x, w, b)
+                            : ag_reshape(c, ag_linear(c, ag_reshape(c, x, SHP(1, 7)), w, b), SHP(4));
+        assert_shape(y, 4);
+        assert_true(ag_backward(c, weighted_sum(c, y)));
+        if (!pass)
+            memcpy(want_y, y->data, sizeof want_y);
+        else
+            assert_close(y->data, want_y, 4, 0.0);
+        for (int i = 0; i < 3; i++) {
+            if (!pass) {
+                want_g[i] = malloc(sizeof(float) * (size_t)in[i]->numel);
+                memcpy(want_g[i], in[i]->grad, sizeof(float) * (size_t)in[i]->numel);
+            } else {
+                assert_close(in[i]->grad, want_g[i], in[i]->numel, 0.0);
+                free(want_g[i]);
+            }
+        }
+    }
+    assert_gradcheck(f_linear, in, 3, NULL);
+    assert_ag_error(ag_linear(c, ag_zeros(c, SHP(6)), w, b), "linear", "(6)", "(4, 7)");
     ag_ctx_free(c);
     free_all(in, 3);
 }
@@ -618,6 +665,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_linear),
+        cmocka_unit_test(test_linear_1d_input),
         cmocka_unit_test(test_matmul_2d_by_hand),
         cmocka_unit_test(test_matmul_nt_2d_by_hand),
         cmocka_unit_test(test_matmul_batched_3d_by_hand),

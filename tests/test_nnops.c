@@ -96,7 +96,7 @@ static void test_softmax_middle_axis(void **state)
 {
     (void)state;
     ag_ctx *c = ag_ctx_new();
-    ag_tensor *x = ag_randn(c, 3, 0.0f, 2.0f, SHP(2, 3, 4));
+    ag_tensor *x = ag_randn(c, NULL, 0.0f, 2.0f, SHP(2, 3, 4));
     ag_tensor *y = ag_softmax(c, x, 1), *y2 = ag_softmax(c, x, -2);
     ag_tensor *ly = ag_log_softmax(c, x, 1);
     float want[24], want_log[24];
@@ -121,7 +121,7 @@ static void test_softmax_rows_sum_to_one(void **state)
 {
     (void)state;
     ag_ctx *c = ag_ctx_new();
-    ag_tensor *x = ag_randn(c, 4, 0.0f, 5.0f, SHP(16, 37));
+    ag_tensor *x = ag_randn(c, NULL, 0.0f, 5.0f, SHP(16, 37));
     ag_tensor *y = ag_softmax(c, x, -1), *ly = ag_log_softmax(c, x, -1);
     for (int64_t r = 0; r < 16; r++) {
         double s = 0, sl = 0;
@@ -349,7 +349,7 @@ static void test_causal_mask_batched(void **state)
 {
     (void)state;
     ag_ctx *c = ag_ctx_new();
-    ag_tensor *x = ag_randn(c, 9, 0.0f, 1.0f, SHP(2, 3, 2, 3));
+    ag_tensor *x = ag_randn(c, NULL, 0.0f, 1.0f, SHP(2, 3, 2, 3));
     ag_tensor *y = ag_causal_mask(c, x, -1e9f);
     assert_shape(y, 2, 3, 2, 3);
     for (int64_t b = 0; b < 6; b++)
@@ -367,7 +367,7 @@ static void test_causal_mask_softmax_exact_zeros(void **state)
 {
     (void)state;
     ag_ctx *c = ag_ctx_new();
-    ag_tensor *x = ag_randn(c, 8, 0.0f, 1.0f, SHP(2, 4, 4));
+    ag_tensor *x = ag_randn(c, NULL, 0.0f, 1.0f, SHP(2, 4, 4));
     ag_tensor *p = ag_softmax(c, ag_causal_mask(c, x, -INFINITY), -1);
     for (int64_t b = 0; b < 2; b++)
         for (int64_t t = 0; t < 4; t++) {
@@ -588,7 +588,7 @@ static void test_embedding_large_backward_matches_loop(void **state)
     for (int i = 0; i < N; i++)
         idx[i] = (int32_t)(ag_rng_next(&r) % V);
     ag_index *ix = ag_index_new(c, idx, SHP(N));
-    ag_tensor *g = ag_randn(c, 6, 0.0f, 1.0f, SHP(N, C));
+    ag_tensor *g = ag_randn(c, NULL, 0.0f, 1.0f, SHP(N, C));
     ag_tensor *y = ag_embedding(c, w, ix);
     for (int i = 0; i < N; i++)
         assert_close(y->data + i * C, w->data + idx[i] * C, C, 0.0);
@@ -647,7 +647,7 @@ static void test_dropout_off_is_identity(void **state)
     assert_close(ye->data, x->data, 20, 0.0);
     assert_close(y0->data, x->data, 20, 0.0);
     /* and the grad passes straight through */
-    ag_tensor *g = ag_randn(c, 2, 0.0f, 1.0f, SHP(4, 5));
+    ag_tensor *g = ag_randn(c, NULL, 0.0f, 1.0f, SHP(4, 5));
     assert_true(ag_backward_with(c, ag_add(c, ye, y0), g));
     float want[20];
     for (int i = 0; i < 20; i++)
@@ -657,6 +657,35 @@ static void test_dropout_off_is_identity(void **state)
     ag_tensor_free(x);
 }
 
+/* Identity dropout returns a new view, not its input: releasing one leaves
+ * the other readable (the view keeps the shared buffer), with grads as before. */
+static void test_dropout_off_output_independent_of_input(void **state)
+{
+    (void)state;
+    ag_tensor *w = rand_leaf(2, 1.0f, SHP(6));
+    ag_ctx *c = ag_ctx_new();
+    for (int which = 0; which < 2; which++) {
+        ag_ctx_reset(c);
+        ag_zero_grad(w);
+        ag_tensor *x = ag_mul_scalar(c, w, 3.0f); /* an arena tensor */
+        ag_tensor *y = ag_dropout(c, x, 0.5f, false);
+        assert_non_null(y);
+        assert_true(y != x);
+        ag_release(c, which ? y : x);
+        ag_tensor *z = ag_exp(c, which ? x : y); /* the other one still works */
+        assert_non_null(z);
+        for (int i = 0; i < 6; i++)
+            assert_float_equal(z->data[i], expf(3.0f * w->data[i]), 1e-5f * z->data[i]);
+        ag_tensor *fill = ag_zeros(c, SHP(6)); /* may reuse freed memory: must not be x's */
+        ag_fill(fill, 123.0f);
+        assert_true(ag_backward(c, ag_sum_all(c, z)));
+        for (int i = 0; i < 6; i++)
+            assert_float_equal(w->grad[i], 3.0f * z->data[i], 1e-4f * z->data[i]);
+    }
+    ag_ctx_free(c);
+    ag_tensor_free(w);
+}
+
 /* The zeroed fraction is Binomial(n, p) / n: within 6 standard deviations of p;
  * the kept values are x / (1 - p). */
 static void check_dropout_fraction(float p)
@@ -664,7 +693,7 @@ static void check_dropout_fraction(float p)
     enum { N = 200000 };
     ag_ctx *c = ag_ctx_new();
     ag_ctx_manual_seed(c, 99);
-    ag_tensor *x = ag_rand(c, 1, 0.5f, 2.0f, SHP(N));
+    ag_tensor *x = ag_rand(c, NULL, 0.5f, 2.0f, SHP(N));
     ag_tensor *y = ag_dropout(c, x, p, true);
     assert_shape(y, N);
     int64_t zeros = 0;
@@ -724,7 +753,7 @@ static void test_dropout_grad_is_mask_times_scale(void **state)
     ag_ctx *c = ag_ctx_new();
     ag_ctx_manual_seed(c, 7);
     ag_tensor *y = ag_dropout(c, x, 0.75f, true);
-    ag_tensor *g = ag_randn(c, 8, 0.0f, 1.0f, SHP(N));
+    ag_tensor *g = ag_randn(c, NULL, 0.0f, 1.0f, SHP(N));
     assert_true(ag_backward_with(c, y, g));
     int kept = 0;
     for (int i = 0; i < N; i++) {
@@ -800,7 +829,8 @@ static void test_ag_expf_matches_expf(void **state)
  * 0.8944272, -0.3291796). Row (5, 5, 5, 5): x_hat 0, y = b. */
 static void test_layer_norm_by_hand(void **state)
 {
-    ag_ctx *c = *state;
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
     ag_tensor *x = ag_from_data(c, FLOATS(1, 2, 3, 4, 5, 5, 5, 5), SHP(2, 4));
     ag_tensor *w = ag_from_data(c, FLOATS(1, 1, 2, 0.5f), SHP(4));
     ag_tensor *b = ag_from_data(c, FLOATS(0, 1, 0, -1), SHP(4));
@@ -808,6 +838,7 @@ static void test_layer_norm_by_hand(void **state)
     assert_close(y->data, FLOATS(-1.3416408f, 0.5527864f, 0.8944272f, -0.3291796f), 4, 1e-6);
     ag_tensor *y2 = ag_layer_norm(c, x, w, b, 1e-5f);
     assert_close(y2->data + 4, FLOATS(0, 1, 0, -1), 4, 0.0); /* a constant row: 0 / sqrt(eps) */
+    ag_ctx_free(c);
 }
 
 static ag_tensor *f_layer_norm(ag_ctx *c, ag_tensor *const *in, int n, void *user)
@@ -834,13 +865,15 @@ static void test_layer_norm_gradcheck(void **state)
 
 static void test_layer_norm_errors(void **state)
 {
-    ag_ctx *c = *state;
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
     ag_tensor *x = ag_zeros(c, SHP(2, 4)), *w = ag_ones(c, SHP(4)), *w3 = ag_ones(c, SHP(3));
     ag_tensor *s = ag_zeros(c, 0, NULL);
     assert_ag_error(ag_layer_norm(c, x, w3, w, 1e-5f), "layer_norm", "(2, 4)", "(3)");
     assert_ag_error(ag_layer_norm(c, x, w, w3, 1e-5f), "layer_norm", "(3)");
     assert_ag_error(ag_layer_norm(c, s, w, w, 1e-5f), "layer_norm", "()");
     assert_ag_error(ag_layer_norm(c, x, w, w, -1.0f), "layer_norm", "eps", "-1");
+    ag_ctx_free(c);
 }
 
 int main(void)
@@ -879,14 +912,15 @@ int main(void)
         cmocka_unit_test(test_embedding_gradcheck),
         cmocka_unit_test(test_embedding_index_out_of_range),
         cmocka_unit_test(test_dropout_off_is_identity),
+        cmocka_unit_test(test_dropout_off_output_independent_of_input),
         cmocka_unit_test(test_dropout_zeroes_about_p_and_scales_the_rest),
         cmocka_unit_test(test_dropout_same_seed_same_mask),
         cmocka_unit_test(test_dropout_grad_is_mask_times_scale),
         cmocka_unit_test(test_dropout_gradcheck),
         cmocka_unit_test(test_dropout_bad_probability),
-        cmocka_unit_test_setup_teardown(test_layer_norm_by_hand, ctx_setup, ctx_teardown),
+        cmocka_unit_test(test_layer_norm_by_hand),
         cmocka_unit_test(test_layer_norm_gradcheck),
-        cmocka_unit_test_setup_teardown(test_layer_norm_errors, ctx_setup, ctx_teardown),
+        cmocka_unit_test(test_layer_norm_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -15,6 +15,9 @@
 
 #include "ag.h"
 
+/* A generator seeded with seed, for ag_rand/ag_randn (same numbers as ag_rng_new(seed)). */
+#define TEST_RNG(s) (&(ag_rng){.seed = (s), .counter = 0})
+
 /* ---- errors: the test handler records the message and returns, so the
  * failing op returns NULL and the test checks both. */
 
@@ -100,7 +103,7 @@ static inline ag_tensor *leaf(const float *data, int ndim, const int64_t *shape)
 /* A persistent leaf of N(0, std) values (seeded) that requires grad. */
 static inline ag_tensor *rand_leaf(uint64_t seed, float std, int ndim, const int64_t *shape)
 {
-    ag_tensor *t = ag_randn(NULL, seed, 0.0f, std, ndim, shape);
+    ag_tensor *t = ag_randn(NULL, TEST_RNG(seed), 0.0f, std, ndim, shape);
     ag_set_requires_grad(t, true);
     return t;
 }
@@ -128,19 +131,6 @@ static inline ag_tensor *weighted_sum(ag_ctx *c, ag_tensor *y)
 
 /* A float array literal: FLOATS(1, 2, 3). */
 #define FLOATS(...) ((const float[]){__VA_ARGS__})
-
-/* CMocka setup/teardown giving each test a fresh ag_ctx in *state. */
-static inline int ctx_setup(void **state)
-{
-    *state = ag_ctx_new();
-    return *state ? 0 : -1;
-}
-
-static inline int ctx_teardown(void **state)
-{
-    ag_ctx_free(*state);
-    return 0;
-}
 
 static inline void free_all(ag_tensor **ts, int n)
 {
