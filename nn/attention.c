@@ -38,7 +38,7 @@ ag_tensor *nn_head_forward(ag_ctx *c, const nn_head *h, ag_tensor *x, bool train
     ag_tensor *tmp[] = {k, q, scores, scaled, masked, att, v};
     for (size_t i = 0; i < sizeof tmp / sizeof *tmp; i++)
         ag_release(c, tmp[i]);
-    nn_release_unless(c, dropped, att);
+    ag_release(c, dropped);
     return out;
 }
 
@@ -114,7 +114,7 @@ ag_tensor *nn_mha_project(ag_ctx *c, const nn_mha *m, ag_tensor *att, bool train
 {
     ag_tensor *y = nn_linear_forward(c, &m->proj, att);
     ag_tensor *out = nn_dropout_forward(c, &m->dropout, y, training);
-    nn_release_unless(c, y, out);
+    ag_release(c, y);
     return out;
 }
 

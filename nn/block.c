@@ -23,7 +23,7 @@ ag_tensor *nn_feedforward_forward(ag_ctx *c, const nn_feedforward *f, ag_tensor 
     ag_tensor *out = nn_dropout_forward(c, &f->dropout, y, training);
     ag_release(c, pre); /* relu's backward reads its output, not pre */
     ag_release(c, h);
-    nn_release_unless(c, y, out);
+    ag_release(c, y);
     return out;
 }
 

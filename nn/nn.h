@@ -80,9 +80,6 @@ typedef struct {
 } nn_dropout;
 ag_tensor *nn_dropout_forward(ag_ctx *c, const nn_dropout *d, ag_tensor *x, bool training);
 
-/* ag_release(t) unless t is keep (a dropout in eval mode returns its input). */
-void nn_release_unless(ag_ctx *c, ag_tensor *t, const ag_tensor *keep);
-
 /* One head of causal self-attention: key, query, value Linears (n_embd ->
  * head_size, no bias); softmax(mask(q @ k^T * head_size^-0.5)), dropout, @ v.
  * (B, T, n_embd) -> (B, T, head_size). */

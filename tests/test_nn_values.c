@@ -513,7 +513,7 @@ static void test_block_cached_and_last_match_full(void **state)
             ag_fill_uniform(p.items[i], &rng, 0.5f, 1.5f);
     ag_ctx *c = ag_ctx_new();
     ag_set_grad_enabled(c, false);
-    ag_tensor *x = ag_randn(NULL, 3, 0, 1, AG_SHAPE(2, T, C));
+    ag_tensor *x = ag_randn(NULL, TEST_RNG(3), 0, 1, AG_SHAPE(2, T, C));
     ag_tensor *full = nn_block_forward(c, &b, x, false);                   /* (2, T, C) */
 
     /* the last position only, for each batch row */
