@@ -5,9 +5,9 @@
 bool ag_check_inputs(const char *op, ag_tensor *const *ts, int n)
 {
     for (int i = 0; i < n; i++) {
-        const ag_tensor *t = ts[i];
-        if (!t)
+        if (!ts[i])
             return false; /* an earlier op failed and reported */
+        const ag_node *t = ag_node_of(ts[i]);
         if (t->released) {
             ag_error("%s: input %d was given to ag_release and may not be used again", op, i);
             return false;

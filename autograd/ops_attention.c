@@ -281,12 +281,12 @@ static bool parallel_worth(const geom *g, int64_t pairs)
 
 static void attention_backward(ag_ctx *ctx, ag_tensor *out)
 {
-    ag_tensor *x = out->inputs[0];
+    ag_tensor *x = ag_input(out, 0);
     bool overwrite;
     float *gx = ag_grad_buf(ctx, x, &overwrite);
     if (!gx)
         return;
-    const attention_saved *s = out->saved;
+    const attention_saved *s = ag_saved(out);
     geom g = s->g;
     int64_t pairs = out->shape[0] * g.H, tile = g.T * g.T;
     bool par = parallel_worth(&g, pairs);
@@ -339,7 +339,7 @@ ag_tensor *ag_attention(ag_ctx *c, ag_tensor *qkv, int n_head, float scale, floa
     bool par = parallel_worth(&g, pairs);
     int nt = par ? omp_get_max_threads() : 1;
     /* P is kept for backward when the op was recorded; otherwise one tile per thread */
-    bool keep_p = out->op != NULL;
+    bool keep_p = ag_op_of(out) != NULL;
     float *P = keep_p ? ag_ctx_alloc(c, (size_t)(pairs * tile) * sizeof(float)) : NULL;
     int64_t per_thread = (keep_p ? 0 : tile) + (p > 0.0f ? tile : 0);
     float *scratch = per_thread ? ag_buf_alloc(c, nt * per_thread) : NULL;

@@ -111,7 +111,7 @@ static void binary_kernel(binary_kind kind, ag_tensor *out, const ag_tensor *a, 
  * dims it was broadcast along */
 static void sum_backward(ag_ctx *ctx, ag_tensor *out, float b_sign)
 {
-    ag_tensor *a = out->inputs[0], *b = out->inputs[1];
+    ag_tensor *a = ag_input(out, 0), *b = ag_input(out, 1);
     bool overwrite_a, overwrite_b;
     const float *g = out->grad;
     /* b first: a of out's shape may then take g's buffer (b == a has a grad by then) */
@@ -134,7 +134,7 @@ static void sub_backward(ag_ctx *ctx, ag_tensor *out) { sum_backward(ctx, out, -
  * over out's shape in scratch, then summed down. */
 static void product_backward(ag_ctx *ctx, ag_tensor *out, bool div)
 {
-    ag_tensor *a = out->inputs[0], *b = out->inputs[1];
+    ag_tensor *a = ag_input(out, 0), *b = ag_input(out, 1);
     bool overwrite_a, overwrite_b;
     int64_t n = out->numel;
     binary_kind ka = div ? BINARY_div : BINARY_mul; /* ga = g ka b */

@@ -23,8 +23,8 @@ static void kernel(float *y, const float *x, int64_t n, uint64_t seed, float p, 
 static void dropout_backward(ag_ctx *ctx, ag_tensor *out)
 {
     bool overwrite;
-    float *gx = ag_grad_buf(ctx, out->inputs[0], &overwrite);
-    const dropout_attr *at = out->saved;
+    float *gx = ag_grad_buf(ctx, ag_input(out, 0), &overwrite);
+    const dropout_attr *at = ag_saved(out);
     if (gx)
         kernel(gx, out->grad, out->numel, at->seed, at->p, overwrite);
 }

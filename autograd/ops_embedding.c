@@ -9,11 +9,11 @@ typedef struct {
 
 static void embedding_backward(ag_ctx *ctx, ag_tensor *out)
 {
-    ag_tensor *w = out->inputs[0];
+    ag_tensor *w = ag_input(out, 0);
     float *gw = ag_grad_of(ctx, w);
     if (!gw)
         return;
-    const embedding_attr *at = out->saved;
+    const embedding_attr *at = ag_saved(out);
     const int32_t *idx = at->idx;
     int64_t n = at->n, C = w->shape[1];
     /* split by columns, not rows: two rows may scatter into the same weight row */

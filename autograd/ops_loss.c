@@ -12,11 +12,11 @@ typedef struct {
 
 static void ce_backward(ag_ctx *ctx, ag_tensor *out)
 {
-    ag_tensor *x = out->inputs[0];
+    ag_tensor *x = ag_input(out, 0);
     float *gx = ag_grad_of(ctx, x);
     if (!gx)
         return;
-    const ce_saved *s = out->saved;
+    const ce_saved *s = ag_saved(out);
     int64_t N = x->shape[0], C = x->shape[1];
     int ignore = s->ignore_index;
     float scale = out->grad[0] / (float)s->count;
@@ -70,7 +70,7 @@ ag_tensor *ag_cross_entropy(ag_ctx *c, ag_tensor *logits, const ag_index *target
     s->lse = ag_ctx_alloc(c, (size_t)N * sizeof(double));
     s->count = count;
     s->ignore_index = ignore_index;
-    out->saved = s;
+    ag_node_of(out)->saved = s;
     double total = 0;
     AG_PARALLEL_FOR(N * C > AG_PAR_MIN, reduction(+ : total),
     for (int64_t n = 0; n < N; n++) {

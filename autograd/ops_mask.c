@@ -25,8 +25,8 @@ static uint8_t *expand_mask(ag_ctx *c, const ag_tensor *a, const ag_tensor *mask
 
 static void masked_fill_backward(ag_ctx *ctx, ag_tensor *out)
 {
-    float *gx = ag_grad_of(ctx, out->inputs[0]);
-    const uint8_t *m = out->saved;
+    float *gx = ag_grad_of(ctx, ag_input(out, 0));
+    const uint8_t *m = ag_saved(out);
     if (gx)
         AG_PARALLEL_FOR(out->numel > AG_PAR_MIN, ,
         for (int64_t i = 0; i < out->numel; i++)
@@ -56,7 +56,7 @@ ag_tensor *ag_masked_fill(ag_ctx *c, ag_tensor *a, const ag_tensor *mask, float 
     if (!out)
         return NULL;
     uint8_t *m = expand_mask(c, a, mask);
-    out->saved = m;
+    ag_node_of(out)->saved = m;
     AG_PARALLEL_FOR(a->numel > AG_PAR_MIN, ,
     for (int64_t i = 0; i < a->numel; i++)
         out->data[i] = m[i] ? value : a->data[i];
@@ -91,7 +91,7 @@ static void causal_kernel(float *y, const float *x, int64_t rows, int64_t T, int
 static void causal_backward(ag_ctx *ctx, ag_tensor *out)
 {
     bool overwrite;
-    float *gx = ag_grad_buf(ctx, out->inputs[0], &overwrite);
+    float *gx = ag_grad_buf(ctx, ag_input(out, 0), &overwrite);
     int64_t T = out->shape[out->ndim - 2], S = out->shape[out->ndim - 1];
     /* an overwritten grad is the forward itself with 0 as the masked value */
     if (gx)

@@ -73,8 +73,8 @@ static int64_t *seq_offsets(ag_ctx *c, int64_t nb, int64_t step)
 /* The products' grads, and with bias (linear's), the bias's. */
 static void product_grads(ag_ctx *ctx, ag_tensor *out, ag_tensor *bias)
 {
-    ag_tensor *a = out->inputs[0], *b = out->inputs[1];
-    const plan *p = out->saved;
+    ag_tensor *a = ag_input(out, 0), *b = ag_input(out, 1);
+    const plan *p = ag_saved(out);
     bool nt = p->nt;
     int64_t M = a->shape[a->ndim - 2], K = a->shape[a->ndim - 1];
     int64_t N = out->shape[out->ndim - 1];
@@ -127,7 +127,7 @@ static void matmul_backward(ag_ctx *ctx, ag_tensor *out) { product_grads(ctx, ou
 /* linear's inputs: x, w, and the bias when it has one */
 static void linear_backward(ag_ctx *ctx, ag_tensor *out)
 {
-    product_grads(ctx, out, out->ninputs > 2 ? out->inputs[2] : NULL);
+    product_grads(ctx, out, ag_num_inputs(out) > 2 ? ag_input(out, 2) : NULL);
 }
 
 static const ag_op matmul_op = {"matmul", matmul_backward, AG_IN(0) | AG_IN(1)};
@@ -175,7 +175,7 @@ static ag_tensor *matmul(ag_ctx *c, const ag_op *op, ag_tensor *a, ag_tensor *b,
     p->b_bcast = offsets(c, b, nbd, shape, nb, &p->ob);
     p->fold = !p->a_bcast && b->numel == K * N;
     p->nt = nt;
-    out->saved = p;
+    ag_node_of(out)->saved = p;
     float beta = 0.0f;
     if (bias) { /* rows start as the bias and the product adds to them: no second pass */
         int64_t rows = nb * M;

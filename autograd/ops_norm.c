@@ -73,7 +73,7 @@ static void norm_grad_rows(float *gx, bool overwrite, float *gw_part, float *gb_
 
 static void norm_backward(ag_ctx *ctx, ag_tensor *out)
 {
-    ag_tensor *x = out->inputs[0], *w = out->inputs[1], *b = out->inputs[2];
+    ag_tensor *x = ag_input(out, 0), *w = ag_input(out, 1), *b = ag_input(out, 2);
     bool overwrite_x, overwrite_w, overwrite_b;
     float *gx = ag_grad_buf(ctx, x, &overwrite_x), *gw = ag_grad_buf(ctx, w, &overwrite_w);
     float *gb = ag_grad_buf(ctx, b, &overwrite_b);
@@ -83,7 +83,7 @@ static void norm_backward(ag_ctx *ctx, ag_tensor *out)
     /* per thread: gw and gb partial sums, and two rows of scratch */
     float *part = ag_scratch(ctx, (size_t)(nt * 4 * C) * sizeof(float));
     memset(part, 0, (size_t)(nt * 4 * C) * sizeof(float));
-    const norm_saved *s = out->saved;
+    const norm_saved *s = ag_saved(out);
     if (par) {
 #pragma omp parallel num_threads(nt)
         {
@@ -137,7 +137,7 @@ ag_tensor *ag_layer_norm(ag_ctx *c, ag_tensor *x, ag_tensor *w, ag_tensor *b, fl
     norm_saved *s = ag_ctx_alloc(c, sizeof *s);
     s->mean = ag_ctx_alloc(c, (size_t)rows * sizeof(float));
     s->rstd = ag_ctx_alloc(c, (size_t)rows * sizeof(float));
-    out->saved = s;
+    ag_node_of(out)->saved = s;
     if (x->numel > AG_PAR_MIN) {
 #pragma omp parallel
         {

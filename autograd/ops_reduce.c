@@ -48,12 +48,12 @@ static void sum_kernel(float *y, const float *x, int64_t outer, int64_t n, int64
 
 static void sum_backward(ag_ctx *ctx, ag_tensor *out)
 {
-    ag_tensor *x = out->inputs[0];
+    ag_tensor *x = ag_input(out, 0);
     bool overwrite;
     float *gx = ag_grad_buf(ctx, x, &overwrite);
     if (!gx)
         return;
-    const reduce_attr *at = out->saved;
+    const reduce_attr *at = ag_saved(out);
     int64_t outer = at->outer, n = at->n, inner = at->inner;
     float scale = at->scale;
     const float *g = out->grad;
@@ -110,11 +110,11 @@ static void max_kernel(float *y, int32_t *arg, const float *x, int64_t outer, in
 
 static void max_backward(ag_ctx *ctx, ag_tensor *out)
 {
-    ag_tensor *x = out->inputs[0];
+    ag_tensor *x = ag_input(out, 0);
     float *gx = ag_grad_of(ctx, x);
     if (!gx)
         return;
-    const reduce_attr *at = out->saved;
+    const reduce_attr *at = ag_saved(out);
     int64_t outer = at->outer, n = at->n, inner = at->inner;
     const int32_t *arg = at->arg;
     for (int64_t o = 0; o < outer; o++)

@@ -7,7 +7,7 @@
 
 static void reshape_backward(ag_ctx *ctx, ag_tensor *out)
 {
-    ag_tensor *x = out->inputs[0];
+    ag_tensor *x = ag_input(out, 0);
     if (ag_grad_pass(out, x))
         return;
     bool overwrite;
@@ -119,10 +119,10 @@ static void permute_kernel(const ag_tensor *in, const ag_tensor *out, const int6
 
 static void permute_backward(ag_ctx *ctx, ag_tensor *out)
 {
-    ag_tensor *x = out->inputs[0];
+    ag_tensor *x = ag_input(out, 0);
     bool overwrite;
     float *gx = ag_grad_buf(ctx, x, &overwrite);
-    const permute_attr *at = out->saved;
+    const permute_attr *at = ag_saved(out);
     if (gx)
         permute_kernel(x, out, at->perm, gx, out->grad, true, overwrite);
 }
@@ -218,11 +218,11 @@ typedef struct {
 
 static void concat_backward(ag_ctx *ctx, ag_tensor *out)
 {
-    int axis = ((const concat_attr *)out->saved)->axis;
+    int axis = ((const concat_attr *)ag_saved(out))->axis;
     int64_t outer, inner, off = 0;
     outer_inner(out, axis, &outer, &inner);
-    for (int k = 0; k < out->ninputs; k++) {
-        ag_tensor *x = out->inputs[k];
+    for (int k = 0; k < ag_num_inputs(out); k++) {
+        ag_tensor *x = ag_input(out, k);
         bool overwrite; /* each input's grad is exactly its block: it may be overwritten */
         float *gx = ag_grad_buf(ctx, x, &overwrite);
         if (gx)
@@ -279,11 +279,11 @@ typedef struct {
 
 static void slice_backward(ag_ctx *ctx, ag_tensor *out)
 {
-    ag_tensor *x = out->inputs[0];
+    ag_tensor *x = ag_input(out, 0);
     float *gx = ag_grad_of(ctx, x);
     if (!gx)
         return;
-    const slice_attr *at = out->saved;
+    const slice_attr *at = ag_saved(out);
     int axis = at->axis;
     int64_t outer, inner;
     outer_inner(x, axis, &outer, &inner);

@@ -91,14 +91,14 @@ static const ag_op softmax_op, log_softmax_op;
 /* softmax: gx (+)= y (g - sum g y);  log_softmax: gx (+)= g - exp(y) sum g */
 static void backward(ag_ctx *ctx, ag_tensor *out)
 {
-    ag_tensor *x = out->inputs[0];
+    ag_tensor *x = ag_input(out, 0);
     bool overwrite;
     float *gx = ag_grad_buf(ctx, x, &overwrite);
     if (!gx)
         return;
-    const softmax_attr *at = out->saved;
+    const softmax_attr *at = ag_saved(out);
     int64_t outer = at->outer, n = at->n, inner = at->inner;
-    bool log_ = out->op == &log_softmax_op;
+    bool log_ = ag_op_of(out) == &log_softmax_op;
     const float *y = out->data, *g = out->grad;
     if (inner == 1) { /* contiguous rows */
         AG_PARALLEL_FOR(outer * n > AG_PAR_MIN, ,

@@ -98,12 +98,12 @@ _Static_assert(sizeof ops / sizeof *ops == UNARY_COUNT, "one ag_op per unary kin
 
 static void unary_backward(ag_ctx *ctx, ag_tensor *out)
 {
-    ag_tensor *x = out->inputs[0];
+    ag_tensor *x = ag_input(out, 0);
     bool overwrite;
     float *gx = ag_grad_buf(ctx, x, &overwrite);
-    const scalar_attr *at = out->saved;
+    const scalar_attr *at = ag_saved(out);
     if (gx)
-        backward((unary_kind)(out->op - ops), at ? at->s : 0.0f, gx, overwrite, out->grad,
+        backward((unary_kind)(ag_op_of(out) - ops), at ? at->s : 0.0f, gx, overwrite, out->grad,
                  x->data, out->data, out->numel);
 }
 

@@ -1,8 +1,11 @@
-/* internal.h - what the engine's files share and users don't see. */
+/* internal.h - what the engine's files share and users don't see: the
+ * tensor's private tail, the arena and ctx, and the kernels' helpers. Only
+ * the library's sources (and tests and tools that link its objects) have
+ * this folder on their include path. */
 #ifndef AG_INTERNAL_H
 #define AG_INTERNAL_H
 
-#include "ag.h"
+#include "ag_op.h"
 
 #include <math.h>
 #include <string.h>
@@ -24,6 +27,41 @@
         }                                                                    \
     } while (0)
 #define AG_STR(x) #x
+
+/* ---------------------------------------------------------------- tensors */
+
+/* A tensor with the engine's state after its public part, in one allocation:
+ * every tensor the library hands out is an ag_node, so ag_node_of is a cast. */
+typedef struct {
+    ag_tensor pub;                  /* first */
+
+    /* graph; set by ops, read by backward. A leaf has op == NULL. */
+    const ag_op *op;
+    int ninputs;
+    ag_tensor **inputs;
+    void *saved;                    /* the op's attributes and whatever it kept for backward */
+
+    /* ownership: the ctx whose arena holds it (NULL: persistent) and that
+     * arena's generation when it was made, to catch use after a reset. */
+    ag_ctx *owner;
+    uint64_t generation;
+    ag_tensor *view_of;             /* a view's base, whose buffer it shares */
+    int32_t saved_refs;             /* backwards (and live views) that read its data */
+    bool requires_grad;
+    bool retain_grad;
+    bool owns_data;                 /* its data is its own, not a view of another's */
+    bool visited;                   /* set only during a graph traversal */
+    bool released;                  /* ag_release was called on it */
+} ag_node;
+
+static inline ag_node *ag_node_of(const ag_tensor *t) { return (ag_node *)(uintptr_t)t; }
+
+/* ag_op.h's accessors, inlined inside the library (graph.c defines the
+ * exported functions as (ag_input)(...), which the macros leave alone). */
+#define ag_op_of(t) (ag_node_of(t)->op)
+#define ag_num_inputs(out) (ag_node_of(out)->ninputs)
+#define ag_input(out, i) (ag_node_of(out)->inputs[(i)])
+#define ag_saved(out) ((void *)ag_node_of(out)->saved)
 
 /* ---------------------------------------------------------------- arena */
 
@@ -95,18 +133,11 @@ float *ag_grad_buf(ag_ctx *ctx, ag_tensor *t, bool *overwrite);
  * the caller copies or adds as usual. */
 bool ag_grad_pass(ag_tensor *out, ag_tensor *t);
 
-/* A copy of the op's attributes (bytes at attr) in ctx's arena, kept as
- * out's saved state for its backward, when out was recorded; else NULL
- * (nothing will read them). */
-void *ag_save(ag_ctx *ctx, ag_tensor *out, const void *attr, size_t bytes);
-
 /* Memory for a backward's temporaries, valid until that node's backward ends. */
 void *ag_scratch(ag_ctx *ctx, size_t bytes);
 
 /* ---------------------------------------------------------------- checks */
 
-/* Reports the error for the first NULL or stale input; true if all good. */
-bool ag_check_inputs(const char *op, ag_tensor *const *ts, int n);
 /* Turns axis (negative counts from the end) into an index of t's dims, or reports. */
 bool ag_resolve_axis(const char *op, const ag_tensor *t, int *axis);
 /* "(2, 3)" */
