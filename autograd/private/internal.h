@@ -189,19 +189,20 @@ static inline uint64_t ag_hash64(uint64_t seed, uint64_t i)
 
 /* Eight floats as one vector (GCC/clang vector extension): for reductions
  * over short rows, where `omp simd reduction` spills its lanes to the stack
- * and sums them back one by one. */
+ * and sums them back one by one. No function takes or returns one by value:
+ * built without AVX (-Dnative=false) that would be a call across an ABI that
+ * differs between AVX and non-AVX code (GCC's -Wpsabi). */
 typedef float ag_v8 __attribute__((vector_size(32)));
+/* the same, at any float's alignment, and allowed to alias floats */
+typedef float ag_v8u __attribute__((vector_size(32), aligned(4), may_alias));
 
-static inline ag_v8 ag_load8(const float *p)
-{
-    ag_v8 v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
+/* The eight floats at p as a vector value (an unaligned load). */
+#define ag_load8(p) (*(const ag_v8u *)(const void *)(p))
 
-static inline float ag_hsum8(ag_v8 v)
+static inline float ag_hsum8(const ag_v8 *v)
 {
-    return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
+    const ag_v8 x = *v;
+    return ((x[0] + x[4]) + (x[1] + x[5])) + ((x[2] + x[6]) + (x[3] + x[7]));
 }
 
 /* sum of a[i] * b[i], i < n */
@@ -211,7 +212,7 @@ static inline float ag_dot(const float *a, const float *b, int64_t n)
     int64_t i = 0;
     for (; i + 8 <= n; i += 8)
         acc += ag_load8(a + i) * ag_load8(b + i);
-    float s = ag_hsum8(acc);
+    float s = ag_hsum8(&acc);
     for (; i < n; i++)
         s += a[i] * b[i];
     return s;
@@ -224,7 +225,7 @@ static inline float ag_sumf(const float *a, int64_t n)
     int64_t i = 0;
     for (; i + 8 <= n; i += 8)
         acc += ag_load8(a + i);
-    float s = ag_hsum8(acc);
+    float s = ag_hsum8(&acc);
     for (; i < n; i++)
         s += a[i];
     return s;
