@@ -4,11 +4,11 @@
 # no header declares is an internal one leaking (the library is built with
 # hidden visibility, so it lacks its AG_API/NN_API mark elsewhere), and a
 # declared function that is not exported is one a user cannot link.
-# The declarations come from the compiler ($CC, GCC's -aux-info) reading the
-# headers (INCDIR: where the headers they include live); the exports from
-# `nm -D --defined-only`. Names starting with _ belong to the toolchain
-# (sanitizers, coverage) and are left out. Exit 77 (meson: skipped) when
-# nm is missing or the compiler cannot list declarations.
+# The declarations come from the compiler ($CC, else gcc: GCC's -aux-info)
+# reading the headers (INCDIR: where the headers they include live); the exports from
+# `nm -D --defined-only`. Names not starting with a letter belong to the
+# toolchain (sanitizers, coverage, clang's OpenMP) and are left out. Exit 77 (meson: skipped) when
+# nm is missing or no compiler can list declarations.
 set -eu
 lib=$1 incdir=$2
 shift 2
@@ -21,9 +21,13 @@ trap 'rm -rf "$work"' EXIT
 for h in "$@"; do
     echo "#include \"$(realpath "$h")\"" >>"$work/all.c"
 done
-# shellcheck disable=SC2086 # CC may be a command with arguments
-if ! $cc -std=c11 -I"$incdir" -fsyntax-only -aux-info "$work/aux.txt" "$work/all.c" 2>"$work/cc.err"; then
-    echo "check_exports: $cc cannot list declarations (-aux-info), skipped"
+# -aux-info is GCC's: with another compiler (clang), gcc reads the headers if present
+list_decls() {
+    # shellcheck disable=SC2086 # a compiler may be a command with arguments
+    $1 -std=c11 -I"$incdir" -fsyntax-only -aux-info "$work/aux.txt" "$work/all.c" 2>"$work/cc.err"
+}
+if ! list_decls "$cc" && ! { command -v gcc >/dev/null 2>&1 && list_decls gcc; }; then
+    echo "check_exports: neither $cc nor gcc can list declarations (-aux-info), skipped"
     cat "$work/cc.err"
     exit 77
 fi
@@ -32,7 +36,7 @@ for h in "$@"; do
     grep -F "/* $(realpath "$h"):" "$work/aux.txt" || true
 done | grep ' \*/ extern ' | sed -E 's/\(.*//; s/.*[ *]([A-Za-z_][A-Za-z0-9_]*) *$/\1/' |
     sort -u >"$work/declared"
-nm -D --defined-only "$lib" | awk 'NF == 3 { print $3 }' | sed 's/@.*//' | grep -v '^_' |
+nm -D --defined-only "$lib" | awk 'NF == 3 { print $3 }' | sed 's/@.*//' | grep '^[A-Za-z]' |
     sort -u >"$work/exported"
 
 status=0
