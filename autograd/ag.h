@@ -109,8 +109,10 @@ AG_API ag_tensor *ag_scalar(ag_ctx *ctx, float v);
 /* Uniform in [lo, hi) / normal(mean, std), drawn from rng, or from ctx's generator
  * (ag_ctx_manual_seed) when rng is NULL, as torch.rand's generator= argument. With
  * ctx NULL the tensor is persistent and rng is required. */
-AG_API ag_tensor *ag_rand(ag_ctx *ctx, ag_rng *rng, float lo, float hi, int ndim, const int64_t *shape);
-AG_API ag_tensor *ag_randn(ag_ctx *ctx, ag_rng *rng, float mean, float std, int ndim, const int64_t *shape);
+AG_API ag_tensor *ag_rand(ag_ctx *ctx, ag_rng *rng, float lo, float hi, int ndim,
+                          const int64_t *shape);
+AG_API ag_tensor *ag_randn(ag_ctx *ctx, ag_rng *rng, float mean, float std, int ndim,
+                           const int64_t *shape);
 /* Persistent leaf that requires grad and carries a name (copied); zeroed. */
 AG_API ag_tensor *ag_param(const char *name, int ndim, const int64_t *shape);
 /* Frees a persistent tensor (its data, grad and name); no-op for NULL. */
@@ -136,14 +138,14 @@ AG_API void ag_print(FILE *f, const ag_tensor *t);
 
 AG_API ag_index *ag_index_new(ag_ctx *ctx, const int32_t *data, int ndim, const int64_t *shape);
 AG_API void ag_index_free(ag_index *ix); /* persistent (ctx NULL) index arrays only */
-
-/* ---------------------------------------------------------------- fills */
-
-AG_API ag_rng ag_rng_new(uint64_t seed);
+                          
+                          /* ---------------------------------------------------------------- fills */
+                          
+                          AG_API ag_rng ag_rng_new(uint64_t seed);
 AG_API uint64_t ag_rng_next(ag_rng *r);
 AG_API float ag_rng_uniform(ag_rng *r);                /* [0, 1) */
-AG_API float ag_rng_normal(ag_rng *r);                 /* N(0, 1) */
-AG_API void ag_fill(ag_tensor *t, float v);
+                            AG_API float ag_rng_normal(ag_rng *r);                 /* N(0, 1) */
+                            AG_API void ag_fill(ag_tensor *t, float v);
 AG_API void ag_fill_uniform(ag_tensor *t, ag_rng *r, float lo, float hi);
 AG_API void ag_fill_normal(ag_tensor *t, ag_rng *r, float mean, float std);
 
@@ -217,16 +219,16 @@ AG_API ag_tensor *ag_div(ag_ctx *c, ag_tensor *a, ag_tensor *b);
 
 /* Elementwise, shape kept. */
 AG_API ag_tensor *ag_add_scalar(ag_ctx *c, ag_tensor *a, float s);   /* a + s */
-AG_API ag_tensor *ag_mul_scalar(ag_ctx *c, ag_tensor *a, float s);   /* a * s */
-AG_API ag_tensor *ag_pow_scalar(ag_ctx *c, ag_tensor *a, float p);   /* a ^ p */
-AG_API ag_tensor *ag_neg(ag_ctx *c, ag_tensor *a);
+                                AG_API ag_tensor *ag_mul_scalar(ag_ctx *c, ag_tensor *a, float s);   /* a * s */
+                                AG_API ag_tensor *ag_pow_scalar(ag_ctx *c, ag_tensor *a, float p);   /* a ^ p */
+                                AG_API ag_tensor *ag_neg(ag_ctx *c, ag_tensor *a);
 AG_API ag_tensor *ag_exp(ag_ctx *c, ag_tensor *a);
 AG_API ag_tensor *ag_log(ag_ctx *c, ag_tensor *a);
 AG_API ag_tensor *ag_sqrt(ag_ctx *c, ag_tensor *a);
 AG_API ag_tensor *ag_rsqrt(ag_ctx *c, ag_tensor *a);                  /* 1 / sqrt(a) */
-AG_API ag_tensor *ag_relu(ag_ctx *c, ag_tensor *a);
+                           AG_API ag_tensor *ag_relu(ag_ctx *c, ag_tensor *a);
 AG_API ag_tensor *ag_gelu(ag_ctx *c, ag_tensor *a);                   /* tanh approximation */
-AG_API ag_tensor *ag_tanh(ag_ctx *c, ag_tensor *a);
+                          AG_API ag_tensor *ag_tanh(ag_ctx *c, ag_tensor *a);
 AG_API ag_tensor *ag_sigmoid(ag_ctx *c, ag_tensor *a);
 
 /* Reductions over one axis (negative counts from the end); keepdim keeps it as size 1. */
@@ -250,7 +252,8 @@ AG_API ag_tensor *ag_concat(ag_ctx *c, ag_tensor *const *ts, int n, int axis);
 AG_API ag_tensor *ag_slice(ag_ctx *c, ag_tensor *a, int axis, int64_t start, int64_t end);
 /* Splits a along axis into n pieces of sizes[i] (summing to the axis size), into out[n];
  * as torch.split(a, sizes, axis). */
-AG_API bool ag_split(ag_ctx *c, ag_tensor *a, const int64_t *sizes, int n, int axis, ag_tensor **out);
+AG_API bool ag_split(ag_ctx *c, ag_tensor *a, const int64_t *sizes, int n, int axis,
+                     ag_tensor **out);
 
 /* (..., M, K) @ (..., K, N) -> (..., M, N), batch dims broadcast; both at least 2-D. */
 AG_API ag_tensor *ag_matmul(ag_ctx *c, ag_tensor *a, ag_tensor *b);
@@ -272,7 +275,8 @@ AG_API ag_tensor *ag_softmax(ag_ctx *c, ag_tensor *a, int axis);
 AG_API ag_tensor *ag_log_softmax(ag_ctx *c, ag_tensor *a, int axis);
 /* Mean over rows n with targets[n] != ignore_index of -log softmax(logits)[n, targets[n]]:
  * (N, C) logits, (N) targets -> 0-dim. Pass ignore_index -100 as PyTorch does. */
-AG_API ag_tensor *ag_cross_entropy(ag_ctx *c, ag_tensor *logits, const ag_index *targets, int ignore_index);
+AG_API ag_tensor *ag_cross_entropy(ag_ctx *c, ag_tensor *logits, const ag_index *targets,
+                                   int ignore_index);
 
 /* weight (V, C) gathered by idx (...) -> (..., C); repeated indices add their grads. */
 AG_API ag_tensor *ag_embedding(ag_ctx *c, ag_tensor *weight, const ag_index *idx);
@@ -281,7 +285,8 @@ AG_API ag_tensor *ag_embedding(ag_ctx *c, ag_tensor *weight, const ag_index *idx
  * bias (C) -> (..., C) = (x - mean) / sqrt(var + eps) * weight + bias per row, var
  * biased; the same function as composing mean, sub, mul, mean, add_scalar, rsqrt,
  * mul, mul, add. */
-AG_API ag_tensor *ag_layer_norm(ag_ctx *c, ag_tensor *x, ag_tensor *weight, ag_tensor *bias, float eps);
+AG_API ag_tensor *ag_layer_norm(ag_ctx *c, ag_tensor *x, ag_tensor *weight, ag_tensor *bias,
+                                float eps);
 
 /* Causal self-attention of n_head heads packed side by side, one op:
  * qkv (B, T, 3C) holds q | k | v, each C = n_head * hs wide with head h in
@@ -290,7 +295,7 @@ AG_API ag_tensor *ag_layer_norm(ag_ctx *c, ag_tensor *x, ag_tensor *weight, ag_t
  * the dropout mask being ag_dropout's over the (B, n_head, T, T) weights; the
  * same function as composing matmul_nt, causal_mask, softmax, dropout, matmul. */
 AG_API ag_tensor *ag_attention(ag_ctx *c, ag_tensor *qkv, int n_head, float scale, float dropout,
-                        bool training);
+                               bool training);
 
 /* Zeroes each element with probability p and scales the rest by 1/(1-p),
  * using ctx's generator. When !training or p == 0 it returns a new view of a
@@ -320,7 +325,7 @@ AG_API ag_gradcheck_opts ag_gradcheck_defaults(void);
  * directions otherwise. Inputs must be persistent (made with a NULL ctx);
  * their data is restored and their grads left zeroed. opts may be NULL. */
 AG_API bool ag_gradcheck(ag_gradcheck_fn f, ag_tensor *const *inputs, int n, void *user,
-                  ag_gradcheck_opts *opts);
+                         ag_gradcheck_opts *opts);
 
 #ifdef __cplusplus
 }
