@@ -61,7 +61,9 @@ static int row_mode(const ag_tensor *t, const ag_tensor *out, int64_t rows, int6
     return suffix ? SUFFIX : GENERAL;
 }
 
-/* out = a op b over out's shape, a and b read through broadcast strides */
+/* out = a op b over out's shape, a and b read through broadcast strides.
+ * Reads only the tensors' public part (shape, data): the backwards pass
+ * stack copies of out that point at grad or scratch memory. */
 static void binary_kernel(binary_kind kind, ag_tensor *out, const ag_tensor *a, const ag_tensor *b, bool overwrite)
 {
     int nd = out->ndim;

@@ -151,7 +151,7 @@ static ag_tensor *matmul(ag_ctx *c, const ag_op *op, ag_tensor *a, ag_tensor *b,
     }
     int64_t M = a->shape[a->ndim - 2], K = a->shape[a->ndim - 1];
     int64_t Kb = b->shape[b->ndim - (nt ? 1 : 2)], N = b->shape[b->ndim - (nt ? 2 : 1)];
-    /* the batch dims broadcast like elementwise shapes */
+    /* the batch dims broadcast like elementwise shapes (stack copies: public part only) */
     ag_tensor ba = *a, bb = *b;
     ba.ndim -= 2;
     bb.ndim -= 2;
