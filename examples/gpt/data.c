@@ -200,8 +200,8 @@ bool gpt_data_check_block(const gpt_data *d, int64_t block_size, char *err, size
     int64_t train = d->n_train, val = d->n - d->n_train;
     int64_t small = train < val ? train : val;
     /* small <= block_size, not small < block_size + 1: that overflows for
-     * block_size INT64_MAX (found by tests/fuzz/fuzz_text.c); the message's
-     * block_size + 1 is computed unsigned for the same reason */
+     * block_size INT64_MAX; the message's block_size + 1 is computed unsigned
+     * for the same reason */
     if (small <= block_size) {
         snprintf(err, errlen,
                  "the text is too small for block size %lld: the %s split has %lld characters, "
