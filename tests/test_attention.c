@@ -30,7 +30,8 @@ static ag_tensor *composed(ag_ctx *c, ag_tensor *qkv, int H, float scale, float 
  * row 1 weighs (q1 k0, q1 k1) = (0, ln 3) -> softmax (1/4, 3/4) -> 2/4 + 18/4 = 5. */
 static void test_attention_by_hand(void **state)
 {
-    ag_ctx *c = *state;
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
     ag_tensor *qkv = ag_from_data(c, FLOATS(7.0f, 0.0f, 2.0f, /**/ 1.0f, 1.0986123f, 6.0f),
                                   SHP(1, 2, 3));
     ag_tensor *y = ag_attention(c, qkv, 1, 1.0f, 0.0f, false);
@@ -44,6 +45,7 @@ static void test_attention_by_hand(void **state)
     ag_tensor *y2 = ag_attention(c, two, 2, 1.0f, 0.0f, false);
     /* head 1: q1 = 1, k = (5, 5): equal weights -> (-1 + 3) / 2 = 1 */
     assert_close(y2->data, FLOATS(2.0f, -1.0f, 5.0f, 1.0f), 4, 1e-6);
+    ag_ctx_free(c);
 }
 
 /* ag_attention against the composition: outputs and grads of qkv, into a
@@ -129,7 +131,8 @@ static void test_attention_threads_agree(void **state)
 /* Without grad nothing is kept for backward; the values are the same. */
 static void test_attention_no_grad_same_values(void **state)
 {
-    ag_ctx *c = *state;
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
     ag_tensor *qkv = rand_leaf(8, 1.0f, SHP(3, 100, 24));
     ag_tensor *with = ag_attention(c, qkv, 2, 0.3f, 0.1f, false);
     ag_set_grad_enabled(c, false);
@@ -139,6 +142,7 @@ static void test_attention_no_grad_same_values(void **state)
     assert_null(without->op);
     assert_memory_equal(with->data, without->data, (size_t)with->numel * sizeof(float));
     ag_tensor_free(qkv);
+    ag_ctx_free(c);
 }
 
 static ag_tensor *f_attention(ag_ctx *c, ag_tensor *const *in, int n, void *user)
@@ -167,7 +171,8 @@ static void test_attention_gradcheck(void **state)
 
 static void test_attention_errors(void **state)
 {
-    ag_ctx *c = *state;
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
     ag_tensor *x2 = ag_zeros(c, SHP(4, 12));
     ag_tensor *x = ag_zeros(c, SHP(2, 4, 12));
     assert_ag_error(ag_attention(c, x2, 2, 1.0f, 0.0f, true), "attention", "(4, 12)", "n_head 2");
@@ -180,19 +185,19 @@ static void test_attention_errors(void **state)
     assert_null(ag_attention(c, NULL, 2, 1.0f, 0.0f, true));
     assert_int_equal(error_count, 0);
     ag_set_error_handler(NULL, NULL);
+    ag_ctx_free(c);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_attention_by_hand, ctx_setup, ctx_teardown),
+        cmocka_unit_test(test_attention_by_hand),
         cmocka_unit_test(test_attention_matches_composition),
         cmocka_unit_test(test_attention_matches_composition_with_dropout),
         cmocka_unit_test(test_attention_threads_agree),
-        cmocka_unit_test_setup_teardown(test_attention_no_grad_same_values, ctx_setup,
-                                        ctx_teardown),
+        cmocka_unit_test(test_attention_no_grad_same_values),
         cmocka_unit_test(test_attention_gradcheck),
-        cmocka_unit_test_setup_teardown(test_attention_errors, ctx_setup, ctx_teardown),
+        cmocka_unit_test(test_attention_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

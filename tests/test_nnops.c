@@ -800,7 +800,8 @@ static void test_ag_expf_matches_expf(void **state)
  * 0.8944272, -0.3291796). Row (5, 5, 5, 5): x_hat 0, y = b. */
 static void test_layer_norm_by_hand(void **state)
 {
-    ag_ctx *c = *state;
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
     ag_tensor *x = ag_from_data(c, FLOATS(1, 2, 3, 4, 5, 5, 5, 5), SHP(2, 4));
     ag_tensor *w = ag_from_data(c, FLOATS(1, 1, 2, 0.5f), SHP(4));
     ag_tensor *b = ag_from_data(c, FLOATS(0, 1, 0, -1), SHP(4));
@@ -808,6 +809,7 @@ static void test_layer_norm_by_hand(void **state)
     assert_close(y->data, FLOATS(-1.3416408f, 0.5527864f, 0.8944272f, -0.3291796f), 4, 1e-6);
     ag_tensor *y2 = ag_layer_norm(c, x, w, b, 1e-5f);
     assert_close(y2->data + 4, FLOATS(0, 1, 0, -1), 4, 0.0); /* a constant row: 0 / sqrt(eps) */
+    ag_ctx_free(c);
 }
 
 static ag_tensor *f_layer_norm(ag_ctx *c, ag_tensor *const *in, int n, void *user)
@@ -834,13 +836,15 @@ static void test_layer_norm_gradcheck(void **state)
 
 static void test_layer_norm_errors(void **state)
 {
-    ag_ctx *c = *state;
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
     ag_tensor *x = ag_zeros(c, SHP(2, 4)), *w = ag_ones(c, SHP(4)), *w3 = ag_ones(c, SHP(3));
     ag_tensor *s = ag_zeros(c, 0, NULL);
     assert_ag_error(ag_layer_norm(c, x, w3, w, 1e-5f), "layer_norm", "(2, 4)", "(3)");
     assert_ag_error(ag_layer_norm(c, x, w, w3, 1e-5f), "layer_norm", "(3)");
     assert_ag_error(ag_layer_norm(c, s, w, w, 1e-5f), "layer_norm", "()");
     assert_ag_error(ag_layer_norm(c, x, w, w, -1.0f), "layer_norm", "eps", "-1");
+    ag_ctx_free(c);
 }
 
 int main(void)
@@ -884,9 +888,9 @@ int main(void)
         cmocka_unit_test(test_dropout_grad_is_mask_times_scale),
         cmocka_unit_test(test_dropout_gradcheck),
         cmocka_unit_test(test_dropout_bad_probability),
-        cmocka_unit_test_setup_teardown(test_layer_norm_by_hand, ctx_setup, ctx_teardown),
+        cmocka_unit_test(test_layer_norm_by_hand),
         cmocka_unit_test(test_layer_norm_gradcheck),
-        cmocka_unit_test_setup_teardown(test_layer_norm_errors, ctx_setup, ctx_teardown),
+        cmocka_unit_test(test_layer_norm_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -36,7 +36,8 @@ static ag_tensor *shuffled_234(ag_ctx *c)
 /* axis 0: x[0,j,k] + x[1,j,k] = 2 (4 j + k) + 12 */
 static void test_sum_first_axis(void **state)
 {
-    ag_ctx *c = *state;
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
     ag_tensor *x = iota_234(c);
     const float *want = FLOATS(12, 14, 16, 18, 20, 22, 24, 26, 28, 30, 32, 34);
     ag_tensor *y = ag_sum(c, x, 0, false);
@@ -45,12 +46,14 @@ static void test_sum_first_axis(void **state)
     y = ag_sum(c, x, -3, true);
     assert_shape(y, 1, 3, 4);
     assert_close(y->data, want, 12, 0);
+    ag_ctx_free(c);
 }
 
 /* axis 1: sum_j (12 i + 4 j + k) = 36 i + 3 k + 12 */
 static void test_sum_middle_axis(void **state)
 {
-    ag_ctx *c = *state;
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
     ag_tensor *x = iota_234(c);
     const float *want = FLOATS(12, 15, 18, 21, 48, 51, 54, 57);
     ag_tensor *y = ag_sum(c, x, 1, false);
@@ -59,12 +62,14 @@ static void test_sum_middle_axis(void **state)
     y = ag_sum(c, x, -2, true);
     assert_shape(y, 2, 1, 4);
     assert_close(y->data, want, 8, 0);
+    ag_ctx_free(c);
 }
 
 /* axis 2: sum_k (12 i + 4 j + k) = 48 i + 16 j + 6 */
 static void test_sum_last_axis(void **state)
 {
-    ag_ctx *c = *state;
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
     ag_tensor *x = iota_234(c);
     const float *want = FLOATS(6, 22, 38, 54, 70, 86);
     ag_tensor *y = ag_sum(c, x, 2, false);
@@ -73,12 +78,14 @@ static void test_sum_last_axis(void **state)
     y = ag_sum(c, x, -1, true);
     assert_shape(y, 2, 3, 1);
     assert_close(y->data, want, 6, 0);
+    ag_ctx_free(c);
 }
 
 /* summing a size-1 axis only drops (or keeps) it */
 static void test_sum_size1_axis(void **state)
 {
-    ag_ctx *c = *state;
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
     const float *d = FLOATS(1, -2, 3, 4, 5, -6);
     ag_tensor *x = ag_from_data(c, d, AG_SHAPE(2, 1, 3));
     ag_tensor *y = ag_sum(c, x, 1, false);
@@ -87,12 +94,14 @@ static void test_sum_size1_axis(void **state)
     y = ag_sum(c, x, -2, true);
     assert_shape(y, 2, 1, 3);
     assert_close(y->data, d, 6, 0);
+    ag_ctx_free(c);
 }
 
 /* a 1-D tensor summed over its only axis: 0-dim, or (1) with keepdim */
 static void test_sum_1d_to_scalar(void **state)
 {
-    ag_ctx *c = *state;
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
     ag_tensor *x = ag_from_data(c, FLOATS(1.5f, -2, 4, 0.25f), AG_SHAPE(4));
     ag_tensor *y = ag_sum(c, x, 0, false);
     assert_scalar_shape(y);
@@ -100,13 +109,15 @@ static void test_sum_1d_to_scalar(void **state)
     y = ag_sum(c, x, -1, true);
     assert_shape(y, 1);
     assert_true(y->data[0] == 3.75f);
+    ag_ctx_free(c);
 }
 
 /* ================================================================ mean */
 
 static void test_mean_each_axis(void **state)
 {
-    ag_ctx *c = *state;
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
     ag_tensor *x = iota_234(c);
     /* the sums above divided by 2, 3 and 4 */
     ag_tensor *y = ag_mean(c, x, 0, false);
@@ -121,22 +132,26 @@ static void test_mean_each_axis(void **state)
     y = ag_mean(c, x, -1, true);
     assert_shape(y, 2, 3, 1);
     assert_close(y->data, FLOATS(1.5f, 5.5f, 9.5f, 13.5f, 17.5f, 21.5f), 6, 1e-6);
+    ag_ctx_free(c);
 }
 
 static void test_mean_size1_axis(void **state)
 {
-    ag_ctx *c = *state;
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
     const float *d = FLOATS(1, -2, 3, 4, 5, -6);
     ag_tensor *y = ag_mean(c, ag_from_data(c, d, AG_SHAPE(2, 3, 1)), -1, false);
     assert_shape(y, 2, 3);
     assert_close(y->data, d, 6, 0);
+    ag_ctx_free(c);
 }
 
 /* ================================================================ max */
 
 static void test_max_first_axis(void **state)
 {
-    ag_ctx *c = *state;
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
     ag_tensor *x = shuffled_234(c);
     const float *want = FLOATS(12, 19, 14, 21, 16, 23, 18, 13, 20, 15, 22, 17);
     ag_tensor *y = ag_max(c, x, 0, false);
@@ -145,11 +160,13 @@ static void test_max_first_axis(void **state)
     y = ag_max(c, x, -3, true);
     assert_shape(y, 1, 3, 4);
     assert_close(y->data, want, 12, 0);
+    ag_ctx_free(c);
 }
 
 static void test_max_middle_axis(void **state)
 {
-    ag_ctx *c = *state;
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
     ag_tensor *x = shuffled_234(c);
     const float *want = FLOATS(8, 15, 22, 21, 20, 23, 10, 17);
     ag_tensor *y = ag_max(c, x, 1, false);
@@ -158,11 +175,13 @@ static void test_max_middle_axis(void **state)
     y = ag_max(c, x, -2, true);
     assert_shape(y, 2, 1, 4);
     assert_close(y->data, want, 8, 0);
+    ag_ctx_free(c);
 }
 
 static void test_max_last_axis(void **state)
 {
-    ag_ctx *c = *state;
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
     ag_tensor *x = shuffled_234(c);
     const float *want = FLOATS(21, 18, 22, 19, 23, 20);
     ag_tensor *y = ag_max(c, x, 2, false);
@@ -171,22 +190,26 @@ static void test_max_last_axis(void **state)
     y = ag_max(c, x, -1, true);
     assert_shape(y, 2, 3, 1);
     assert_close(y->data, want, 6, 0);
+    ag_ctx_free(c);
 }
 
 /* all negative: the max is -0.5, not a 0 the loop might have started from */
 static void test_max_all_negative(void **state)
 {
-    ag_ctx *c = *state;
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
     ag_tensor *x = ag_from_data(c, FLOATS(-3, -0.5f, -2, -7, -9, -8), AG_SHAPE(2, 3));
     ag_tensor *y = ag_max(c, x, 1, false);
     assert_shape(y, 2);
     assert_close(y->data, FLOATS(-0.5f, -7), 2, 0);
+    ag_ctx_free(c);
 }
 
 /* the max of each 1-element group is that element, and gets its whole grad */
 static void test_max_size1_axis(void **state)
 {
-    ag_ctx *c = *state;
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
     ag_tensor *x = leaf(FLOATS(1, -2, 3, 4, 5, -6), AG_SHAPE(2, 1, 3));
     ag_tensor *y = ag_max(c, x, 1, true);
     assert_shape(y, 2, 1, 3);
@@ -194,6 +217,7 @@ static void test_max_size1_axis(void **state)
     assert_true(ag_backward(c, ag_sum_all(c, y)));
     assert_close(x->grad, FLOATS(1, 1, 1, 1, 1, 1), 6, 0);
     ag_tensor_free(x);
+    ag_ctx_free(c);
 }
 
 /* max over axis 1 of the shuffled tensor with seed g = [[1,2,3,4],[5,6,7,8]]:
@@ -201,7 +225,8 @@ static void test_max_size1_axis(void **state)
  * (i=0: j = 2, 2, 2, 0; i=1: j = 2, 1, 2, 2) */
 static void test_max_grad_goes_to_argmax(void **state)
 {
-    ag_ctx *c = *state;
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
     ag_tensor *x = shuffled_234(NULL);
     ag_set_requires_grad(x, true);
     ag_tensor *g = ag_from_data(c, FLOATS(1, 2, 3, 4, 5, 6, 7, 8), AG_SHAPE(2, 4));
@@ -212,13 +237,15 @@ static void test_max_grad_goes_to_argmax(void **state)
     };
     assert_close(x->grad, want, 24, 0);
     ag_tensor_free(x);
+    ag_ctx_free(c);
 }
 
 /* ties: the grad goes to the first maximum only, along a contiguous axis and
  * along a strided one */
 static void test_max_tie_grad_to_first(void **state)
 {
-    ag_ctx *c = *state;
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
     ag_tensor *v = leaf(FLOATS(1, 4, 4, 2), AG_SHAPE(4));
     ag_tensor *y = ag_max(c, v, 0, false);
     assert_scalar_shape(y);
@@ -240,6 +267,7 @@ static void test_max_tie_grad_to_first(void **state)
     ag_tensor_free(v);
     ag_tensor_free(m);
     ag_tensor_free(e);
+    ag_ctx_free(c);
 }
 
 /* ================================================================ sum_all, mean_all */
@@ -247,7 +275,8 @@ static void test_max_tie_grad_to_first(void **state)
 /* 0 + 1 + ... + 23 = 276, / 24 = 11.5 */
 static void test_sum_all_mean_all_values(void **state)
 {
-    ag_ctx *c = *state;
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
     ag_tensor *x = iota_234(c);
     ag_tensor *s = ag_sum_all(c, x), *m = ag_mean_all(c, x);
     assert_scalar_shape(s);
@@ -257,6 +286,7 @@ static void test_sum_all_mean_all_values(void **state)
     /* of a 0-dim tensor: itself */
     assert_true(ag_item(ag_sum_all(c, ag_scalar(c, -2.5f))) == -2.5f);
     assert_true(ag_item(ag_mean_all(c, ag_scalar(c, -2.5f))) == -2.5f);
+    ag_ctx_free(c);
 }
 
 /* ================================================================ backward values */
@@ -264,7 +294,8 @@ static void test_sum_all_mean_all_values(void **state)
 /* sum over axis 1 of (2,3,4) seeded with g (2,4): x.grad[i,j,k] = g[i,k] for each j */
 static void test_sum_grad_broadcasts_seed_back(void **state)
 {
-    ag_ctx *c = *state;
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
     ag_tensor *x = rand_leaf(1, 1.0f, AG_SHAPE(2, 3, 4));
     ag_tensor *g = ag_from_data(c, FLOATS(1, 2, 3, 4, 5, 6, 7, 8), AG_SHAPE(2, 4));
     assert_true(ag_backward_with(c, ag_sum(c, x, 1, false), g));
@@ -278,12 +309,14 @@ static void test_sum_grad_broadcasts_seed_back(void **state)
     assert_true(ag_backward_with(c, ag_sum(c, x, -2, true), gk));
     assert_close(x->grad, want, 24, 0);
     ag_tensor_free(x);
+    ag_ctx_free(c);
 }
 
 /* mean over axis 0 of (2,3,4) seeded with g (3,4): x.grad[i,j,k] = g[j,k] / 2 */
 static void test_mean_grad_divides_by_count(void **state)
 {
-    ag_ctx *c = *state;
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
     ag_tensor *x = rand_leaf(2, 1.0f, AG_SHAPE(2, 3, 4));
     ag_tensor *g = ag_empty(c, AG_SHAPE(3, 4));
     for (int i = 0; i < 12; i++)
@@ -299,12 +332,14 @@ static void test_mean_grad_divides_by_count(void **state)
     for (int i = 0; i < 24; i++)
         assert_true(x->grad[i] == 0.25f);
     ag_tensor_free(x);
+    ag_ctx_free(c);
 }
 
 /* d sum_all / dx = 1 and d mean_all / dx = 1/24 for every element */
 static void test_sum_all_mean_all_grads(void **state)
 {
-    ag_ctx *c = *state;
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
     ag_tensor *x = rand_leaf(3, 1.0f, AG_SHAPE(2, 3, 4));
     assert_true(ag_backward(c, ag_sum_all(c, x)));
     for (int i = 0; i < 24; i++)
@@ -315,6 +350,7 @@ static void test_sum_all_mean_all_grads(void **state)
     for (int i = 0; i < 24; i++)
         assert_close(&x->grad[i], &want, 1, 1e-7);
     ag_tensor_free(x);
+    ag_ctx_free(c);
 }
 
 /* ================================================================ large inputs */
@@ -323,7 +359,8 @@ static void test_sum_all_mean_all_grads(void **state)
  * every sum exact in float. */
 static void test_large_reductions(void **state)
 {
-    ag_ctx *c = *state;
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
     /* (300,120), x[r,k] = k: sum over rows = 300 k (one (outer, n, inner) with inner > 1) */
     ag_tensor *a = ag_empty(NULL, AG_SHAPE(300, 120));
     for (int r = 0; r < 300; r++)
@@ -367,6 +404,7 @@ static void test_large_reductions(void **state)
         assert_true(m->grad[i] == (i == 12345 || i == 20007 ? 1.0f : 0.0f));
     ag_tensor_free(a);
     ag_tensor_free(m);
+    ag_ctx_free(c);
 }
 
 /* ================================================================ gradchecks */
@@ -492,32 +530,31 @@ static void test_gradcheck_sum_all_mean_all(void **state)
 
 int main(void)
 {
-#define T(f) cmocka_unit_test_setup_teardown(f, ctx_setup, ctx_teardown)
     const struct CMUnitTest tests[] = {
-        T(test_sum_first_axis),
-        T(test_sum_middle_axis),
-        T(test_sum_last_axis),
-        T(test_sum_size1_axis),
-        T(test_sum_1d_to_scalar),
-        T(test_mean_each_axis),
-        T(test_mean_size1_axis),
-        T(test_max_first_axis),
-        T(test_max_middle_axis),
-        T(test_max_last_axis),
-        T(test_max_all_negative),
-        T(test_max_size1_axis),
-        T(test_max_grad_goes_to_argmax),
-        T(test_max_tie_grad_to_first),
-        T(test_sum_all_mean_all_values),
-        T(test_sum_grad_broadcasts_seed_back),
-        T(test_mean_grad_divides_by_count),
-        T(test_sum_all_mean_all_grads),
-        T(test_large_reductions),
-        T(test_gradcheck_every_axis_3d),
-        T(test_gradcheck_size1_axis),
-        T(test_gradcheck_batch_and_1d),
-        T(test_gradcheck_large_by_directions),
-        T(test_gradcheck_sum_all_mean_all),
+        cmocka_unit_test(test_sum_first_axis),
+        cmocka_unit_test(test_sum_middle_axis),
+        cmocka_unit_test(test_sum_last_axis),
+        cmocka_unit_test(test_sum_size1_axis),
+        cmocka_unit_test(test_sum_1d_to_scalar),
+        cmocka_unit_test(test_mean_each_axis),
+        cmocka_unit_test(test_mean_size1_axis),
+        cmocka_unit_test(test_max_first_axis),
+        cmocka_unit_test(test_max_middle_axis),
+        cmocka_unit_test(test_max_last_axis),
+        cmocka_unit_test(test_max_all_negative),
+        cmocka_unit_test(test_max_size1_axis),
+        cmocka_unit_test(test_max_grad_goes_to_argmax),
+        cmocka_unit_test(test_max_tie_grad_to_first),
+        cmocka_unit_test(test_sum_all_mean_all_values),
+        cmocka_unit_test(test_sum_grad_broadcasts_seed_back),
+        cmocka_unit_test(test_mean_grad_divides_by_count),
+        cmocka_unit_test(test_sum_all_mean_all_grads),
+        cmocka_unit_test(test_large_reductions),
+        cmocka_unit_test(test_gradcheck_every_axis_3d),
+        cmocka_unit_test(test_gradcheck_size1_axis),
+        cmocka_unit_test(test_gradcheck_batch_and_1d),
+        cmocka_unit_test(test_gradcheck_large_by_directions),
+        cmocka_unit_test(test_gradcheck_sum_all_mean_all),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);

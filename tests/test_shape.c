@@ -32,7 +32,8 @@ static ag_tensor *seed_like(ag_ctx *c, const ag_tensor *t)
 
 static void test_reshape_keeps_order(void **state)
 {
-    ag_ctx *c = *state;
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
     ag_tensor *x = iota(c, AG_SHAPE(2, 3));
     ag_tensor *y = ag_reshape(c, x, AG_SHAPE(3, 2));
     assert_shape(y, 3, 2);
@@ -42,35 +43,41 @@ static void test_reshape_keeps_order(void **state)
     y = ag_reshape(c, x, AG_SHAPE(1, 2, 1, 3));
     assert_shape(y, 1, 2, 1, 3);
     assert_close(y->data, FLOATS(0, 1, 2, 3, 4, 5), 6, 0);
+    ag_ctx_free(c);
 }
 
 /* the one -1 takes whatever size makes the element count match */
 static void test_reshape_infers_minus_one(void **state)
 {
-    ag_ctx *c = *state;
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
     ag_tensor *x = iota(c, AG_SHAPE(2, 3, 4));
     assert_shape(ag_reshape(c, x, AG_SHAPE(-1, 4)), 6, 4);
     assert_shape(ag_reshape(c, x, AG_SHAPE(4, -1)), 4, 6);
     assert_shape(ag_reshape(c, x, AG_SHAPE(2, -1, 2, 3)), 2, 2, 2, 3);
     assert_shape(ag_reshape(c, x, AG_SHAPE(-1)), 24);
     assert_shape(ag_reshape(c, x, AG_SHAPE(24, -1)), 24, 1);
+    ag_ctx_free(c);
 }
 
 /* one element to 0-dim and back */
 static void test_reshape_to_scalar(void **state)
 {
-    ag_ctx *c = *state;
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
     ag_tensor *x = ag_from_data(c, FLOATS(7.5f), AG_SHAPE(1, 1));
     ag_tensor *s = ag_reshape(c, x, 0, NULL);
     assert_scalar_shape(s);
     assert_true(ag_item(s) == 7.5f);
     assert_shape(ag_reshape(c, s, AG_SHAPE(1, 1, 1)), 1, 1, 1);
+    ag_ctx_free(c);
 }
 
 /* a view: the same floats, so a write through either side shows in the other */
 static void test_reshape_is_a_view(void **state)
 {
-    ag_ctx *c = *state;
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
     ag_tensor *x = iota(c, AG_SHAPE(2, 3));
     ag_tensor *y = ag_reshape(c, x, AG_SHAPE(-1, 2));
     assert_ptr_equal(y->data, x->data);
@@ -78,17 +85,20 @@ static void test_reshape_is_a_view(void **state)
     assert_true(y->data[4] == 42.0f); /* y[2, 0] */
     y->data[1] = -1;
     assert_true(x->data[1] == -1.0f);
+    ag_ctx_free(c);
 }
 
 /* the grad comes back in the same element order: x.grad = g */
 static void test_reshape_grad_passes_through(void **state)
 {
-    ag_ctx *c = *state;
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
     ag_tensor *x = leaf(FLOATS(0, 1, 2, 3, 4, 5), AG_SHAPE(2, 3));
     ag_tensor *y = ag_reshape(c, x, AG_SHAPE(3, -1));
     assert_true(ag_backward_with(c, y, seed_like(c, y)));
     assert_close(x->grad, FLOATS(1, 2, 3, 4, 5, 6), 6, 0);
     ag_tensor_free(x);
+    ag_ctx_free(c);
 }
 
 /* ================================================================ transpose */
@@ -96,7 +106,8 @@ static void test_reshape_grad_passes_through(void **state)
 /* [[0,1,2],[3,4,5]]^T = [[0,3],[1,4],[2,5]], whichever way the axes are named */
 static void test_transpose_2d(void **state)
 {
-    ag_ctx *c = *state;
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
     ag_tensor *x = iota(c, AG_SHAPE(2, 3));
     ag_tensor *ys[3] = {ag_transpose(c, x, 0, 1), ag_transpose(c, x, 1, 0),
                         ag_transpose(c, x, -1, -2)};
@@ -104,13 +115,15 @@ static void test_transpose_2d(void **state)
         assert_shape(ys[k], 3, 2);
         assert_close(ys[k]->data, FLOATS(0, 3, 1, 4, 2, 5), 6, 0);
     }
+    ag_ctx_free(c);
 }
 
 /* (2,3,4) with x[i,j,k] = 12 i + 4 j + k, axes 0 and 2 (named 0, -1) swapped:
  * y[k,j,i] = x[i,j,k] */
 static void test_transpose_3d_outer_axes(void **state)
 {
-    ag_ctx *c = *state;
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
     ag_tensor *y = ag_transpose(c, iota(c, AG_SHAPE(2, 3, 4)), 0, -1);
     assert_shape(y, 4, 3, 2);
     const float want[24] = {0, 12, 4, 16, 8, 20,  /* k = 0 */
@@ -118,12 +131,14 @@ static void test_transpose_3d_outer_axes(void **state)
                             2, 14, 6, 18, 10, 22, /* k = 2 */
                             3, 15, 7, 19, 11, 23};
     assert_close(y->data, want, 24, 0);
+    ag_ctx_free(c);
 }
 
 /* 4-D (2,3,4,5), axes 1 and -1: y[a,d,c,b] = x[a,b,c,d] = 60a + 20b + 5c + d */
 static void test_transpose_4d(void **state)
 {
-    ag_ctx *c = *state;
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
     ag_tensor *y = ag_transpose(c, iota(c, AG_SHAPE(2, 3, 4, 5)), 1, -1);
     assert_shape(y, 2, 5, 4, 3);
     for (int a = 0; a < 2; a++)
@@ -133,26 +148,31 @@ static void test_transpose_4d(void **state)
                     float want = (float)(60 * a + 20 * b + 5 * cc + d);
                     assert_close(&y->data[((a * 5 + d) * 4 + cc) * 3 + b], &want, 1, 0);
                 }
+    ag_ctx_free(c);
 }
 
 /* an axis with itself: a copy */
 static void test_transpose_same_axis(void **state)
 {
-    ag_ctx *c = *state;
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
     ag_tensor *y = ag_transpose(c, iota(c, AG_SHAPE(2, 3)), 1, -1);
     assert_shape(y, 2, 3);
     assert_close(y->data, FLOATS(0, 1, 2, 3, 4, 5), 6, 0);
+    ag_ctx_free(c);
 }
 
 /* seed g (3,2) = [[1,2],[3,4],[5,6]] comes back transposed: [[1,3,5],[2,4,6]] */
 static void test_transpose_grad_values(void **state)
 {
-    ag_ctx *c = *state;
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
     ag_tensor *x = leaf(FLOATS(0, 1, 2, 3, 4, 5), AG_SHAPE(2, 3));
     ag_tensor *y = ag_transpose(c, x, -2, -1);
     assert_true(ag_backward_with(c, y, seed_like(c, y)));
     assert_close(x->grad, FLOATS(1, 3, 5, 2, 4, 6), 6, 0);
     ag_tensor_free(x);
+    ag_ctx_free(c);
 }
 
 /* ================================================================ permute */
@@ -160,18 +180,21 @@ static void test_transpose_grad_values(void **state)
 /* (2,3,2) with x[i,j,k] = 100 i + 10 j + k, perm (2,0,1): y[k,i,j] = x[i,j,k] */
 static void test_permute_3d_values(void **state)
 {
-    ag_ctx *c = *state;
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
     ag_tensor *x = ag_from_data(c, FLOATS(0, 1, 10, 11, 20, 21, 100, 101, 110, 111, 120, 121),
                                 AG_SHAPE(2, 3, 2));
     ag_tensor *y = ag_permute(c, x, (const int[]){2, 0, 1});
     assert_shape(y, 2, 2, 3);
     assert_close(y->data, FLOATS(0, 10, 20, 100, 110, 120, 1, 11, 21, 101, 111, 121), 12, 0);
+    ag_ctx_free(c);
 }
 
 /* (2,3,4) iota, perm (1,2,0): y[j,k,i] = 12 i + 4 j + k; the identity perm copies */
 static void test_permute_3d_rotation(void **state)
 {
-    ag_ctx *c = *state;
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
     ag_tensor *x = iota(c, AG_SHAPE(2, 3, 4));
     ag_tensor *y = ag_permute(c, x, (const int[]){1, 2, 0});
     assert_shape(y, 3, 4, 2);
@@ -184,12 +207,14 @@ static void test_permute_3d_rotation(void **state)
     y = ag_permute(c, x, (const int[]){0, 1, 2});
     assert_shape(y, 2, 3, 4);
     assert_close(y->data, x->data, 24, 0);
+    ag_ctx_free(c);
 }
 
 /* 4-D (2,3,4,5) iota, perm (3,1,0,2): y[d,b,a,c] = 60a + 20b + 5c + d */
 static void test_permute_4d(void **state)
 {
-    ag_ctx *c = *state;
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
     ag_tensor *y = ag_permute(c, iota(c, AG_SHAPE(2, 3, 4, 5)), (const int[]){3, 1, 0, 2});
     assert_shape(y, 5, 3, 2, 4);
     for (int d = 0; d < 5; d++)
@@ -199,12 +224,14 @@ static void test_permute_4d(void **state)
                     float want = (float)(60 * a + 20 * b + 5 * cc + d);
                     assert_close(&y->data[((d * 3 + b) * 2 + a) * 4 + cc], &want, 1, 0);
                 }
+    ag_ctx_free(c);
 }
 
 /* seed through perm (2,0,1) of (2,3,4): x.grad[i,j,k] = g[k,i,j] = (k*6 + i*3 + j) + 1 */
 static void test_permute_grad_values(void **state)
 {
-    ag_ctx *c = *state;
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
     ag_tensor *x = rand_leaf(3, 1.0f, AG_SHAPE(2, 3, 4));
     ag_tensor *y = ag_permute(c, x, (const int[]){2, 0, 1});
     assert_shape(y, 4, 2, 3);
@@ -216,13 +243,15 @@ static void test_permute_grad_values(void **state)
                 assert_close(&x->grad[(i * 3 + j) * 4 + k], &want, 1, 0);
             }
     ag_tensor_free(x);
+    ag_ctx_free(c);
 }
 
 /* x reached three ways, sum(x^T) + 2 sum(permute(x)) + 3 sum(x): the
  * permute backwards add to the grad already there, 1 + 2 + 3 = 6 */
 static void test_permute_grad_accumulates(void **state)
 {
-    ag_ctx *c = *state;
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
     ag_tensor *x = rand_leaf(6, 1.0f, AG_SHAPE(2, 3));
     ag_tensor *a = ag_sum_all(c, ag_transpose(c, x, 0, 1));
     ag_tensor *b = ag_mul_scalar(c, ag_sum_all(c, ag_permute(c, x, (const int[]){1, 0})), 2);
@@ -230,6 +259,7 @@ static void test_permute_grad_accumulates(void **state)
     assert_true(ag_backward(c, ag_add(c, ag_add(c, a, b), d)));
     assert_close(x->grad, FLOATS(6, 6, 6, 6, 6, 6), 6, 0);
     ag_tensor_free(x);
+    ag_ctx_free(c);
 }
 
 /* ================================================================ concat */
@@ -237,18 +267,21 @@ static void test_permute_grad_accumulates(void **state)
 /* (1,3) and (2,3) on axis 0: rows stacked */
 static void test_concat_first_axis(void **state)
 {
-    ag_ctx *c = *state;
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
     ag_tensor *ts[2] = {ag_from_data(c, FLOATS(1, 2, 3), AG_SHAPE(1, 3)),
                         ag_from_data(c, FLOATS(4, 5, 6, 7, 8, 9), AG_SHAPE(2, 3))};
     ag_tensor *y = ag_concat(c, ts, 2, 0);
     assert_shape(y, 3, 3);
     assert_close(y->data, FLOATS(1, 2, 3, 4, 5, 6, 7, 8, 9), 9, 0);
+    ag_ctx_free(c);
 }
 
 /* (2,1,2) and (2,2,2) on axis 1 (and -2): for each i, a's row then b's two rows */
 static void test_concat_middle_axis(void **state)
 {
-    ag_ctx *c = *state;
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
     ag_tensor *ts[2] = {ag_from_data(c, FLOATS(1, 2, 3, 4), AG_SHAPE(2, 1, 2)),
                         ag_from_data(c, FLOATS(10, 20, 30, 40, 50, 60, 70, 80), AG_SHAPE(2, 2, 2))};
     const float *want = FLOATS(1, 2, 10, 20, 30, 40, 3, 4, 50, 60, 70, 80);
@@ -258,12 +291,14 @@ static void test_concat_middle_axis(void **state)
     y = ag_concat(c, ts, 2, -2);
     assert_shape(y, 2, 3, 2);
     assert_close(y->data, want, 12, 0);
+    ag_ctx_free(c);
 }
 
 /* (2,2) and (2,1) on the last axis (1 and -1): a column appended */
 static void test_concat_last_axis(void **state)
 {
-    ag_ctx *c = *state;
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
     ag_tensor *ts[2] = {ag_from_data(c, FLOATS(1, 2, 3, 4), AG_SHAPE(2, 2)),
                         ag_from_data(c, FLOATS(9, 8), AG_SHAPE(2, 1))};
     ag_tensor *y = ag_concat(c, ts, 2, 1);
@@ -272,12 +307,14 @@ static void test_concat_last_axis(void **state)
     y = ag_concat(c, ts, 2, -1);
     assert_shape(y, 2, 3);
     assert_close(y->data, FLOATS(1, 2, 9, 3, 4, 8), 6, 0);
+    ag_ctx_free(c);
 }
 
 /* three inputs, (2,1) (2,2) (2,3) on axis 1, and a (2,0) piece that adds nothing */
 static void test_concat_three_inputs(void **state)
 {
-    ag_ctx *c = *state;
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
     ag_tensor *ts[4] = {ag_from_data(c, FLOATS(1, 2), AG_SHAPE(2, 1)),
                         ag_from_data(c, FLOATS(3, 4, 5, 6), AG_SHAPE(2, 2)),
                         ag_empty(c, AG_SHAPE(2, 0)),
@@ -290,13 +327,15 @@ static void test_concat_three_inputs(void **state)
     y = ag_concat(c, ts, 4, -1);
     assert_shape(y, 2, 6);
     assert_close(y->data, want, 12, 0);
+    ag_ctx_free(c);
 }
 
 /* seed g (2,6) = [[1..6],[7..12]] split back along axis 1 into (2,1) (2,2) (2,3);
  * b is a constant and gets nothing */
 static void test_concat_grad_values(void **state)
 {
-    ag_ctx *c = *state;
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
     ag_tensor *a = leaf(FLOATS(1, 2), AG_SHAPE(2, 1));
     ag_tensor *b = ag_from_data(c, FLOATS(3, 4, 5, 6), AG_SHAPE(2, 2));
     ag_tensor *d = leaf(FLOATS(7, 8, 9, 10, 11, 12), AG_SHAPE(2, 3));
@@ -307,12 +346,14 @@ static void test_concat_grad_values(void **state)
     assert_null(b->grad);
     ag_tensor_free(a);
     ag_tensor_free(d);
+    ag_ctx_free(c);
 }
 
 /* concat(x, x) on axis 0 with seed (1,2,3,4): x.grad = (1+3, 2+4) */
 static void test_concat_same_input_twice(void **state)
 {
-    ag_ctx *c = *state;
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
     ag_tensor *x = leaf(FLOATS(1, 2), AG_SHAPE(2));
     ag_tensor *y = ag_concat(c, (ag_tensor *[]){x, x}, 2, 0);
     assert_shape(y, 4);
@@ -320,6 +361,7 @@ static void test_concat_same_input_twice(void **state)
     assert_true(ag_backward_with(c, y, seed_like(c, y)));
     assert_close(x->grad, FLOATS(4, 6), 2, 0);
     ag_tensor_free(x);
+    ag_ctx_free(c);
 }
 
 /* ================================================================ slice */
@@ -327,7 +369,8 @@ static void test_concat_same_input_twice(void **state)
 /* (3,4) iota: columns 1..2 by positive and by negative bounds */
 static void test_slice_last_axis(void **state)
 {
-    ag_ctx *c = *state;
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
     ag_tensor *x = iota(c, AG_SHAPE(3, 4));
     const float *want = FLOATS(1, 2, 5, 6, 9, 10);
     ag_tensor *ys[3] = {ag_slice(c, x, 1, 1, 3), ag_slice(c, x, -1, -3, -1),
@@ -336,12 +379,14 @@ static void test_slice_last_axis(void **state)
         assert_shape(ys[k], 3, 2);
         assert_close(ys[k]->data, want, 6, 0);
     }
+    ag_ctx_free(c);
 }
 
 /* rows -2.. of (3,4): rows 1 and 2; the full range is a copy */
 static void test_slice_first_axis(void **state)
 {
-    ag_ctx *c = *state;
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
     ag_tensor *x = iota(c, AG_SHAPE(3, 4));
     ag_tensor *y = ag_slice(c, x, 0, -2, 3);
     assert_shape(y, 2, 4);
@@ -349,21 +394,25 @@ static void test_slice_first_axis(void **state)
     y = ag_slice(c, x, 0, 0, 3);
     assert_shape(y, 3, 4);
     assert_close(y->data, x->data, 12, 0);
+    ag_ctx_free(c);
 }
 
 /* (2,3,4) iota, j in [1, 2) of the middle axis: x[i,1,k] = 12 i + 4 + k */
 static void test_slice_middle_axis(void **state)
 {
-    ag_ctx *c = *state;
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
     ag_tensor *y = ag_slice(c, iota(c, AG_SHAPE(2, 3, 4)), -2, 1, 2);
     assert_shape(y, 2, 1, 4);
     assert_close(y->data, FLOATS(4, 5, 6, 7, 16, 17, 18, 19), 8, 0);
+    ag_ctx_free(c);
 }
 
 /* start == end gives a size-0 axis, and its grad is nothing */
 static void test_slice_empty(void **state)
 {
-    ag_ctx *c = *state;
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
     ag_tensor *x = leaf(FLOATS(0, 1, 2, 3, 4, 5), AG_SHAPE(2, 3));
     ag_tensor *e = ag_slice(c, x, 1, 2, 2);
     assert_shape(e, 2, 0);
@@ -375,17 +424,20 @@ static void test_slice_empty(void **state)
     assert_true(ag_backward(c, ag_add(c, s, ag_sum_all(c, x))));
     assert_close(x->grad, FLOATS(1, 1, 1, 1, 1, 1), 6, 0);
     ag_tensor_free(x);
+    ag_ctx_free(c);
 }
 
 /* seed (1..6) into columns 1..2 of (3,4): zero everywhere else */
 static void test_slice_grad_values(void **state)
 {
-    ag_ctx *c = *state;
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
     ag_tensor *x = rand_leaf(4, 1.0f, AG_SHAPE(3, 4));
     ag_tensor *y = ag_slice(c, x, -1, 1, -1);
     assert_true(ag_backward_with(c, y, seed_like(c, y)));
     assert_close(x->grad, FLOATS(0, 1, 2, 0, 0, 3, 4, 0, 0, 5, 6, 0), 12, 0);
     ag_tensor_free(x);
+    ag_ctx_free(c);
 }
 
 /* ================================================================ split */
@@ -393,7 +445,8 @@ static void test_slice_grad_values(void **state)
 /* (2,5) iota into 2 and 3 columns, and into 2, 0 and 3 */
 static void test_split_values(void **state)
 {
-    ag_ctx *c = *state;
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
     ag_tensor *x = iota(c, AG_SHAPE(2, 5));
     ag_tensor *p[3];
     assert_true(ag_split(c, x, 1, (const int64_t[]){2, 3}, 2, p));
@@ -412,12 +465,14 @@ static void test_split_values(void **state)
     assert_true(ag_split(c, x, 0, (const int64_t[]){1, 1}, 2, p));
     assert_shape(p[1], 1, 5);
     assert_close(p[1]->data, FLOATS(5, 6, 7, 8, 9), 5, 0);
+    ag_ctx_free(c);
 }
 
 /* loss = sum(p0) + 2 sum(p2): columns 0..1 get 1, columns 2..4 get 2 */
 static void test_split_grad_values(void **state)
 {
-    ag_ctx *c = *state;
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
     ag_tensor *x = rand_leaf(5, 1.0f, AG_SHAPE(2, 5));
     ag_tensor *p[3];
     assert_true(ag_split(c, x, 1, (const int64_t[]){2, 0, 3}, 3, p));
@@ -425,6 +480,7 @@ static void test_split_grad_values(void **state)
     assert_true(ag_backward(c, loss));
     assert_close(x->grad, FLOATS(1, 1, 2, 2, 2, 1, 1, 2, 2, 2), 10, 0);
     ag_tensor_free(x);
+    ag_ctx_free(c);
 }
 
 /* ================================================================ large inputs */
@@ -434,7 +490,8 @@ static void test_split_grad_values(void **state)
  * g[j,i] = y[j,i] (so x.grad == x), and a concat / slice round trip. */
 static void test_large_transpose_concat_slice(void **state)
 {
-    ag_ctx *c = *state;
+    (void)state;
+    ag_ctx *c = ag_ctx_new();
     enum { R = 300, C = 200 };
     ag_tensor *x = ag_empty(NULL, AG_SHAPE(R, C));
     for (int i = 0; i < R; i++)
@@ -459,6 +516,7 @@ static void test_large_transpose_concat_slice(void **state)
     for (int i = 0; i < R * C; i++)
         assert_true(x->grad[i] == 1.0f);
     ag_tensor_free(x);
+    ag_ctx_free(c);
 }
 
 /* ================================================================ gradchecks */
@@ -652,45 +710,44 @@ static void test_slice_leading_axis_is_a_view(void **state)
 
 int main(void)
 {
-#define T(f) cmocka_unit_test_setup_teardown(f, ctx_setup, ctx_teardown)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_slice_leading_axis_is_a_view),
-        T(test_reshape_keeps_order),
-        T(test_reshape_infers_minus_one),
-        T(test_reshape_to_scalar),
-        T(test_reshape_is_a_view),
-        T(test_reshape_grad_passes_through),
-        T(test_transpose_2d),
-        T(test_transpose_3d_outer_axes),
-        T(test_transpose_4d),
-        T(test_transpose_same_axis),
-        T(test_transpose_grad_values),
-        T(test_permute_3d_values),
-        T(test_permute_3d_rotation),
-        T(test_permute_4d),
-        T(test_permute_grad_values),
-        T(test_permute_grad_accumulates),
-        T(test_concat_first_axis),
-        T(test_concat_middle_axis),
-        T(test_concat_last_axis),
-        T(test_concat_three_inputs),
-        T(test_concat_grad_values),
-        T(test_concat_same_input_twice),
-        T(test_slice_last_axis),
-        T(test_slice_first_axis),
-        T(test_slice_middle_axis),
-        T(test_slice_empty),
-        T(test_slice_grad_values),
-        T(test_split_values),
-        T(test_split_grad_values),
-        T(test_large_transpose_concat_slice),
-        T(test_gradcheck_reshape),
-        T(test_gradcheck_transpose),
-        T(test_gradcheck_permute),
-        T(test_gradcheck_concat),
-        T(test_gradcheck_concat_same_input_twice),
-        T(test_gradcheck_slice),
-        T(test_gradcheck_split),
+        cmocka_unit_test(test_reshape_keeps_order),
+        cmocka_unit_test(test_reshape_infers_minus_one),
+        cmocka_unit_test(test_reshape_to_scalar),
+        cmocka_unit_test(test_reshape_is_a_view),
+        cmocka_unit_test(test_reshape_grad_passes_through),
+        cmocka_unit_test(test_transpose_2d),
+        cmocka_unit_test(test_transpose_3d_outer_axes),
+        cmocka_unit_test(test_transpose_4d),
+        cmocka_unit_test(test_transpose_same_axis),
+        cmocka_unit_test(test_transpose_grad_values),
+        cmocka_unit_test(test_permute_3d_values),
+        cmocka_unit_test(test_permute_3d_rotation),
+        cmocka_unit_test(test_permute_4d),
+        cmocka_unit_test(test_permute_grad_values),
+        cmocka_unit_test(test_permute_grad_accumulates),
+        cmocka_unit_test(test_concat_first_axis),
+        cmocka_unit_test(test_concat_middle_axis),
+        cmocka_unit_test(test_concat_last_axis),
+        cmocka_unit_test(test_concat_three_inputs),
+        cmocka_unit_test(test_concat_grad_values),
+        cmocka_unit_test(test_concat_same_input_twice),
+        cmocka_unit_test(test_slice_last_axis),
+        cmocka_unit_test(test_slice_first_axis),
+        cmocka_unit_test(test_slice_middle_axis),
+        cmocka_unit_test(test_slice_empty),
+        cmocka_unit_test(test_slice_grad_values),
+        cmocka_unit_test(test_split_values),
+        cmocka_unit_test(test_split_grad_values),
+        cmocka_unit_test(test_large_transpose_concat_slice),
+        cmocka_unit_test(test_gradcheck_reshape),
+        cmocka_unit_test(test_gradcheck_transpose),
+        cmocka_unit_test(test_gradcheck_permute),
+        cmocka_unit_test(test_gradcheck_concat),
+        cmocka_unit_test(test_gradcheck_concat_same_input_twice),
+        cmocka_unit_test(test_gradcheck_slice),
+        cmocka_unit_test(test_gradcheck_split),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);

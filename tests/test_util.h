@@ -129,19 +129,6 @@ static inline ag_tensor *weighted_sum(ag_ctx *c, ag_tensor *y)
 /* A float array literal: FLOATS(1, 2, 3). */
 #define FLOATS(...) ((const float[]){__VA_ARGS__})
 
-/* CMocka setup/teardown giving each test a fresh ag_ctx in *state. */
-static inline int ctx_setup(void **state)
-{
-    *state = ag_ctx_new();
-    return *state ? 0 : -1;
-}
-
-static inline int ctx_teardown(void **state)
-{
-    ag_ctx_free(*state);
-    return 0;
-}
-
 static inline void free_all(ag_tensor **ts, int n)
 {
     for (int i = 0; i < n; i++)

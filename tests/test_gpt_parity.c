@@ -1,4 +1,4 @@
-/* test_parity.c - the tiny lecture GPT against PyTorch: with the weights of
+/* test_gpt_parity.c - the tiny lecture GPT against PyTorch: with the weights of
  * tests/fixtures/gpt_tiny.safetensors (made by tools/make_fixtures.py in
  * float64) and its batch, the logits, the loss and the grad of every named
  * parameter match PyTorch's within 1e-4 relative error, dropout off. */

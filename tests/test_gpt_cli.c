@@ -1,0 +1,301 @@
+/* test_gpt_cli.c - the `gpt` command line: a table of bad inputs (flags,
+ * data files, checkpoints) with their exact messages and exit statuses,
+ * every --help listing every flag with its default, a resume that repeats the
+ * checkpoint's flags, and `gpt bench`'s output line. */
+#include "gpt_util.h"
+
+/* ------------------------------------------------------------ 4. bad input */
+
+typedef struct {
+    const char *argv[24]; /* gpt's arguments; @T, @F, @C are substituted */
+    int code;             /* exit status */
+    const char *err;      /* all of stderr; '*' matches any run of characters */
+    const char *out;      /* stdout pattern, NULL for empty */
+} bad_case;
+
+#define DATA(file) "train", "--data", file, TINY_MODEL, "--max-iters", "2", "--out", "@T/bad_out"
+
+static const bad_case bad_cases[] = {
+    {{NULL}, 2, "usage: gpt <command> [flags]\n*Run \"gpt <command> --help\" for its flags.*", NULL},
+    {{"frobnicate"}, 2,
+     "gpt: unknown command \"frobnicate\" (commands: train, sample, bench; see gpt --help)\n", NULL},
+    {{"train", "--bogus"}, 2, "gpt train: unknown flag --bogus (see gpt train --help)\n", NULL},
+    {{"train", "--batch-size", "abc"}, 2,
+     "gpt train: --batch-size: \"abc\" is not an integer (see gpt train --help)\n", NULL},
+    {{"train", "--batch-size", "0"}, 2,
+     "gpt train: --batch-size: 0 is out of range [1, 1048576] (see gpt train --help)\n", NULL},
+    {{"train", "--batch-size", "-3"}, 2,
+     "gpt train: --batch-size: -3 is out of range [1, 1048576] (see gpt train --help)\n", NULL},
+    {{"train", "--batch-size"}, 2, "gpt train: --batch-size needs a value (see gpt train --help)\n",
+     NULL},
+    {{"train", "--lr", "-1"}, 2, "gpt train: --lr: -1 is out of range [0, 10] (see gpt train --help)\n",
+     NULL},
+    {{"train", "--lr", "nan"}, 2, "gpt train: --lr: \"nan\" is not a number (see gpt train --help)\n",
+     NULL},
+    {{"train", "--dropout", "1"}, 2,
+     "gpt train: --dropout: 1 is out of range [0, 0.999999] (see gpt train --help)\n", NULL},
+    {{"train", "--preset", "nope"}, 2,
+     "gpt train: unknown preset \"nope\" (choose from tiny, small, medium, lecture) "
+     "(see gpt train --help)\n", NULL},
+    {{"train", "--n-embd", "30", "--n-head", "4"}, 2,
+     "gpt train: n_embd 30 is not divisible by n_head 4\n", NULL},
+    {{"train", "stray"}, 2, "gpt train: unexpected argument \"stray\" (see gpt train --help)\n", NULL},
+    {{DATA("@T/missing.txt")}, 1,
+     "gpt train: cannot open data file @T/missing.txt: No such file or directory\n", NULL},
+    {{DATA("@T")}, 1, "gpt train: cannot read data file @T\n", NULL},
+    {{DATA("@T/empty.txt")}, 1, "gpt train: data file @T/empty.txt: the text is empty\n", NULL},
+    {{DATA("@T/aaaa.txt")}, 1,
+     "gpt train: data file @T/aaaa.txt: the text has 1 distinct character; a language model "
+     "needs at least 2\n", NULL},
+    {{DATA("@T/small.txt")}, 2,
+     "gpt train: the text is too small for block size 16: the validation split has 10 "
+     "characters, needs at least 17 (use a smaller --block-size or a larger file)\n", NULL},
+    {{DATA("@T/bad_utf8.txt")}, 1,
+     "gpt train: data file @T/bad_utf8.txt: invalid UTF-8 at byte offset 6\n", NULL},
+    {{DATA("@T/overlong.txt")}, 1,
+     "gpt train: data file @T/overlong.txt: invalid UTF-8 at byte offset 2\n", NULL},
+    {{DATA("@T/nul.txt")}, 1, "gpt train: data file @T/nul.txt: NUL byte at offset 4: not a text file\n",
+     NULL},
+    {{"sample"}, 2, "gpt sample: --checkpoint FILE is required (see gpt sample --help)\n", NULL},
+    {{"sample", "--checkpoint", "@T/missing.safetensors"}, 1,
+     "gpt sample: cannot open @T/missing.safetensors: No such file or directory\n", NULL},
+    {{"sample", "--checkpoint", "@T/truncated.safetensors"}, 1,
+     "gpt sample: @T/truncated.safetensors: tensor \"*\": data [*) is outside the * data bytes "
+     "(truncated file?)\n", NULL},
+    {{"sample", "--checkpoint", "@T/corrupt.safetensors"}, 1,
+     "gpt sample: @T/corrupt.safetensors: bad header JSON: expected '{' at byte 0\n", NULL},
+    {{"sample", "--checkpoint", "@F/optim.safetensors"}, 1,
+     "gpt sample: checkpoint @F/optim.safetensors: not a GPT checkpoint of this program "
+     "(format \"missing\", want \"agrad-gpt/1\")\n", NULL},
+    {{"sample", "--checkpoint", "@C", "--temperature", "0"}, 2,
+     "gpt sample: --temperature: 0 is out of range [1e-06, 1e+06] (see gpt sample --help)\n", NULL},
+    {{"sample", "--checkpoint", "@C", "--prompt", "\xff"}, 2,
+     "gpt sample: --prompt: invalid UTF-8 at byte offset 0\n", NULL},
+    {{"train", "--data", "@F/tiny_text.txt", "--resume", "@C", "--n-embd", "64", "--out",
+      "@T/bad_out"}, 1,
+     "gpt train: cannot resume from @C: --n-embd 64 does not match the checkpoint's 32 "
+     "(a checkpoint from another configuration)\n", NULL},
+    {{"train", "--data", "@F/tiny_text.txt", "--resume", "@C", "--preset", "small", "--out",
+      "@T/bad_out"}, 1,
+     "gpt train: cannot resume from @C: --n-embd 64 does not match the checkpoint's 32 "
+     "(a checkpoint from another configuration)\n", NULL},
+    {{"train", "--data", "@T/other_vocab.txt", "--resume", "@C", "--out", "@T/bad_out"}, 1,
+     "gpt train: cannot resume from @C: the data file's vocabulary differs from the "
+     "checkpoint's\n", NULL},
+    {{"train", "--data", "@F/tiny_text.txt", "--resume", "@T/corrupt.safetensors", "--out",
+      "@T/bad_out"}, 1,
+     "gpt train: @T/corrupt.safetensors: bad header JSON: expected '{' at byte 0\n", NULL},
+    {{"bench", "--steps", "0"}, 2, "gpt bench: --steps: 0 is out of range [1, 1000000000] "
+                                   "(see gpt bench --help)\n", NULL},
+    {{"bench", "--max-iters", "5"}, 2, "gpt bench: unknown flag --max-iters (see gpt bench --help)\n",
+     NULL},
+    {{"sample", "--max-iters", "5"}, 2,
+     "gpt sample: unknown flag --max-iters (see gpt sample --help)\n", NULL},
+    /* help goes to stdout with status 0 */
+    {{"--help"}, 0, "", "usage: gpt <command> [flags]\n*\n  train *\n  sample *\n  bench *"},
+    {{"train", "--help"}, 0, "", "usage: gpt train [flags]\n*\nflags:\n*"},
+    {{"sample", "--help"}, 0, "", "usage: gpt sample --checkpoint FILE [flags]\n*\nflags:\n*"},
+    {{"bench", "--help"}, 0, "",
+     "usage: gpt bench *\n  bench: preset=P threads=T ms/step=X tokens/s=Y peak_rss_mib=Z gflops=G\n*"},
+};
+
+/* The inputs the table names, made fresh in the scratch directory. */
+static void make_bad_inputs(void)
+{
+    write_file(tpath("empty.txt"), "", 0);
+    write_file(tpath("aaaa.txt"), "aaaa", 4);
+    char small[101];
+    for (int i = 0; i < 100; i++)
+        small[i] = "ab"[i % 2];
+    write_file(tpath("small.txt"), small, 100); /* 90 train, 10 val < 16 + 1 */
+    write_file(tpath("bad_utf8.txt"), "hello \xff\xfe world", 14);
+    write_file(tpath("overlong.txt"), "ab\xc0\xaf cd", 7);   /* overlong '/' */
+    write_file(tpath("nul.txt"), "abcd\0efgh", 9);
+
+    size_t len;
+    char *ck = read_file(shared_ckpt(), &len);
+    write_file(tpath("truncated.safetensors"), ck, len / 2);
+    ck[8] ^= 0x55; /* the header's opening brace */
+    ck[9] ^= 0x55;
+    write_file(tpath("corrupt.safetensors"), ck, len);
+    free(ck);
+
+    char *text = read_file(text_path, &len);
+    text = realloc(text, len + 8);
+    memcpy(text + len, "\xe2\x82\xac", 3); /* one more character: a euro sign */
+    write_file(tpath("other_vocab.txt"), text, len + 3);
+    free(text);
+}
+
+static void test_bad_input(void **state)
+{
+    (void)state;
+    make_bad_inputs();
+    int n = (int)(sizeof bad_cases / sizeof *bad_cases);
+    print_message("bad-input table: %d cases\n", n);
+    for (int i = 0; i < n; i++) {
+        const bad_case *bc = &bad_cases[i];
+        argl a = {0};
+        char *owned[24] = {0};
+        for (int k = 0; bc->argv[k]; k++)
+            a.v[a.n++] = owned[k] = subst(bc->argv[k]);
+        a.v[a.n] = NULL;
+        char desc[600] = "gpt";
+        for (int k = 0; k < a.n; k++)
+            snprintf(desc + strlen(desc), sizeof desc - strlen(desc), " %s", bc->argv[k]);
+        proc p;
+        run(&p, &a); /* fails on a crash or a sanitizer report */
+        char *want_err = subst(bc->err);
+        char *want_out = bc->out ? subst(bc->out) : NULL;
+        if (p.code != bc->code)
+            fail_msg("case %d (%s): exit %d, want %d; stderr:\n%s", i, desc, p.code, bc->code,
+                     ERR(&p));
+        if (!wildmatch(want_err, ERR(&p)))
+            fail_msg("case %d (%s): stderr\n\"%s\"\nwant\n\"%s\"", i, desc, ERR(&p), want_err);
+        if (want_out ? !wildmatch(want_out, OUT(&p)) : OUT(&p)[0] != '\0')
+            fail_msg("case %d (%s): stdout\n\"%s\"\nwant \"%s\"", i, desc, OUT(&p),
+                     want_out ? want_out : "");
+        /* a failed train leaves no run behind */
+        if (bc->code != 0)
+            assert_false(file_exists(tpath("bad_out/ckpt.safetensors")));
+        free(want_err);
+        free(want_out);
+        for (int k = 0; k < 24; k++)
+            free(owned[k]);
+        proc_free(&p);
+    }
+}
+
+/* Each help lists every flag of its command, one line each, with its default. */
+static void check_help_lists(const char *cmd, const char *const *names, int n)
+{
+    argl a = {0};
+    push(&a, cmd, "--help", NULL);
+    proc p;
+    run_ok(&p, &a);
+    for (int i = 0; i < n; i++) {
+        char key[80];
+        snprintf(key, sizeof key, "\n  --%s ", names[i]);
+        const char *s = strstr(OUT(&p), key);
+        if (!s)
+            fail_msg("gpt %s --help does not list --%s", cmd, names[i]);
+        const char *nl = strchr(s + 1, '\n');
+        const char *d = strstr(s, "(default: ");
+        if (!d || (nl && d > nl))
+            fail_msg("gpt %s --help: --%s has no \"(default: \" on its line", cmd, names[i]);
+    }
+    /* and nothing else: n flag lines */
+    int lines = 0;
+    for (const char *s = OUT(&p); (s = strstr(s, "\n  --")); s++)
+        lines++;
+    assert_int_equal(lines, n);
+    proc_free(&p);
+}
+
+static void test_help(void **state)
+{
+    (void)state;
+    const char *cmds[] = {"train", "bench"};
+    const int which[] = {OPT_TRAIN, OPT_BENCH};
+    for (int c = 0; c < 2; c++) {
+        gpt_options o;
+        cli_opt t[40];
+        int n = gpt_option_table(&o, which[c], t, 40);
+        assert_true(n >= 10);
+        const char *names[40];
+        for (int i = 0; i < n; i++)
+            names[i] = t[i].name;
+        check_help_lists(cmds[c], names, n);
+    }
+    const char *sample_flags[] = {"checkpoint", "prompt", "tokens", "temperature", "top-k", "seed",
+                                  "threads", "no-kv-cache"};
+    check_help_lists("sample", sample_flags, 8);
+    /* gpt.py's defaults, as the README promises */
+    argl a = {0};
+    push(&a, "train", "--help", NULL);
+    proc p;
+    run_ok(&p, &a);
+    const char *defaults[] = {"--batch-size N         sequences per batch (default: 64)\n",
+                              "--block-size N         context length (default: 256)\n",
+                              "--n-embd N             embedding width (default: 384)\n",
+                              "--n-layer N            transformer blocks (default: 6)\n",
+                              "(default: 0.2)\n", "(default: 0.0003)\n",
+                              "--max-iters N          training steps (default: 5000)\n"};
+    for (size_t i = 0; i < sizeof defaults / sizeof *defaults; i++)
+        if (!strstr(OUT(&p), defaults[i]))
+            fail_msg("gpt train --help lacks \"%s\"", defaults[i]);
+    proc_free(&p);
+}
+
+/* A resume that repeats the checkpoint's own architecture is fine (the
+ * defaults' n_head of 6 must not be held against --n-embd 32). */
+static void test_resume_with_matching_flags(void **state)
+{
+    (void)state;
+    const char *src = shared_ckpt();
+    const char *ckpt = tpath("again.safetensors");
+    size_t len;
+    char *b = read_file(src, &len);
+    write_file(ckpt, b, len);
+    free(b);
+    argl a = {0};
+    push(&a, "train", "--data", text_path, "--resume", ckpt, "--n-embd", "32", "--n-layer", "2",
+         "--block-size", "16", "--threads", "1", "--max-iters", "155",
+         "--sample-tokens", "0", "--out", tpath("again"), NULL);
+    proc p;
+    run_ok(&p, &a);
+    char want[800];
+    snprintf(want, sizeof want, "resuming from %s at step 150\n", ckpt);
+    assert_non_null(strstr(OUT(&p), want));
+    assert_non_null(strstr(OUT(&p), "\ntrained 155 steps in "));
+    proc_free(&p);
+}
+
+/* ------------------------------------------------------------ 6. bench */
+
+static void test_bench(void **state)
+{
+    (void)state;
+    argl a = {0};
+    push(&a, "bench", "--n-embd", "16", "--n-head", "2", "--n-layer", "1", "--block-size", "8",
+         "--batch-size", "4", "--steps", "3", "--threads", "1", NULL);
+    proc p;
+    run_ok(&p, &a);
+    double ms, tps, rss, gflops;
+    int used = 0;
+    if (sscanf(OUT(&p), "bench: preset=custom threads=1 ms/step=%lf tokens/s=%lf peak_rss_mib=%lf "
+                        "gflops=%lf\n%n", &ms, &tps, &rss, &gflops, &used) != 4 ||
+        (size_t)used != strlen(OUT(&p)))
+        fail_msg("bench printed \"%s\"", OUT(&p));
+    if (!(ms > 0 && tps > 0 && rss > 0 && gflops > 0))
+        fail_msg("bench numbers not all positive: \"%s\"", OUT(&p));
+    /* tokens/s is the batch's 32 tokens over the step time (ms has 2 decimals) */
+    double implied = tps * ms / 1e3;
+    if (fabs(implied - 32) > 32 * (0.006 / ms + 0.01))
+        fail_msg("tokens/s %.0f and ms/step %.2f imply %.2f tokens per step, want 32", tps, ms,
+                 implied);
+    assert_true(wildmatch("bench: last loss *, arena peak * MiB, matmul *\n", ERR(&p)));
+    proc_free(&p);
+
+    /* a preset's name shows */
+    argl b = {0};
+    push(&b, "bench", "--preset", "tiny", "--steps", "1", "--warmup", "0", "--threads", "1",
+         "--batch-size", "2", NULL);
+    run_ok(&p, &b);
+    assert_true(wildmatch("bench: preset=tiny threads=1 ms/step=* tokens/s=* peak_rss_mib=* gflops=*\n",
+                          OUT(&p)));
+    proc_free(&p);
+}
+
+int main(int argc, char **argv)
+{
+    if (!gpt_args(argc, argv))
+        return 2;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_help),
+        cmocka_unit_test(test_resume_with_matching_flags),
+        cmocka_unit_test(test_bench),
+    };
+    return cmocka_run_group_tests_name("gpt_cli", tests, gpt_setup, gpt_teardown);
+}
