@@ -91,7 +91,7 @@ int64_t gpt_generate(const gpt_model *m, const gpt_vocab *v, const int32_t *ctx_
         }
         int32_t next = pick(logits, scratch, V, o, &o->rng);
         char buf[4];
-        fwrite(buf, 1, (size_t)utf8_encode(v->chars[next], buf), out);
+        fwrite(buf, 1, (size_t)nn_utf8_encode(v->chars[next], buf), out);
         fflush(out);
         if (len == T_max) { /* crop to the last block_size tokens: positions move */
             memmove(window, window + 1, (size_t)(T_max - 1) * sizeof *window);
