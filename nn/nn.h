@@ -231,7 +231,7 @@ NN_API bool nn_st_shape(const nn_st *f, const char *name, int *ndim, int64_t *sh
 NN_API uint64_t nn_st_data_size(const nn_st *f);
 
 /* Writes code point cp (below 0x110000) as UTF-8 to out; returns the bytes written, 1 to 4. */
-int nn_utf8_encode(uint32_t cp, char out[4]);
+NN_API int nn_utf8_encode(uint32_t cp, char out[4]);
 
 /* Collects tensors (by reference: keep them alive until written) and metadata. */
 typedef struct nn_st_writer nn_st_writer;
