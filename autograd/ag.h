@@ -132,6 +132,8 @@ AG_API void ag_zero_grad(ag_tensor *t);
 AG_API float ag_item(const ag_tensor *t);
 /* "(2, 3, 4)" into buf; returns buf. */
 AG_API char *ag_shape_str(const ag_tensor *t, char *buf, size_t n);
+/* The same for a shape given as (ndim, shape), with no tensor. */
+AG_API char *ag_fmt_shape(int ndim, const int64_t *shape, char *buf, size_t n);
 AG_API bool ag_same_shape(const ag_tensor *a, const ag_tensor *b);
 /* Writes t as a nested list with its shape to f. */
 AG_API void ag_print(FILE *f, const ag_tensor *t);

@@ -140,8 +140,6 @@ void *ag_scratch(ag_ctx *ctx, size_t bytes);
 
 /* Turns axis (negative counts from the end) into an index of t's dims, or reports. */
 bool ag_resolve_axis(const char *op, const ag_tensor *t, int *axis);
-/* "(2, 3)" */
-char *ag_fmt_shape(int ndim, const int64_t *shape, char *buf, size_t n);
 int64_t ag_shape_numel(int ndim, const int64_t *shape);
 
 /* Row-major strides (in elements) of a shape. */
