@@ -116,7 +116,7 @@ static void scale_c(float *C, int64_t ldc, int64_t M, int64_t N, float beta, boo
 {
     if (beta == 1.0f)
         return;
-    AG_PARALLEL_FOR(par && M * N > AG_PAR_MIN, ,
+    AG_PARALLEL(par ? M * N : 0, ,
     for (int64_t i = 0; i < M; i++)
         for (int64_t j = 0; j < N; j++)
             C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
@@ -147,10 +147,18 @@ static void gemm_builtin(bool par, bool ta, bool tb, int64_t M, int64_t N, int64
     if (M == 0 || N == 0 || K == 0 || alpha == 0.0f)
         return;
     int64_t tm = (M + MC - 1) / MC, tn = (N + NC - 1) / NC;
-    if (par && tm * tn > 1 && M * N * K > 64 * 64 * 64) {
-#pragma omp parallel
-        tiles(omp_get_thread_num(), omp_get_num_threads(), tm, tn, ta, tb, M, N, K, alpha, A, lda,
-              B, ldb, C, ldc);
+    int parts = par && M * N * K > 64 * 64 * 64 ? ag_parts(M * N * K, AG_GEMM_GRAIN) : 1;
+    int nt = ag_team(parts < tm * tn ? parts : (int)(tm * tn));
+    if (nt > 1) {
+        ag_region r;
+        ag_region_begin(&r);
+#pragma omp parallel num_threads(nt)
+        {
+            ag_region_enter(&r);
+            tiles(omp_get_thread_num(), omp_get_num_threads(), tm, tn, ta, tb, M, N, K, alpha, A,
+                  lda, B, ldb, C, ldc);
+        }
+        ag_region_end(&r, nt);
     } else {
         tiles(0, 1, tm, tn, ta, tb, M, N, K, alpha, A, lda, B, ldb, C, ldc);
     }
@@ -187,25 +195,40 @@ static void blas(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
 }
 #endif
 
-/* Below this many multiply-adds a GEMM runs on one thread: splitting it
- * costs more in wake-ups and barriers than it saves. */
-#define GEMM_PAR_MIN (1 << 20)
+/* A threaded BLAS call, timed for the contention cap (threads.c): its team
+ * came late when the call took longer than one thread at 10 GFLOP/s would
+ * (a floor any core with SIMD clears; a worker descheduled by other load
+ * costs milliseconds). */
+static void blas_timed(int nt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+                       const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                       float *C, int64_t ldc)
+{
+    if (nt < 2) {
+        blas(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    int64_t t0 = ag_now_ns();
+    blas(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    int64_t now = ag_now_ns(), wall = now - t0;
+    ag_team_note(nt, wall > 50000 && wall > 2 * M * N * K / 10, now);
+}
 
 void ag_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
              int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
 {
 #ifdef AG_HAVE_CBLAS
-    int nt = omp_get_max_threads();
-    if (M * N * K < GEMM_PAR_MIN && nt > 1 && !omp_in_parallel()) {
+    /* a thread per AG_GEMM_GRAIN multiply-adds, fewer under load (threads.c) */
+    int nt = ag_team(ag_parts(M * N * K, AG_GEMM_GRAIN)), icv = omp_get_max_threads();
+    if (nt != icv && !omp_in_parallel()) {
         /* OpenBLAS splits anything over 2^18 multiply-adds across threads and
          * has no per-call thread count, but its OpenMP build sizes its team
-         * by omp_get_max_threads(): one thread for this call, no wake-ups */
-        omp_set_num_threads(1);
-        blas(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+         * by omp_get_max_threads(): this call's team, no more wake-ups */
         omp_set_num_threads(nt);
+        blas_timed(nt, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        omp_set_num_threads(icv);
         return;
     }
-    blas(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    blas_timed(nt, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 #else
     gemm_builtin(true, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 #endif

@@ -1,8 +1,9 @@
 /* optim.c - SGD with momentum and AdamW, with PyTorch's semantics. */
 #include "nn.h"
 
+#include "ag_op.h"
+
 #include <math.h>
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,20 +40,23 @@ void nn_sgd_init(nn_sgd *o, nn_params *p, float lr, float momentum, float weight
     o->n = p->n;
 }
 
-/* Splits [0, n) over the threads when n is large enough to be worth waking
- * them, calling fn(arg, k0, k1) on each piece; otherwise one call, no
- * OpenMP runtime entered at all. */
+typedef struct {
+    void (*fn)(void *, int64_t, int64_t);
+    void *arg;
+} range_job;
+
+static void run_range(int64_t lo, int64_t hi, void *user)
+{
+    range_job *j = user;
+    j->fn(j->arg, lo, hi);
+}
+
+/* Splits [0, n) over the threads in runs of at least 32768 elements, calling
+ * fn(arg, k0, k1) on each (ag_parallel_for: below 65536, one call and no
+ * OpenMP runtime entered; fewer threads while the machine is busy). */
 static void over_range(int64_t n, void (*fn)(void *, int64_t, int64_t), void *arg)
 {
-    if (n > 65536) {
-#pragma omp parallel
-        {
-            int64_t id = omp_get_thread_num(), nt = omp_get_num_threads();
-            fn(arg, n * id / nt, n * (id + 1) / nt);
-        }
-    } else {
-        fn(arg, 0, n);
-    }
+    ag_parallel_for(n, 32768, run_range, &(range_job){fn, arg});
 }
 
 typedef struct {
