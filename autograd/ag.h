@@ -205,9 +205,14 @@ AG_API void ag_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)))
 
 /* ---------------------------------------------------------------- threads */
 
-/* Threads for every kernel (and the BLAS). Default: OpenMP's default. */
+/* Threads for every kernel (and the BLAS). Default: OpenMP's default. Each
+ * op uses as many as its work is worth, at most one per CPU; results depend
+ * only on this count, never on how many threads ran or on load. */
 AG_API void ag_set_num_threads(int n);
 AG_API int ag_get_num_threads(void);
+/* Threads the ops may use now: ag_get_num_threads() (at most the CPUs), fewer
+ * while other processes hold the cores and the threads would wait on them. */
+AG_API int ag_threads_in_use(void);
 /* Which matmul kernel the build uses: "openblas", "cblas" or "builtin". */
 AG_API const char *ag_matmul_backend(void);
 

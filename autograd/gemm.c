@@ -147,7 +147,7 @@ static void gemm_builtin(bool par, bool ta, bool tb, int64_t M, int64_t N, int64
     if (M == 0 || N == 0 || K == 0 || alpha == 0.0f)
         return;
     int64_t tm = (M + MC - 1) / MC, tn = (N + NC - 1) / NC;
-    int parts = par && M * N * K > 64 * 64 * 64 ? ag_parts(M * N * K, AG_GEMM_GRAIN) : 1;
+    int parts = par ? ag_parts_past(M * N * K, AG_GEMM_MIN) : 1;
     int nt = ag_team(parts < tm * tn ? parts : (int)(tm * tn));
     if (nt > 1) {
         ag_region r;
@@ -217,8 +217,8 @@ void ag_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, con
              int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
 {
 #ifdef AG_HAVE_CBLAS
-    /* a thread per AG_GEMM_GRAIN multiply-adds, fewer under load (threads.c) */
-    int nt = ag_team(ag_parts(M * N * K, AG_GEMM_GRAIN)), icv = omp_get_max_threads();
+    /* a thread per AG_GEMM_MIN multiply-adds, fewer under load (threads.c) */
+    int nt = ag_team(ag_parts_past(M * N * K, AG_GEMM_MIN)), icv = omp_get_max_threads();
     if (nt != icv && !omp_in_parallel()) {
         /* OpenBLAS splits anything over 2^18 multiply-adds across threads and
          * has no per-call thread count, but its OpenMP build sizes its team

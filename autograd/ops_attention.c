@@ -273,12 +273,11 @@ static void backward_pair(const geom *g, int64_t pr, const float *qkv, const flo
         pair_backward(g, pr, qkv, P, gout, gqkv, overwrite, a, d);
 }
 
-/* Parts for a call: one thread per 2^17 multiply-adds of T x T tiles,
- * past 2^18 of them, and no more than the (batch, head) pairs. */
+/* Parts for a call: past 2^18 multiply-adds of T x T tiles, a thread per
+ * 2^18 of them, and no more than the (batch, head) pairs. */
 static int parallel_parts(const geom *g, int64_t pairs)
 {
-    int64_t work = pairs * g->T * g->T * g->hs;
-    int parts = pairs > 1 && work > (1 << 18) ? ag_parts(work, 1 << 17) : 1;
+    int parts = ag_parts_past(pairs * g->T * g->T * g->hs, 1 << 18);
     return parts < pairs ? parts : (int)pairs;
 }
 

@@ -51,7 +51,7 @@ static void batched(int64_t nb, const int64_t *oa, const int64_t *ob, const int6
                     int64_t ldc)
 {
     /* many small products: one per thread beats splitting each */
-    int parts = ag_parts(nb * M * N * K, AG_GEMM_GRAIN);
+    int parts = ag_parts_past(nb * M * N * K, AG_GEMM_MIN);
     int nt = disjoint && nb >= 2 * parts && M * N * K < 512 * 512 * 512 ? ag_team(parts) : 1;
     if (nt > 1) {
         ag_region r;

@@ -123,6 +123,14 @@ int ag_parts(int64_t work, int64_t grain)
     return p >= n ? n : p < 1 ? 1 : (int)p;
 }
 
+int ag_parts_past(int64_t work, int64_t min)
+{
+    if (work <= min)
+        return 1;
+    int p = ag_parts(work, min);
+    return p >= 2 ? p : requested() >= 2 ? 2 : 1;
+}
+
 int ag_team(int parts)
 {
     if (parts < 2 || omp_in_parallel())

@@ -51,12 +51,16 @@ static void run_range(int64_t lo, int64_t hi, void *user)
     j->fn(j->arg, lo, hi);
 }
 
-/* Splits [0, n) over the threads in runs of at least 32768 elements, calling
- * fn(arg, k0, k1) on each (ag_parallel_for: below 65536, one call and no
- * OpenMP runtime entered; fewer threads while the machine is busy). */
+/* Splits [0, n) over the threads when n is large enough to be worth waking
+ * them (past 65536, runs of at least 32768: ag_parallel_for, which also
+ * uses fewer threads while the machine is busy), calling fn(arg, k0, k1) on
+ * each piece; otherwise one call, no OpenMP runtime entered at all. */
 static void over_range(int64_t n, void (*fn)(void *, int64_t, int64_t), void *arg)
 {
-    ag_parallel_for(n, 32768, run_range, &(range_job){fn, arg});
+    if (n > 65536)
+        ag_parallel_for(n, 32768, run_range, &(range_job){fn, arg});
+    else
+        fn(arg, 0, n);
 }
 
 typedef struct {

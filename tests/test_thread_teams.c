@@ -50,11 +50,17 @@ static void test_parts_follow_work_and_thread_count(void **state)
     assert_int_equal(ag_parts(19, 10), 1);
     assert_int_equal(ag_parts(0, 10), 1);
     assert_int_equal(ag_parts(3, 0), 3); /* grain 0 counts as 1 */
-    /* elementwise: serial up to AG_PAR_MIN, then a part per AG_PAR_MIN / 2 */
+    /* elementwise: serial up to AG_PAR_MIN, then 2 parts, then one per AG_PAR_MIN */
     assert_int_equal(ag_par_parts(AG_PAR_MIN), 1);
     assert_int_equal(ag_par_parts(AG_PAR_MIN + 1), 2);
-    assert_int_equal(ag_par_parts(3 * (AG_PAR_MIN / 2)), 3);
+    assert_int_equal(ag_par_parts(3 * AG_PAR_MIN - 1), 2);
+    assert_int_equal(ag_par_parts(3 * AG_PAR_MIN), 3);
     assert_int_equal(ag_par_parts(INT64_C(1) << 40), 4);
+    assert_int_equal(ag_parts_past(AG_GEMM_MIN, AG_GEMM_MIN), 1);
+    assert_int_equal(ag_parts_past(AG_GEMM_MIN + 1, AG_GEMM_MIN), 2);
+    ag_set_num_threads(1);
+    assert_int_equal(ag_parts_past(AG_GEMM_MIN + 1, AG_GEMM_MIN), 1);
+    ag_set_num_threads(4);
     /* the same on a contended machine: parts never look at the load */
     ag_team_hold_cap(1, INT64_C(10000000000));
     assert_int_equal(ag_parts(100, 10), 4);

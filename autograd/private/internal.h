@@ -14,11 +14,11 @@
  * (threads.c says how teams are sized and why they shrink under load) */
 
 /* Below this many elements an elementwise loop stays serial: waking threads
- * costs more than the work. Above it, a thread per AG_PAR_MIN / 2. */
+ * costs more than the work. Past it, a thread per AG_PAR_MIN elements. */
 #define AG_PAR_MIN 32768
 
-/* Multiply-adds worth a thread in a matmul: a 2^20 product splits in two. */
-#define AG_GEMM_GRAIN (1 << 19)
+/* The same for a matmul, in multiply-adds (2^20: about 15 us on one core). */
+#define AG_GEMM_MIN (1 << 20)
 
 /* Parts a loop of `work` units is cut into, each worth at least `grain`:
  * work / grain, at least 1, at most the thread count (ag_set_num_threads).
@@ -26,19 +26,16 @@
  * depend on the machine's load. */
 int ag_parts(int64_t work, int64_t grain);
 
-/* ag_parts for an elementwise loop over `work` elements (AG_PAR_MIN). */
-static inline int ag_par_parts(int64_t work)
-{
-    return work > AG_PAR_MIN ? ag_parts(work, AG_PAR_MIN / 2) : 1;
-}
+/* Parts for a loop worth splitting only past `min` units: 1 up to min,
+ * past it work / min but at least 2 (at most the thread count). */
+int ag_parts_past(int64_t work, int64_t min);
+
+/* ag_parts_past for an elementwise loop over `work` elements. */
+static inline int ag_par_parts(int64_t work) { return ag_parts_past(work, AG_PAR_MIN); }
 
 /* Threads to run `parts` parts on now: parts, fewer while the machine is
  * contended (threads.c), 1 inside a parallel region. */
 int ag_team(int parts);
-
-/* The team size threads.c would give a loop of requested-count parts now:
- * the thread count while the machine is quiet, less under load. */
-int ag_threads_in_use(void);
 
 /* The sum of range(lo, hi, user) over [0, n) cut into ag_par_parts(work)
  * ranges, added in range order: the same bits on any team, loaded or not. */
@@ -64,7 +61,7 @@ void ag_team_note(int team, bool late, int64_t now);
 int64_t ag_now_ns(void); /* CLOCK_MONOTONIC */
 
 /* Runs the for statement given last as `omp for clauses` on a team sized by
- * `work` (ag_par_parts, then ag_team), else as a plain loop. An OpenMP if
+ * `work` elements (ag_par_parts, then ag_team), else as a plain loop. An OpenMP if
  * clause would still enter the runtime when false: about 0.4 us and a futex
  * wake per loop, which for the small models is more than the loops
  * themselves. Loops whose result depends on the split (partial sums) cut
