@@ -193,12 +193,11 @@ static void blas(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
     cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
                 (int)M, (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
 }
-#endif
 
 /* A threaded BLAS call, timed for the contention cap (threads.c): its team
- * came late when the call took longer than one thread at 10 GFLOP/s would
- * (a floor any core with SIMD clears; a worker descheduled by other load
- * costs milliseconds). */
+ * came late when the call took longer than one slow core would -- 10
+ * GFLOP/s, 4 GB/s for the operands -- a floor any SIMD core clears, while
+ * a worker descheduled by other load costs milliseconds. */
 static void blas_timed(int nt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
                        const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
                        float *C, int64_t ldc)
@@ -210,8 +209,10 @@ static void blas_timed(int nt, bool ta, bool tb, int64_t M, int64_t N, int64_t K
     int64_t t0 = ag_now_ns();
     blas(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     int64_t now = ag_now_ns(), wall = now - t0;
-    ag_team_note(nt, wall > 50000 && wall > 2 * M * N * K / 10, now);
+    int64_t flops_ns = 2 * M * N * K / 10, bytes_ns = M * K + K * N + 2 * M * N;
+    ag_team_note(nt, wall > 50000 && wall > flops_ns && wall > bytes_ns, now);
 }
+#endif
 
 void ag_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
              int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc)

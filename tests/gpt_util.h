@@ -219,12 +219,18 @@ static inline void proc_start(proc *p, const argl *a)
     posix_spawn_file_actions_addclose(&fa, err[0]);
     posix_spawn_file_actions_addclose(&fa, out[1]);
     posix_spawn_file_actions_addclose(&fa, err[1]);
-    char *argv[82];
-    argv[0] = (char *)gpt_path;
+    /* a cross build's tests run under meson's exe_wrapper (qemu-user): gpt
+     * must too; it is a program and its arguments, split at spaces */
+    char *argv[90], wrap[256];
+    int k = 0;
+    snprintf(wrap, sizeof wrap, "%s", getenv("MESON_EXE_WRAPPER") ? getenv("MESON_EXE_WRAPPER") : "");
+    for (char *w = strtok(wrap, " "); w && k < 6; w = strtok(NULL, " "))
+        argv[k++] = w;
+    argv[k++] = (char *)gpt_path;
     for (int i = 0; i < a->n; i++)
-        argv[i + 1] = (char *)a->v[i];
-    argv[a->n + 1] = NULL;
-    int rc = posix_spawn(&p->pid, gpt_path, &fa, NULL, argv, environ);
+        argv[k++] = (char *)a->v[i];
+    argv[k] = NULL;
+    int rc = posix_spawn(&p->pid, argv[0], &fa, NULL, argv, environ);
     posix_spawn_file_actions_destroy(&fa);
     close(out[1]);
     close(err[1]);
