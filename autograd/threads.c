@@ -1,22 +1,26 @@
 /* threads.c - how many threads each parallel loop gets.
  *
- * A loop is cut into parts by its work alone (ag_parts: work / grain, at
- * most the thread count), so anything that depends on the split -- partial
- * sums added in part order -- comes out the same on an idle and a busy
- * machine. The parts run on a team (ag_team) that is the smaller of the
- * parts and a cap, and the cap shrinks while the machine is contended:
+ * A loop is cut into parts by its work and the thread count alone (ag_parts:
+ * work / grain, at most ag_set_num_threads' count), so whatever depends on
+ * the split -- partial sums added in part order -- comes out the same on any
+ * machine and under any load. The parts run on a team (ag_team) of at most
+ * the parts, the CPUs, and a cap that shrinks while the machine is busy.
  *
- * OpenMP's threads spin at each barrier (libgomp: for milliseconds, and it
- * reads its wait policy only once, before any of our code runs). When other
- * processes hold the cores, a worker is descheduled, the master spins out
- * its slice at the region's end, and every parallel loop costs a scheduler
- * slice: 200x slower steps for the small models. Each parallel region here
- * is timed (ag_region_*): when a worker starts its share late -- later than
- * the whole region would have taken without it -- in 3 of the last 8
- * regions, the cap halves (down to 1: no region, no barrier at all), and
- * after a back-off (50 ms, doubling while probes keep failing, at most 2 s)
- * a probe doubles it again. The same halving catches oversubscription (more
- * threads than cores). */
+ * Why the cap: libgomp's threads spin at each barrier (for milliseconds; it
+ * reads OMP_WAIT_POLICY and GOMP_SPINCOUNT once, in its own constructor,
+ * before any code of ours runs, so the library cannot change them). With
+ * other processes on the cores a worker is descheduled while the master
+ * spins out its slice at the region's end: every parallel loop then costs a
+ * scheduler slice, and the small models' steps were 200x slower at 2
+ * threads than at 1. So each region is timed (ag_region_*; a BLAS call as a
+ * whole, ag_team_note): its team came late when a worker started its share
+ * more than 50 us and more than half the region's time after the master (it
+ * cost more than it gave). Two late teams among the last 8 halve the cap,
+ * down to 1 (no region, no barrier at all); after a back-off (50 ms,
+ * doubling while probes fail within a second, at most 2 s) a probe doubles
+ * it again. Results never change with it: the parts stay, only the threads
+ * running them change. AG_ADAPTIVE_THREADS=0 keeps the cap at the CPUs;
+ * AG_THREADS_TRACE=1 prints each change on stderr. */
 #include "internal.h"
 
 #include <omp.h>
@@ -30,9 +34,9 @@ void openblas_set_num_threads(int n);
 #endif
 
 /* A worker that starts this much later than the master, and later than
- * half the region's time, cost more than it gave. */
+ * half the region's time, cost more than it gave: its team came late. */
 #define LATE_NS 50000
-/* regions remembered, and how many of them late before the cap halves */
+/* teams remembered, and how many of them late before the cap halves */
 #define HISTORY_MASK 0xffu
 #define LATE_TO_HALVE 2
 #define BACKOFF_MIN_NS 50000000LL
@@ -48,6 +52,7 @@ static struct {
     atomic_llong raised_at; /* when a probe last raised the cap */
     atomic_llong backoff;   /* wait before the next probe */
     atomic_int adaptive;    /* 0 when AG_ADAPTIVE_THREADS=0: the cap stays put */
+    atomic_int trace;       /* AG_THREADS_TRACE=1: each change of the cap on stderr */
 } pool;
 
 int64_t ag_now_ns(void)
@@ -55,6 +60,13 @@ int64_t ag_now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void trace(const char *why, int cap, int64_t now)
+{
+    if (atomic_load_explicit(&pool.trace, memory_order_relaxed))
+        fprintf(stderr, "agrad threads: %.3f s: %s, %d of %d in use\n", (double)now / 1e9, why,
+                cap, atomic_load(&pool.requested));
 }
 
 /* Starts over with n threads: parts up to n, teams up to the CPUs (more
@@ -78,8 +90,9 @@ static int requested(void)
     if (n > 0)
         return n;
     /* first use: OpenMP's count (OMP_NUM_THREADS, else the cores) */
-    const char *e = getenv("AG_ADAPTIVE_THREADS");
+    const char *e = getenv("AG_ADAPTIVE_THREADS"), *t = getenv("AG_THREADS_TRACE");
     atomic_store(&pool.adaptive, !(e && e[0] == '0' && !e[1]));
+    atomic_store(&pool.trace, t && t[0] == '1');
     n = omp_get_max_threads();
     reset(n < 1 ? 1 : n);
     return atomic_load(&pool.requested);
@@ -146,7 +159,7 @@ int ag_team(int parts)
             atomic_store(&pool.history, 0u);
             atomic_store(&pool.raised_at, now);
             atomic_store(&pool.cap, cap);
-            if (getenv("AG_TDEBUG")) fprintf(stderr, "%.3f probe: cap %d\n", now / 1e9, cap);
+            trace("probe", cap, now);
         }
     }
     return parts < cap ? parts : cap;
@@ -191,7 +204,7 @@ void ag_team_note(int team, bool late, int64_t now)
         backoff = BACKOFF_MIN_NS;
     atomic_store(&pool.backoff, backoff);
     atomic_store(&pool.probe_at, now + backoff);
-    if (getenv("AG_TDEBUG")) fprintf(stderr, "%.3f drop: team %d cap %d backoff %lld ms\n", now / 1e9, team, next, backoff / 1000000);
+    trace("workers late", next < 1 ? 1 : next, now);
 }
 
 void ag_region_end(ag_region *r, int team)
