@@ -3,8 +3,13 @@
  * A loop is cut into parts by its work and the thread count alone (ag_parts:
  * work / grain, at most ag_set_num_threads' count), so whatever depends on
  * the split -- partial sums added in part order -- comes out the same on any
- * machine and under any load. The parts run on a team (ag_team) of at most
- * the parts, the CPUs, and a cap that shrinks while the machine is busy.
+ * machine and under any load. A loop of one part runs on the calling thread
+ * without entering OpenMP; the others run on a team (ag_team) of the thread
+ * count, at most the CPUs, and fewer while the machine is busy: a cap.
+ * Every region gets the same team, whatever its parts: libgomp ends the
+ * threads a smaller team leaves out and creates them anew for the next
+ * larger one (tens of microseconds each), which costs more than idle
+ * members waiting at a barrier.
  *
  * Why the cap: libgomp's threads spin at each barrier (for milliseconds; it
  * reads OMP_WAIT_POLICY and GOMP_SPINCOUNT once, in its own constructor,
@@ -151,8 +156,8 @@ int ag_team(int parts)
     requested();
     int cap = atomic_load_explicit(&pool.cap, memory_order_relaxed);
     int limit = atomic_load_explicit(&pool.limit, memory_order_relaxed);
-    if (cap < parts && cap < limit) {
-        /* capped, and the cap is what limits this loop: time to probe? */
+    if (cap < limit) {
+        /* capped: time to probe? */
         int64_t now = ag_now_ns();
         if (now >= atomic_load(&pool.probe_at)) {
             cap = 2 * cap < limit ? 2 * cap : limit;
@@ -162,7 +167,7 @@ int ag_team(int parts)
             trace("probe", cap, now);
         }
     }
-    return parts < cap ? parts : cap;
+    return cap; /* one size for every region (see internal.h) */
 }
 
 void ag_region_begin(ag_region *r)

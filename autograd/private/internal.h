@@ -33,8 +33,11 @@ int ag_parts_past(int64_t work, int64_t min);
 /* ag_parts_past for an elementwise loop over `work` elements. */
 static inline int ag_par_parts(int64_t work) { return ag_parts_past(work, AG_PAR_MIN); }
 
-/* Threads to run `parts` parts on now: parts, fewer while the machine is
- * contended (threads.c), 1 inside a parallel region. */
+/* Threads to run `parts` parts on now: 1 for one part or inside a parallel
+ * region; otherwise the pool's team, the same for every region: the thread
+ * count, at most the CPUs, fewer while the machine is contended (threads.c).
+ * Members beyond the parts wait at the barrier: libgomp would end them and
+ * create them again for the next larger team, at tens of us a thread. */
 int ag_team(int parts);
 
 /* The sum of range(lo, hi, user) over [0, n) cut into ag_par_parts(work)
