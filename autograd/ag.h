@@ -205,9 +205,10 @@ AG_API void ag_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)))
 
 /* ---------------------------------------------------------------- threads */
 
-/* Threads for every kernel (and the BLAS). Default: OpenMP's default. Each
- * op uses as many as its work is worth, at most one per CPU; results depend
- * only on this count, never on how many threads ran or on load. */
+/* Threads for every kernel (and the BLAS). Default: OpenMP's default. An op
+ * too small to split runs on the calling thread; the others use the pool,
+ * at most one thread per CPU. Results depend only on this count, never on
+ * how many threads ran or on the machine's load. */
 AG_API void ag_set_num_threads(int n);
 AG_API int ag_get_num_threads(void);
 /* Threads the ops may use now: ag_get_num_threads() (at most the CPUs), fewer

@@ -3,7 +3,7 @@
 
     python3 tools/bench_threads.py [--presets tiny,small,medium] [--threads 1,2,4,8]
                                    [--load-presets tiny,small,medium] [--spinners 0,2]
-                                   [--repeat 5] [--build build] [--base OTHER_BUILD]
+                                   [--repeat 5] [--build build] [--base OTHER_BUILD [--base-load]]
 
 Scaling: each preset at each --threads count. Load check: each preset with
 its default thread count, --threads 1, 2 and 8, beside 0 and 2 busy shells
@@ -11,7 +11,8 @@ its default thread count, --threads 1, 2 and 8, beside 0 and 2 busy shells
 README quotes: default against the better of 1 and 2 threads, and 8 threads
 (oversubscribed on 2 cores) against 2. --base times another build's gpt
 (say, main before a change) the same way on the idle machine, beside this
-one, for an idle before/after row.
+one, for an idle before/after row; with --base-load also its default under
+each load (slow where it collapses: budget minutes for medium).
 
 Every configuration runs --repeat times; the repeats are interleaved (each
 round runs every configuration once, each load level in turn), and the
@@ -80,6 +81,8 @@ def main():
     ap.add_argument('--steps', type=int, help='timed steps per run (default per preset)')
     ap.add_argument('--build', default=os.path.join(ROOT, 'build'))
     ap.add_argument('--base', help='another build directory to time beside this one (idle)')
+    ap.add_argument('--base-load', action='store_true',
+                    help='also time the --base build\'s default threads in the load check')
     args = ap.parse_args()
 
     gpt = os.path.join(args.build, 'examples', 'gpt', 'gpt')
@@ -122,6 +125,9 @@ def main():
                     steps = args.steps or STEPS.get(p, 10)
                     for name, t in load_cfgs:
                         record(('load', p, n, name), bench(gpt, p, t, steps))
+                    if args.base and args.base_load:
+                        base = os.path.join(args.base, 'examples', 'gpt', 'gpt')
+                        record(('load', p, n, 'before'), bench(base, p, 0, steps))
 
     med = {k: statistics.median(v) for k, v in runs.items()}
 
@@ -140,9 +146,10 @@ def main():
     if load_presets:
         print('\nUnder load (ms/step, median; N busy shells beside it; "in use": the '
               'threads the pool used at the end, median):\n')
+        before = args.base and args.base_load
         print('| preset | busy shells | default | --threads 1 | --threads 2 | --threads 8 | '
-              'default / best of 1, 2 | 8 / 2 |')
-        print('|---|---|---|---|---|---|---|---|')
+              'default / best of 1, 2 | 8 / 2 |' + (' before: default |' if before else ''))
+        print('|---|---|---|---|---|---|---|---|' + ('---|' if before else ''))
         for p in load_presets:
             for n in spinners:
                 v = {name: med[('load', p, n, name)] for name, _ in load_cfgs}
@@ -155,7 +162,8 @@ def main():
                     return s
                 best = min(v['1'], v['2'])
                 print(f'| {p} | {n} | ' + ' | '.join(cell(name) for name, _ in load_cfgs) +
-                      f' | {v["default"] / best:.2f}x | {v["8"] / v["2"]:.2f}x |')
+                      f' | {v["default"] / best:.2f}x | {v["8"] / v["2"]:.2f}x |' +
+                      (f' {med[("load", p, n, "before")]:.2f} |' if before else ''))
 
     if args.base:
         print(f'\nIdle, default threads, {args.base} (before) against {args.build} (now):\n')
