@@ -27,9 +27,18 @@ extern "C" {
 
 /* ---------------------------------------------------------------- registry */
 
+/* What a parameter is, for rules such as nn_adamw_default_groups': set by
+ * the layer that makes it (nn_embedding_init marks its table). */
+enum { NN_PARAM_EMBEDDING = 1u };
+
 typedef struct {
-    ag_tensor **items;   /* in registration order */
+    ag_tensor **items;   /* in registration order; a tied parameter once */
+    unsigned *flags;     /* per item: NN_PARAM_* bits */
     int n, cap;
+    /* tied names: alias[i] is a second name of the registered parameter alias_of[i] */
+    char **alias;
+    ag_tensor **alias_of;
+    int n_alias, alias_cap;
 } nn_params;
 
 NN_API void nn_params_init(nn_params *p);
@@ -37,7 +46,18 @@ NN_API void nn_params_init(nn_params *p);
  * NULL or ""), registered in p. NULL (after ag_error) on a duplicate name. */
 NN_API ag_tensor *nn_param(nn_params *p, const char *prefix, const char *name, int ndim,
                     const int64_t *shape);
+/* Weight tying: registers prefix + "." + name as a second name of t, a
+ * parameter already in p, which two layers then share (e.g. the token
+ * embedding and the output head). t stays one item of p: optimizers, grad
+ * norms and nn_params_numel count it once, and its grad sums both uses.
+ * Checkpoints store its data once under t's name (nn_st_add_params) and
+ * load from either name (nn_load_params). false (after ag_error) on a
+ * duplicate name or a t not in p. */
+NN_API bool nn_params_tie(nn_params *p, const char *prefix, const char *name, ag_tensor *t);
+/* The parameter of that name, or of that tied name; NULL if none. */
 NN_API ag_tensor *nn_params_find(const nn_params *p, const char *name);
+/* The index of t in p->items, or -1. */
+NN_API int nn_params_index(const nn_params *p, const ag_tensor *t);
 /* Total number of parameter elements. */
 NN_API int64_t nn_params_numel(const nn_params *p);
 NN_API void nn_params_zero_grad(nn_params *p);
@@ -58,6 +78,12 @@ typedef struct {
 } nn_linear;
 NN_API bool nn_linear_init(nn_linear *l, nn_params *p, const char *prefix, int64_t in, int64_t out,
                     bool bias, ag_rng *rng);
+/* A Linear whose weight is weight (out, in), a parameter of p already used
+ * elsewhere (weight tying: lm_head sharing the token embedding's (V, C)
+ * table), registered under the tied name prefix + ".weight"; a new bias (out)
+ * when bias, U(-1/sqrt(in), 1/sqrt(in)). */
+NN_API bool nn_linear_init_tied(nn_linear *l, nn_params *p, const char *prefix, ag_tensor *weight,
+                                bool bias, ag_rng *rng);
 NN_API ag_tensor *nn_linear_forward(ag_ctx *c, const nn_linear *l, ag_tensor *x);
 
 /* Lookup table weight (num, dim), init N(0, 1): idx (...) -> (..., dim). */
@@ -193,17 +219,45 @@ NN_API void nn_sgd_free(nn_sgd *o);
 
 /* torch.optim.AdamW: p -= lr wd p; m, v moving averages with bias correction;
  * p -= lr m_hat / (sqrt(v_hat) + eps). Defaults betas 0.9/0.999, eps 1e-8, wd 0.01.
- * lr may be changed between steps. */
+ * lr may be changed between steps.
+ * Parameter groups: PyTorch's two param_groups of nanoGPT's
+ * configure_optimizers, one decayed by weight_decay and one not. Every
+ * parameter starts in the decayed group (one group, as before);
+ * nn_adamw_decay_groups applies the documented default split and
+ * nn_adamw_set_decay moves one parameter. */
 typedef struct {
     nn_params *params;
     float lr, beta1, beta2, eps, weight_decay;
     int64_t step;
     float **m, **v;
+    bool *no_decay;        /* per parameter: in the group without weight decay */
     int n;                 /* parameters when made: the state's own count */
 } nn_adamw;
 NN_API void nn_adamw_init(nn_adamw *o, nn_params *p, float lr);
+/* The default groups: weight decay for matrices (ndim >= 2), none for 1-D
+ * parameters (biases, norm weights), scalars and embedding tables
+ * (NN_PARAM_EMBEDDING, so a head tied to the embedding is not decayed either).
+ * Returns how many parameters are decayed. */
+NN_API int nn_adamw_decay_groups(nn_adamw *o);
+/* Puts parameter `name` (or a tied name of it) in the decayed group or not;
+ * false if p has no such parameter. */
+NN_API bool nn_adamw_set_decay(nn_adamw *o, const char *name, bool decay);
 NN_API void nn_adamw_step(nn_adamw *o);
 NN_API void nn_adamw_free(nn_adamw *o);
+
+/* ---------------------------------------------------------------- lr schedules
+ * Functions of the step (0-based: the step about to be taken) returning the
+ * learning rate; set opt.lr to it before each nn_adamw_step. */
+
+/* Linear warmup: lr (step + 1) / warmup for step < warmup, then lr. */
+NN_API float nn_lr_warmup(int64_t step, float lr, int64_t warmup);
+/* nanoGPT's get_lr: linear warmup to lr over the first warmup steps, then a
+ * cosine from lr down to min_lr over steps warmup .. decay_steps, then min_lr:
+ *   step < warmup:              lr (step + 1) / warmup
+ *   warmup <= step <= decay_steps: min_lr + (lr - min_lr) (1 + cos(pi r)) / 2,
+ *                                  r = (step - warmup) / (decay_steps - warmup)
+ *   step > decay_steps:         min_lr */
+NN_API float nn_lr_cosine(int64_t step, float lr, float min_lr, int64_t warmup, int64_t decay_steps);
 
 /* ---------------------------------------------------------------- safetensors */
 
@@ -233,6 +287,13 @@ NN_API uint64_t nn_st_data_size(const nn_st *f);
 /* Writes code point cp (below 0x110000) as UTF-8 to out; returns the bytes written, 1 to 4. */
 NN_API int nn_utf8_encode(uint32_t cp, char out[4]);
 
+/* A second name of a stored tensor: metadata NN_ST_TIED "<name>" = "<stored
+ * name>". The writer stores a tensor added twice (same data pointer, same
+ * shape) once and records the later name so; the reader's lookups by name
+ * (nn_st_has, _check, _read, _shape) follow it. nn_st_count and nn_st_name
+ * list stored tensors only. */
+#define NN_ST_TIED "tied."
+
 /* Collects tensors (by reference: keep them alive until written) and metadata. */
 typedef struct nn_st_writer nn_st_writer;
 NN_API nn_st_writer *nn_st_writer_new(void);
@@ -248,12 +309,15 @@ NN_API void nn_st_writer_free(nn_st_writer *w);
 
 /* Adds every parameter under its name, and with opt its state as
  * "optimizer.exp_avg.<name>", "optimizer.exp_avg_sq.<name>" and metadata
- * "optimizer.step". */
+ * "optimizer.step". A tied parameter's data is stored once, its second
+ * name as NN_ST_TIED metadata. */
 NN_API void nn_st_add_params(nn_st_writer *w, const nn_params *p);
 NN_API void nn_st_add_adamw(nn_st_writer *w, const nn_adamw *opt);
 /* Loads every parameter of p by name, checking shapes; fails on the first
  * missing or mismatched tensor, and on tensors the file has that p lacks
- * (other than "optimizer." ones). Everything is checked before anything is
+ * (other than "optimizer." ones). A tied parameter loads from any of its
+ * names the file has; one stored under two names must hold the same values
+ * under both. Everything is checked before anything is
  * copied, so a failed load leaves p (and opt) as they were. */
 NN_API bool nn_load_params(const nn_st *f, nn_params *p, char *err, size_t errlen);
 NN_API bool nn_load_adamw(const nn_st *f, nn_adamw *opt, char *err, size_t errlen);

@@ -32,6 +32,8 @@ struct nn_st {
     uint64_t data_len;
 };
 
+static const entry *find_stored(const nn_st *f, const char *name);
+
 static bool parse_entry(nn_json *L, entry *e)
 {
     bool have_dtype = false, have_shape = false, have_offsets = false;
@@ -185,7 +187,7 @@ static bool parse_header(nn_st *f, const char *h, size_t n, char *err, size_t er
                     return false;
                 continue;
             }
-            if (nn_st_has(f, name)) {
+            if (find_stored(f, name)) {
                 nn_seterr(err, errlen, "bad header: tensor \"%s\" appears twice", name);
                 free(name);
                 return false;
@@ -310,15 +312,13 @@ int nn_st_count(const nn_st *f) { return f->n; }
 uint64_t nn_st_data_size(const nn_st *f) { return f->data_len; }
 const char *nn_st_name(const nn_st *f, int i) { return i >= 0 && i < f->n ? f->e[i].name : NULL; }
 
-static const entry *find(const nn_st *f, const char *name)
+static const entry *find_stored(const nn_st *f, const char *name)
 {
     for (int i = 0; i < f->n; i++)
         if (strcmp(f->e[i].name, name) == 0)
             return &f->e[i];
     return NULL;
 }
-
-bool nn_st_has(const nn_st *f, const char *name) { return find(f, name) != NULL; }
 
 const char *nn_st_meta(const nn_st *f, const char *key)
 {
@@ -327,6 +327,22 @@ const char *nn_st_meta(const nn_st *f, const char *key)
             return f->meta[i + 1];
     return NULL;
 }
+
+/* The tensor stored under name, or under the name its NN_ST_TIED metadata
+ * gives (one step: a tie names a stored tensor, never another tie). */
+static const entry *find(const nn_st *f, const char *name)
+{
+    const entry *e = find_stored(f, name);
+    for (int i = 0; !e && i + 1 < f->nmeta; i += 2) {
+        const char *k = f->meta[i];
+        if (strncmp(k, NN_ST_TIED, strlen(NN_ST_TIED)) == 0 &&
+            strcmp(k + strlen(NN_ST_TIED), name) == 0)
+            e = find_stored(f, f->meta[i + 1]);
+    }
+    return e;
+}
+
+bool nn_st_has(const nn_st *f, const char *name) { return find(f, name) != NULL; }
 
 bool nn_st_shape(const nn_st *f, const char *name, int *ndim, int64_t *shape)
 {

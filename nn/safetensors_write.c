@@ -1,6 +1,9 @@
 /* safetensors_write.c - writing safetensors files (the format is described
  * in safetensors_read.c): F32 tensors by reference and string metadata,
- * written atomically. */
+ * written atomically. A tensor added twice under two names (a tied
+ * parameter) is stored once: the format forbids overlapping data, so the
+ * later name becomes the metadata entry "tied.<name>": "<first name>",
+ * which the reader resolves. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +18,7 @@ typedef struct {
     int ndim;
     int64_t shape[AG_MAX_DIMS];
     int64_t numel;
+    int same_as; /* the earlier entry with the same data (a tied name), or -1 */
 } wentry;
 
 struct nn_st_writer {
@@ -75,7 +79,11 @@ static nn_json_out header(const nn_st_writer *w)
 {
     nn_json_out h = {0};
     nn_json_put(&h, "{", 1);
-    if (w->nmeta) {
+    int nties = 0;
+    for (int i = 0; i < w->n; i++)
+        nties += w->e[i].same_as >= 0;
+    bool any = w->nmeta || nties;
+    if (any) {
         nn_json_put(&h, "\"__metadata__\":{", 16);
         for (int i = 0; i < w->nmeta; i += 2) {
             if (i)
@@ -84,13 +92,30 @@ static nn_json_out header(const nn_st_writer *w)
             nn_json_put(&h, ":", 1);
             nn_json_put_string(&h, w->meta[i + 1]);
         }
+        bool first = w->nmeta == 0;
+        for (int i = 0; i < w->n; i++) {
+            const wentry *e = &w->e[i];
+            if (e->same_as < 0)
+                continue;
+            char key[300];
+            snprintf(key, sizeof key, NN_ST_TIED "%s", e->name);
+            if (!first)
+                nn_json_put(&h, ",", 1);
+            first = false;
+            nn_json_put_string(&h, key);
+            nn_json_put(&h, ":", 1);
+            nn_json_put_string(&h, w->e[e->same_as].name);
+        }
         nn_json_put(&h, "}", 1);
     }
     uint64_t off = 0;
     for (int i = 0; i < w->n; i++) {
         const wentry *e = &w->e[i];
-        if (i || w->nmeta)
+        if (e->same_as >= 0)
+            continue;
+        if (any)
             nn_json_put(&h, ",", 1);
+        any = true;
         nn_json_put_string(&h, e->name);
         nn_json_put(&h, ":{\"dtype\":\"F32\",\"shape\":[", 25);
         for (int d = 0; d < e->ndim; d++)
@@ -117,6 +142,8 @@ static bool write_file(FILE *fp, const nn_json_out *h, const nn_st_writer *w)
     bool ok = write_all(fp, len8, 8) && write_all(fp, h->s, h->n);
     for (int i = 0; ok && i < w->n; i++) {
         const wentry *e = &w->e[i];
+        if (e->same_as >= 0)
+            continue;
         unsigned char chunk[4096];
         for (int64_t k = 0; ok && k < e->numel; k += 1024) {
             int64_t m = e->numel - k < 1024 ? e->numel - k : 1024;
@@ -132,6 +159,30 @@ static bool write_file(FILE *fp, const nn_json_out *h, const nn_st_writer *w)
     return ok;
 }
 
+/* Marks each entry whose data an earlier entry already holds (a tied
+ * parameter under its second name); such names must have the same shape. */
+static bool find_ties(nn_st_writer *w, const char *path, char *err, size_t errlen)
+{
+    for (int i = 0; i < w->n; i++) {
+        wentry *e = &w->e[i];
+        e->same_as = -1;
+        for (int j = 0; j < i && e->numel > 0; j++) {
+            const wentry *o = &w->e[j];
+            if (o->data != e->data || o->same_as >= 0 || o->numel == 0)
+                continue;
+            bool same = o->ndim == e->ndim;
+            for (int d = 0; same && d < e->ndim; d++)
+                same = o->shape[d] == e->shape[d];
+            if (!same)
+                return nn_seterr(err, errlen, "cannot write %s: tensors \"%s\" and \"%s\" share "
+                                 "their data but not their shape", path, o->name, e->name);
+            e->same_as = j;
+            break;
+        }
+    }
+    return true;
+}
+
 bool nn_st_write(nn_st_writer *w, const char *path, char *err, size_t errlen)
 {
     /* a file with a name twice could not be read back: refuse to write it */
@@ -140,6 +191,8 @@ bool nn_st_write(nn_st_writer *w, const char *path, char *err, size_t errlen)
             if (strcmp(w->e[i].name, w->e[j].name) == 0)
                 return nn_seterr(err, errlen, "cannot write %s: tensor \"%s\" added twice", path,
                                  w->e[i].name);
+    if (!find_ties(w, path, err, errlen))
+        return false;
     size_t plen = strlen(path);
     char *tmp = malloc(plen + 5);
     if (!tmp)
