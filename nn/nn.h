@@ -203,6 +203,82 @@ NN_API ag_tensor *nn_block_forward_cached(ag_ctx *c, const nn_block *b, nn_kv_ca
 NN_API ag_tensor *nn_block_forward_last(ag_ctx *c, const nn_block *b, ag_tensor *x);
 NN_API void nn_block_free(nn_block *b);
 
+/* ---------------------------------------------------------------- modern blocks */
+
+/* RMSNorm over the last dim, as Llama's (torch.nn.RMSNorm):
+ * x / sqrt(mean(x^2) + eps) * weight, (..., dim) -> (..., dim); weight ones. */
+typedef struct {
+    ag_tensor *weight;
+    float eps;
+} nn_rmsnorm;
+NN_API bool nn_rmsnorm_init(nn_rmsnorm *n, nn_params *p, const char *prefix, int64_t dim, float eps);
+NN_API ag_tensor *nn_rmsnorm_forward(ag_ctx *c, const nn_rmsnorm *n, ag_tensor *x);
+/* The same from mul, mean, add_scalar, rsqrt, mul, mul: the reference the
+ * forward is tested against. */
+NN_API ag_tensor *nn_rmsnorm_forward_composed(ag_ctx *c, const nn_rmsnorm *n, ag_tensor *x);
+
+/* Llama's SwiGLU feed-forward, Linears without bias named w1, w2, w3:
+ * w2(silu(w1 x) * w3 x), (..., dim) -> (..., dim) through (..., hidden). */
+typedef struct {
+    nn_linear w1, w2, w3;
+} nn_swiglu;
+NN_API bool nn_swiglu_init(nn_swiglu *f, nn_params *p, const char *prefix, int64_t dim,
+                           int64_t hidden, ag_rng *rng);
+NN_API ag_tensor *nn_swiglu_forward(ag_ctx *c, const nn_swiglu *f, ag_tensor *x);
+
+/* Rotary position embeddings (Llama, rotate-half form): for position t and
+ * i < hs/2, the pair (x_i, x_{i+hs/2}) turns by t theta^(-2i/hs):
+ * out = x cos + rotate_half(x) sin, rotate_half(x1 | x2) = (-x2 | x1).
+ * Constant tables (max_T, hs), not parameters: nothing to learn or save. */
+typedef struct {
+    ag_tensor *cos, *sin;       /* (max_T, hs); sin holds rotate_half's sign: (-sin | sin) */
+    int64_t max_T, head_size;
+} nn_rope;
+/* Tables for positions 0 .. max_T-1 of heads of (even) head_size; theta 10000 as Llama. */
+NN_API bool nn_rope_init(nn_rope *r, int64_t max_T, int64_t head_size, float theta);
+NN_API void nn_rope_free(nn_rope *r);
+/* x (..., T, ..., hs) rotated for positions pos0 .. pos0+T-1, T on axis t_axis:
+ * -2 for q, k as (B, H, T, hs), -3 for (B, T, H, hs). Same shape out. */
+NN_API ag_tensor *nn_rope_forward(ag_ctx *c, const nn_rope *r, ag_tensor *x, int t_axis,
+                                  int64_t pos0);
+
+/* torch.nn.GRUCell: weight_ih (3H, in), weight_hh (3H, H), bias_ih, bias_hh
+ * (3H) or NULL, gates stacked r, z, n; every one U(-1/sqrt(H), 1/sqrt(H)):
+ *   r = sigmoid(x W_ir^T + b_ir + h W_hr^T + b_hr), z likewise,
+ *   n = tanh(x W_in^T + b_in + r * (h W_hn^T + b_hn)),  h' = (1 - z) n + z h. */
+typedef struct {
+    ag_tensor *weight_ih, *weight_hh, *bias_ih, *bias_hh;
+    int64_t input_size, hidden_size;
+} nn_gru_cell;
+NN_API bool nn_gru_cell_init(nn_gru_cell *g, nn_params *p, const char *prefix, int64_t input_size,
+                             int64_t hidden_size, bool bias, ag_rng *rng);
+/* One step: x (B, in), h (B, H) or NULL for zeros -> h' (B, H). */
+NN_API ag_tensor *nn_gru_cell_forward(ag_ctx *c, const nn_gru_cell *g, ag_tensor *x, ag_tensor *h);
+/* The cell over a time-major sequence x (T, B, in) from h0 (B, H) or NULL ->
+ * every step's h (T, B, H), as torch.nn.GRU(batch_first=False) with this
+ * cell's weights; *h_last (may be NULL) gets the last step's (B, H). The
+ * inputs of all steps are projected at once (one GEMM per gate). */
+NN_API ag_tensor *nn_gru_forward(ag_ctx *c, const nn_gru_cell *g, ag_tensor *x, ag_tensor *h0,
+                                 ag_tensor **h_last);
+
+/* torch.nn.LSTMCell: weight_ih (4H, in), weight_hh (4H, H), bias_ih, bias_hh
+ * (4H) or NULL, gates stacked i, f, g, o; every one U(-1/sqrt(H), 1/sqrt(H)):
+ *   i, f, o = sigmoid(x W_i^T + b_i + h W_h^T + b_h), g = tanh(...),
+ *   c' = f c + i g,  h' = o tanh(c'). */
+typedef struct {
+    ag_tensor *weight_ih, *weight_hh, *bias_ih, *bias_hh;
+    int64_t input_size, hidden_size;
+} nn_lstm_cell;
+NN_API bool nn_lstm_cell_init(nn_lstm_cell *l, nn_params *p, const char *prefix,
+                              int64_t input_size, int64_t hidden_size, bool bias, ag_rng *rng);
+/* One step: x (B, in), h and cs (B, H) or NULL for zeros -> *h_out, *c_out (B, H). */
+NN_API bool nn_lstm_cell_forward(ag_ctx *c, const nn_lstm_cell *l, ag_tensor *x, ag_tensor *h,
+                                 ag_tensor *cs, ag_tensor **h_out, ag_tensor **c_out);
+/* Over a time-major sequence x (T, B, in) -> every step's h (T, B, H); the
+ * last step's h and c into *h_last, *c_last (either may be NULL). */
+NN_API ag_tensor *nn_lstm_forward(ag_ctx *c, const nn_lstm_cell *l, ag_tensor *x, ag_tensor *h0,
+                                  ag_tensor *c0, ag_tensor **h_last, ag_tensor **c_last);
+
 /* ---------------------------------------------------------------- optimizers */
 
 /* torch.optim.SGD: d = g + wd p; buf = momentum buf + d (buf = d at first); p -= lr buf. */
