@@ -118,8 +118,44 @@ def layers(path):
             c0 = rand(3, 6, scale=0.5)
             ys, (hn, cn) = seq(xs, (h0.unsqueeze(0), c0.unsqueeze(0)))
             record(out, 'lstm_seq', {'x': xs, 'h': h0, 'c': c0, **sp}, {'out': ys, 'c_last': cn[0]})
+    adamw_groups(out)
     save_safetensors(path, out, {'note': 'made by tools/fixtures_nn_arch.py with PyTorch '
                                  + torch.__version__})
+
+
+def cosine_lr(step, lr, min_lr, warmup, decay_steps):
+    """nn_lr_cosine, as nanoGPT's get_lr"""
+    import math
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    if step > decay_steps:
+        return min_lr
+    r = (step - warmup) / (decay_steps - warmup)
+    return min_lr + 0.5 * (1 + math.cos(math.pi * r)) * (lr - min_lr)
+
+
+def adamw_groups(out):
+    """AdamW with two param groups (weight decayed by 0.1, bias and an
+    embedding-like table not), the lr from cosine_lr at every step (a
+    LambdaLR), on a least-squares problem: the parameters after each of 6 steps."""
+    torch.manual_seed(5)
+    x, y = torch.randn(8, 5), torch.randn(8, 3)
+    w0, b0, e0 = torch.randn(3, 5) * 0.5, torch.randn(3) * 0.5, torch.randn(4, 3) * 0.5
+    out.update({'adamw_groups.x': x, 'adamw_groups.y': y, 'adamw_groups.weight': w0,
+                'adamw_groups.bias': b0, 'adamw_groups.emb': e0})
+    w, b, e = (t.clone().requires_grad_(True) for t in (w0, b0, e0))
+    opt = torch.optim.AdamW([{'params': [w], 'weight_decay': 0.1},
+                             {'params': [b, e], 'weight_decay': 0.0}], lr=0.05)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_lr(s, 0.05, 0.005, 2, 5) / 0.05)
+    for step in range(1, 7):
+        opt.zero_grad()
+        # the table's rows 0 and 2 shift the targets: every parameter gets a grad
+        loss = ((x @ w.t() + b - y - e[0] + e[2]) ** 2).mean()
+        loss.backward()
+        opt.step()
+        sched.step()
+        for n, t in (('weight', w), ('bias', b), ('emb', e)):
+            out[f'adamw_groups.{step}.{n}'] = t.detach().clone()
 
 
 def models(path):
