@@ -5,8 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Draws a token from logits (V) after temperature and top-k. */
-static int32_t pick(float *logits, float *tmp, int64_t V, const gpt_sample_opts *o, ag_rng *rng)
+int32_t gpt_pick_token(float *logits, float *tmp, int64_t V, const gpt_sample_opts *o, ag_rng *rng)
 {
     for (int64_t i = 0; i < V; i++)
         logits[i] /= o->temperature;
@@ -89,7 +88,7 @@ int64_t gpt_generate(const gpt_model *m, const gpt_vocab *v, const int32_t *ctx_
                 break;
             memcpy(logits, lg, (size_t)V * sizeof *logits);
         }
-        int32_t next = pick(logits, scratch, V, o, &o->rng);
+        int32_t next = gpt_pick_token(logits, scratch, V, o, &o->rng);
         char buf[4];
         fwrite(buf, 1, (size_t)nn_utf8_encode(v->chars[next], buf), out);
         fflush(out);

@@ -15,6 +15,10 @@ typedef struct {
     bool no_kv_cache;    /* recompute the whole context for every token, as gpt.py does */
 } gpt_sample_opts;
 
+/* Draws a token from logits (V, divided in place by o->temperature) after
+ * o->top_k; tmp is V floats of scratch. (The char-level examples' samplers share it.) */
+int32_t gpt_pick_token(float *logits, float *tmp, int64_t V, const gpt_sample_opts *o, ag_rng *rng);
+
 /* Continues the n tokens of ctx_tokens (n >= 1) by max_new_tokens tokens,
  * cropping the context to the last block_size tokens each step, writing each
  * new character to out as it comes. Returns the number generated.
