@@ -176,13 +176,13 @@ def models(path):
         targets = torch.randint(vocab, (B, T))
         logits, loss = model(idx, targets)
         loss.backward()
-        for n, p in model.state_dict(keep_vars=True).items():
+        for n, p in model.c_named_parameters():  # a tied tensor once, under its first name
             out[f'{prefix}.{n}'] = p.detach()
         out[f'{prefix}.input.idx'] = idx.double()
         out[f'{prefix}.input.targets'] = targets.double()
         out[f'{prefix}.expected.logits'] = logits.detach()
         out[f'{prefix}.expected.loss'] = loss.detach()
-        for n, p in model.named_parameters():
+        for n, p in model.c_named_parameters():
             out[f'{prefix}.grad.{n}'] = p.grad
 
     torch.manual_seed(7)
