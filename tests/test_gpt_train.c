@@ -24,7 +24,7 @@ static void test_train_end_to_end(void **state)
     assert_true(gpt_data_load(&d, text_path, err, sizeof err));
     int V = d.vocab.size;
     char want[128];
-    snprintf(want, sizeof want, "; vocabulary %d characters; %lld train / %lld val tokens; 1 threads;",
+    snprintf(want, sizeof want, "; vocabulary %d characters; %lld train / %lld val tokens; 1 thread;",
              V, (long long)d.n_train, (long long)(d.n - d.n_train));
     if (!strstr(OUT(&p), want))
         fail_msg("stdout lacks \"%s\":\n%s", want, OUT(&p));
