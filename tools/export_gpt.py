@@ -24,6 +24,11 @@ assumes gpt.py's unless given --attention-scale head_size. --train here trains w
 --expect FILE (for test fixtures) also writes a prompt's tokens, PyTorch's logits for them
 and its greedy continuation, to compare `gpt` against.
 
+The other way, a checkpoint of `gpt train` as a state_dict for gpt.py (torch.save; load it
+with model.load_state_dict(torch.load('gpt.pt'))), its query weights rescaled for gpt.py's
+n_embd**-0.5 unless --scale head_size:
+    /usr/bin/python3 tools/export_gpt.py --from-agrad runs/tiny/ckpt.safetensors --torch-out gpt.pt
+
 Needs PyTorch (Debian: python3-torch, for /usr/bin/python3); no safetensors package:
 the format is written by hand (8-byte header length, JSON header, raw little-endian data).
 """
@@ -34,7 +39,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gpt_torch import GPT, save_safetensors  # noqa: E402
+from gpt_torch import GPT, load_safetensors, save_safetensors  # noqa: E402
 
 
 def vocabulary(text):
@@ -112,19 +117,42 @@ def top2_gap(model, idx, n):
     return gap
 
 
+def load_agrad(path, scale='head_size'):
+    """A checkpoint of `gpt train` as tools/gpt_torch.py's model (eval mode) and its
+    vocabulary: the parameters by name (the optimizer state left out), the tril buffers
+    made, the attention scale `scale` (head_size: as `gpt` computes; n_embd: as gpt.py,
+    the query weights multiplied by sqrt(n_head) so the function stays the same)."""
+    tensors, meta = load_safetensors(path)
+    sd = {k: v for k, v in tensors.items() if not k.startswith('optimizer.')}
+    cfg = config_from_state_dict(sd)
+    model = GPT(dropout=0.0, **cfg)
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    if unexpected or any(not k.endswith('.tril') for k in missing):
+        sys.exit(f'export_gpt: {path}: unexpected {unexpected}, missing {missing}')
+    if scale == 'n_embd':
+        with torch.no_grad():
+            for block in model.blocks:
+                for h in block.sa.heads:
+                    h.query.weight.mul_(cfg['n_head'] ** 0.5)
+    set_scale(model, scale)
+    return model.eval(), list(meta.get('vocab', ''))
+
+
 def write_state_dict(path, model):
     sd = model.state_dict()
     save_safetensors(path, {k: v.to(torch.float32) for k, v in sd.items()})
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+    ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument('--state-dict', metavar='FILE', help="gpt.py's model.state_dict(), saved by torch.save")
     src.add_argument('--train', metavar='TEXT', help='train tools/gpt_torch.py\'s model on this text first')
+    src.add_argument('--from-agrad', metavar='FILE', help='the other way: a checkpoint of gpt train')
+    ap.add_argument('--torch-out', metavar='FILE', help='with --from-agrad: the state_dict (torch.save)')
     ap.add_argument('--text', metavar='FILE', help='the training text (for the vocabulary; --train\'s by default)')
-    ap.add_argument('--out', metavar='FILE', required=True, help='the state_dict as safetensors')
+    ap.add_argument('--out', metavar='FILE', help='the state_dict as safetensors')
     ap.add_argument('--vocab-out', metavar='FILE', help='the vocabulary: the sorted distinct characters')
     ap.add_argument('--scale', choices=['n_embd', 'head_size'], default='n_embd',
                     help="the attention scale the model uses (gpt.py: n_embd)")
@@ -136,6 +164,16 @@ def main():
     ap.add_argument('--lr', type=float, default=1e-2, help='with --train')
     args = ap.parse_args()
     torch.set_num_threads(1)
+    if args.from_agrad:
+        if not args.torch_out:
+            sys.exit('export_gpt: --from-agrad needs --torch-out FILE')
+        model, chars = load_agrad(args.from_agrad, args.scale)
+        torch.save(model.state_dict(), args.torch_out)
+        print(f'export_gpt: wrote {args.torch_out} ({config_from_state_dict(model.state_dict())}, '
+              f'attention scale {args.scale}); vocabulary {"".join(chars)!r}')
+        return
+    if not args.out:
+        sys.exit('export_gpt: --out FILE is required')
 
     text_path = args.text or args.train
     text = open(text_path, encoding='utf-8').read() if text_path else None
