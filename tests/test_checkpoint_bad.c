@@ -55,8 +55,9 @@ static void test_bad_files(void **state)
     char err[512] = "";
     assert_null(nn_st_open("/nonexistent-dir/x.safetensors", err, sizeof err));
     assert_non_null(strstr(err, "/nonexistent-dir/x.safetensors"));
-    /* a directory */
-    expect_open_error(scratch, NULL);
+    /* a directory, and a device that never ends: each says what it is */
+    expect_open_error(scratch, "it is a directory, not a file");
+    expect_open_error("/dev/zero", "cannot read /dev/zero: it is a device, not a file");
     /* empty, 7 bytes */
     in_scratch(path, sizeof path, "short.safetensors");
     spit(path, "", 0);

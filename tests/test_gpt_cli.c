@@ -135,6 +135,8 @@ static const bad_case bad_cases[] = {
      "gpt train: checkpoint @F/torch_gpt.safetensors: the vocabulary of @F/tiny_text.txt has 58 "
      "characters but token_embedding_table.weight has 12 rows (was the model trained on another "
      "text?)\n", NULL},
+    {{"train", "--resume", "@C", "--init-from", "@C"}, 2,
+     "gpt train: give --resume (the whole run) or --init-from (its weights), not both\n", NULL},
     {{"train", "--data", "@F/torch_gpt.txt", "--resume", "@F/torch_gpt.safetensors", "--out",
       "@T/bad_out"}, 1,
      "gpt train: checkpoint @F/torch_gpt.safetensors: not a GPT checkpoint of this program (format "

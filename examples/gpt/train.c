@@ -178,6 +178,8 @@ static bool parse_flags(train_run *r, int argc, char **argv)
     /* with --resume the checkpoint sets the architecture (gpt_options_resume
      * names a flag that disagrees), so the defaults' n_head must not be held
      * against a --n-embd that matches it */
+    if (o->resume && o->init_from)
+        return fail(r, 2, "give --resume (the whole run) or --init-from (its weights), not both");
     if (!o->resume && !o->init_from && o->n_embd % o->n_head != 0)
         return fail(r, 2, "n_embd %lld is not divisible by n_head %lld", (long long)o->n_embd,
                     (long long)o->n_head);
