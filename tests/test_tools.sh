@@ -71,7 +71,8 @@ for py in python3 /usr/bin/python3; do
     fi
 done
 
-# 4. the install block tools/install_check.sh runs, and the rpath in the .pc
+# 4. the install block tools/install_check.sh runs, and the rpath in the .pc (literal $s)
+# shellcheck disable=SC2016
 has "$src/README.md" "<!-- tools/install_check.sh runs the next block -->"
 has "$src/README.md" 'cc -std=c11 tools/install_check.c $(pkg-config --cflags --libs agrad-nn) -o install_check'
 has "$build/meson-private/agrad.pc" '-Wl,-rpath,${libdir}'

@@ -21,7 +21,8 @@ rm -rf build-install install_check
 unset LD_LIBRARY_PATH PKG_CONFIG_PATH || true
 echo "install_check: running README.md's block with HOME=$home"
 HOME="$home" sh -eu -x -c "$block"
-# and the installed headers compile without a warning
+# and the installed headers compile without a warning (the flags split into words)
+# shellcheck disable=SC2046
 PKG_CONFIG_PATH="$home/.local/lib/pkgconfig" cc -std=c11 -Wall -Wextra -Wpedantic -Werror \
     -fsyntax-only tools/install_check.c $(PKG_CONFIG_PATH="$home/.local/lib/pkgconfig" pkg-config --cflags agrad-nn)
 echo "install_check: ok"
