@@ -72,9 +72,10 @@ for py in python3 /usr/bin/python3; do
 done
 
 # 4. the install block tools/install_check.sh runs, and the rpath in the .pc (literal $s)
-# shellcheck disable=SC2016
 has "$src/README.md" "<!-- tools/install_check.sh runs the next block -->"
+# shellcheck disable=SC2016
 has "$src/README.md" 'cc -std=c11 tools/install_check.c $(pkg-config --cflags --libs agrad-nn) -o install_check'
+# shellcheck disable=SC2016
 has "$build/meson-private/agrad.pc" '-Wl,-rpath,${libdir}'
 
 [ "$fails" = 0 ] && echo "tools: all checks passed"
