@@ -19,45 +19,48 @@
 
 /* ---------------------------------------------------------------- im2col */
 
-/* Output columns [*lo, *hi) whose input column ow * s + off lies in [0, W). */
-static void valid_cols(int64_t off, int64_t s, int64_t W, int64_t OW, int64_t *lo, int64_t *hi)
+/* Where tap (i, j) of channel c meets the input: output rows [r0, r1) and
+ * columns [c0, c1), and the offset in x of the input pixel at (r0, c0). */
+typedef struct {
+    int64_t r0, r1, c0, c1, x0;
+} tap_span;
+
+static bool tap(const ag_conv_geom *g, int64_t c, int64_t i, int64_t j, tap_span *t)
 {
-    int64_t l = off >= 0 ? 0 : (-off + s - 1) / s;
-    int64_t h = W - off <= 0 ? 0 : (W - off + s - 1) / s;
-    h = h < OW ? h : OW;
-    *lo = l < h ? l : h;
-    *hi = h;
+    int64_t offh = i * g->dh - g->ph, offw = j * g->dw - g->pw;
+    ag_conv_valid_range(offh, g->sh, g->H, g->OH, &t->r0, &t->r1);
+    ag_conv_valid_range(offw, g->sw, g->W, g->OW, &t->c0, &t->c1);
+    if (t->r0 >= t->r1 || t->c0 >= t->c1)
+        return false; /* this tap meets only padding */
+    t->x0 = (c * g->H + t->r0 * g->sh + offh) * g->W + t->c0 * g->sw + offw;
+    return true;
 }
 
 /* col (Cg kH kW, OH OW) from x (Cg, H, W): row (c, i, j), column (oh, ow)
- * holds x[c][oh sh - ph + i dh][ow sw - pw + j dw], 0 outside x. */
+ * holds x[c][oh sh - ph + i dh][ow sw - pw + j dw], 0 outside x. Short
+ * image rows make the copies short: the loops keep little else live. */
 static void im2col(const ag_conv_geom *g, int64_t Cg, const float *x, float *col)
 {
-    int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW, P = OH * OW;
+    int64_t OH = g->OH, OW = g->OW, P = OH * OW, sw = g->sw, step = g->sh * g->W;
     for (int64_t c = 0; c < Cg; c++)
         for (int64_t i = 0; i < g->kH; i++)
             for (int64_t j = 0; j < g->kW; j++) {
                 float *row = col + ((c * g->kH + i) * g->kW + j) * P;
-                int64_t off = j * g->dw - g->pw, lo, hi;
-                valid_cols(off, g->sw, W, OW, &lo, &hi);
-                for (int64_t oh = 0; oh < OH; oh++) {
-                    float *r = row + oh * OW;
-                    int64_t ih = oh * g->sh - g->ph + i * g->dh;
-                    if (ih < 0 || ih >= H) {
-                        memset(r, 0, (size_t)OW * sizeof *r);
-                        continue;
-                    }
-                    /* input column of output column ow: ow sw + off, in x's row from lo */
-                    const float *xr = x + (c * H + ih) * W;
-                    for (int64_t ow = 0; ow < lo; ow++)
-                        r[ow] = 0.0f;
-                    if (g->sw == 1 && hi > lo)
-                        memcpy(r + lo, xr + lo + off, (size_t)(hi - lo) * sizeof *r);
+                tap_span t;
+                bool any = tap(g, c, i, j, &t);
+                if (!any || t.r0 > 0 || t.r1 < OH || t.c0 > 0 || t.c1 < OW)
+                    memset(row, 0, (size_t)P * sizeof *row);
+                if (!any)
+                    continue;
+                int64_t n = t.c1 - t.c0, xi = t.x0, ci = t.r0 * OW + t.c0;
+                for (int64_t oh = t.r0; oh < t.r1; oh++, xi += step, ci += OW) {
+                    const float *src = x + xi;
+                    float *dst = row + ci;
+                    if (sw == 1)
+                        memcpy(dst, src, (size_t)n * sizeof *dst);
                     else
-                        for (int64_t ow = lo; ow < hi; ow++)
-                            r[ow] = xr[ow * g->sw + off];
-                    for (int64_t ow = hi; ow < OW; ow++)
-                        r[ow] = 0.0f;
+                        for (int64_t q = 0; q < n; q++)
+                            dst[q] = src[q * sw];
                 }
             }
 }
@@ -66,31 +69,24 @@ static void im2col(const ag_conv_geom *g, int64_t Cg, const float *x, float *col
  * to the input pixel im2col took it from (padding entries are dropped). */
 static void col2im(const ag_conv_geom *g, int64_t Cg, const float *dcol, float *gx)
 {
-    int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW, P = OH * OW;
+    int64_t OW = g->OW, P = g->OH * OW, sw = g->sw, step = g->sh * g->W;
     for (int64_t c = 0; c < Cg; c++)
         for (int64_t i = 0; i < g->kH; i++)
             for (int64_t j = 0; j < g->kW; j++) {
-                const float *row = dcol + ((c * g->kH + i) * g->kW + j) * P;
-                int64_t off = j * g->dw - g->pw, lo, hi;
-                valid_cols(off, g->sw, W, OW, &lo, &hi);
-                if (hi <= lo) /* this tap meets only padding */
+                tap_span t;
+                if (!tap(g, c, i, j, &t))
                     continue;
-                for (int64_t oh = 0; oh < OH; oh++) {
-                    int64_t ih = oh * g->sh - g->ph + i * g->dh;
-                    if (ih < 0 || ih >= H)
-                        continue;
-                    const float *r = row + oh * OW;
-                    float *xr = gx + (c * H + ih) * W;
-                    if (g->sw == 1) {
-                        float *xo = xr + off + lo;
-                        const float *ro = r + lo;
-#pragma omp simd
-                        for (int64_t q = 0; q < hi - lo; q++)
-                            xo[q] += ro[q];
-                    } else {
-                        for (int64_t ow = lo; ow < hi; ow++)
-                            xr[ow * g->sw + off] += r[ow];
-                    }
+                const float *row = dcol + ((c * g->kH + i) * g->kW + j) * P;
+                int64_t n = t.c1 - t.c0, xi = t.x0, ci = t.r0 * OW + t.c0;
+                for (int64_t oh = t.r0; oh < t.r1; oh++, xi += step, ci += OW) {
+                    const float *src = row + ci;
+                    float *dst = gx + xi;
+                    if (sw == 1)
+                        for (int64_t q = 0; q < n; q++)
+                            dst[q] += src[q];
+                    else
+                        for (int64_t q = 0; q < n; q++)
+                            dst[q * sw] += src[q];
                 }
             }
 }

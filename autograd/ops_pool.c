@@ -16,74 +16,172 @@ typedef struct {
     int32_t *arg; /* max: per output, the index in its (H, W) plane of the maximum */
 } pool_saved;
 
-/* Rows [*lo, *hi) of the window starting at `start` (may be negative) of size k in [0, n). */
-static void clip(int64_t start, int64_t k, int64_t n, int64_t *lo, int64_t *hi)
+/* Input rows [*lo, *hi) of output row o's window (start o s - pad, k rows) in [0, n). */
+static void window_rows(int64_t o, int64_t k, int64_t s, int64_t pad, int64_t n, int64_t *lo,
+                        int64_t *hi)
 {
+    int64_t start = o * s - pad;
     *lo = start > 0 ? start : 0;
     *hi = start + k < n ? start + k : n;
 }
 
-/* y (OH, OW) and arg (or NULL) from one plane x (H, W) */
+/* The planes are walked a row of outputs at a time, tap by tap: for window
+ * row ih and tap column j, every output column ow whose window meets input
+ * column ow sw - pw + j takes that pixel. The loop over ow has no branches
+ * and vectorizes; per output the pixels still come in row-major window
+ * order, so "first maximum" means what it does in PyTorch's loop. */
+
+typedef int32_t pool_i8 __attribute__((vector_size(32)));
+
+/* Outputs [lo, hi) of a row take input pixel xr[ow sw + off] (index base +
+ * ow sw + off in the plane) where it is larger or NaN. Rows are short (a
+ * 28-pixel image pooled by 2 has 14 outputs): they go in blocks of 8, the
+ * last one overlapping the one before, since taking the same pixel twice
+ * changes nothing; a scalar tail's compare-and-branch mispredicts on random
+ * data and cost more than the blocks. Stride 1 and 2 load whole vectors
+ * (stride 2: two overlapping loads and a shuffle, never past the last pixel). */
+static void max_tap(const float *xr, int64_t lo, int64_t hi, int64_t sw, int64_t off,
+                    int64_t base, float *m, int32_t *a)
+{
+    const pool_i8 lane = {0, 1, 2, 3, 4, 5, 6, 7};
+    int64_t n = hi - lo;
+    if (n <= 0)
+        return;
+    if (n < 8) { /* one block through a copy: lanes past n hold -inf, never taken */
+        ag_v8 v = {0}, mv = {0};
+        pool_i8 ai = {0};
+        for (int k = 0; k < 8; k++) {
+            bool in = k < n;
+            v[k] = in ? xr[(lo + k) * sw + off] : -INFINITY;
+            mv[k] = in ? m[lo + k] : -INFINITY;
+            ai[k] = in && a ? a[lo + k] : 0;
+        }
+        pool_i8 take = (v > mv) | (v != v), vi, mi;
+        memcpy(&vi, &v, sizeof vi);
+        memcpy(&mi, &mv, sizeof mi);
+        mi = (vi & take) | (mi & ~take);
+        pool_i8 idx = (int32_t)(base + lo * sw + off) + lane * (int32_t)sw;
+        ai = (idx & take) | (ai & ~take);
+        memcpy(&mv, &mi, sizeof mv);
+        for (int k = 0; k < n; k++) {
+            m[lo + k] = mv[k];
+            if (a)
+                a[lo + k] = ai[k];
+        }
+        return;
+    }
+    for (int64_t b = lo; b < hi; b += 8) {
+        b = b + 8 <= hi ? b : hi - 8;
+        const float *p = xr + b * sw + off;
+        ag_v8 v;
+        if (sw == 1) {
+            v = ag_load8(p);
+        } else if (sw == 2) {
+            ag_v8 v0 = ag_load8(p), v1 = ag_load8(p + 7); /* p[0..7], p[7..14] */
+#if defined(__clang__) || __GNUC__ >= 12
+            v = __builtin_shufflevector(v0, v1, 0, 2, 4, 6, 9, 11, 13, 15);
+#else
+            v = __builtin_shuffle(v0, v1, (pool_i8){0, 2, 4, 6, 9, 11, 13, 15});
+#endif
+        } else {
+            for (int k = 0; k < 8; k++)
+                v[k] = p[k * sw];
+        }
+        ag_v8 mv = ag_load8(m + b);
+        pool_i8 take = (v > mv) | (v != v);
+        pool_i8 vi, mi;
+        memcpy(&vi, &v, sizeof vi);
+        memcpy(&mi, &mv, sizeof mi);
+        mi = (vi & take) | (mi & ~take);
+        memcpy(m + b, &mi, sizeof mi);
+        if (a) {
+            pool_i8 ai, idx = (int32_t)(base + b * sw + off) + lane * (int32_t)sw;
+            memcpy(&ai, a + b, sizeof ai);
+            ai = (idx & take) | (ai & ~take);
+            memcpy(a + b, &ai, sizeof ai);
+        }
+    }
+}
+
+/* y (OH, OW) and arg (or NULL) from one plane x (H, W). PyTorch's rule: start
+ * at the window's first pixel and -inf, take any larger value or any NaN.
+ */
 static void max_plane(const ag_conv_geom *g, const float *x, float *y, int32_t *arg)
 {
+    int64_t W = g->W, OW = g->OW, sw = g->sw;
+    int64_t range[2 * 8]; /* the outputs tap column j meets, the same in every row (j < 8) */
+    for (int64_t j = 0; j < g->kW && j < 8; j++)
+        ag_conv_valid_range(j - g->pw, sw, W, OW, &range[2 * j], &range[2 * j + 1]);
     for (int64_t oh = 0; oh < g->OH; oh++) {
         int64_t h0, h1;
-        clip(oh * g->sh - g->ph, g->kH, g->H, &h0, &h1);
-        for (int64_t ow = 0; ow < g->OW; ow++) {
-            int64_t w0, w1;
-            clip(ow * g->sw - g->pw, g->kW, g->W, &w0, &w1);
-            /* PyTorch's rule: start at the window's first pixel and -inf, take
-             * any larger value or any NaN */
-            int64_t best = h0 * g->W + w0;
-            float m = -INFINITY;
-            for (int64_t ih = h0; ih < h1; ih++)
-                for (int64_t iw = w0; iw < w1; iw++) {
-                    float v = x[ih * g->W + iw];
-                    if (v > m || isnan(v)) {
-                        m = v;
-                        best = ih * g->W + iw;
-                    }
-                }
-            y[oh * g->OW + ow] = m;
-            if (arg)
-                arg[oh * g->OW + ow] = (int32_t)best;
+        window_rows(oh, g->kH, g->sh, g->ph, g->H, &h0, &h1);
+        float *m = y + oh * OW;
+        int32_t *a = arg ? arg + oh * OW : NULL;
+        for (int64_t ow = 0; ow < OW; ow++) {
+            int64_t w0 = ow * sw - g->pw;
+            m[ow] = -INFINITY;
+            if (a)
+                a[ow] = (int32_t)(h0 * W + (w0 > 0 ? w0 : 0));
         }
+        for (int64_t ih = h0; ih < h1; ih++)
+            for (int64_t j = 0; j < g->kW; j++) {
+                int64_t lo, hi, off = j - g->pw;
+                if (j < 8) {
+                    lo = range[2 * j];
+                    hi = range[2 * j + 1];
+                } else {
+                    ag_conv_valid_range(off, sw, W, OW, &lo, &hi);
+                }
+                const float *xr = x + ih * W;
+                max_tap(xr, lo, hi, sw, off, ih * W, m, a);
+            }
     }
 }
 
+/* y (OH, OW): each window's sum over kH kW, padding as zeros */
 static void avg_plane(const ag_conv_geom *g, const float *x, float *y)
 {
+    int64_t W = g->W, OW = g->OW, sw = g->sw;
     float scale = 1.0f / (float)(g->kH * g->kW);
     for (int64_t oh = 0; oh < g->OH; oh++) {
         int64_t h0, h1;
-        clip(oh * g->sh - g->ph, g->kH, g->H, &h0, &h1);
-        for (int64_t ow = 0; ow < g->OW; ow++) {
-            int64_t w0, w1;
-            clip(ow * g->sw - g->pw, g->kW, g->W, &w0, &w1);
-            float s = 0.0f;
-            for (int64_t ih = h0; ih < h1; ih++)
-                for (int64_t iw = w0; iw < w1; iw++)
-                    s += x[ih * g->W + iw];
-            y[oh * g->OW + ow] = s * scale;
-        }
+        window_rows(oh, g->kH, g->sh, g->ph, g->H, &h0, &h1);
+        float *s = y + oh * OW;
+        for (int64_t ow = 0; ow < OW; ow++)
+            s[ow] = 0.0f;
+        for (int64_t ih = h0; ih < h1; ih++)
+            for (int64_t j = 0; j < g->kW; j++) {
+                int64_t lo, hi, off = j - g->pw;
+                ag_conv_valid_range(off, sw, W, OW, &lo, &hi);
+                const float *xr = x + ih * W;
+#pragma omp simd
+                for (int64_t ow = lo; ow < hi; ow++)
+                    s[ow] += xr[ow * sw + off];
+            }
+        for (int64_t ow = 0; ow < OW; ow++)
+            s[ow] *= scale;
     }
 }
 
-/* gx (H, W) += the grad gy (OH, OW) of one plane's average */
+/* gx (H, W) += the grad gy (OH, OW) of one plane's average; within one tap
+ * distinct outputs meet distinct pixels, so the ow loop has no conflicts */
 static void avg_plane_grad(const ag_conv_geom *g, const float *gy, float *gx)
 {
+    int64_t W = g->W, OW = g->OW, sw = g->sw;
     float scale = 1.0f / (float)(g->kH * g->kW);
     for (int64_t oh = 0; oh < g->OH; oh++) {
         int64_t h0, h1;
-        clip(oh * g->sh - g->ph, g->kH, g->H, &h0, &h1);
-        for (int64_t ow = 0; ow < g->OW; ow++) {
-            int64_t w0, w1;
-            clip(ow * g->sw - g->pw, g->kW, g->W, &w0, &w1);
-            float d = gy[oh * g->OW + ow] * scale;
-            for (int64_t ih = h0; ih < h1; ih++)
-                for (int64_t iw = w0; iw < w1; iw++)
-                    gx[ih * g->W + iw] += d;
-        }
+        window_rows(oh, g->kH, g->sh, g->ph, g->H, &h0, &h1);
+        const float *d = gy + oh * OW;
+        for (int64_t ih = h0; ih < h1; ih++)
+            for (int64_t j = 0; j < g->kW; j++) {
+                int64_t lo, hi, off = j - g->pw;
+                ag_conv_valid_range(off, sw, W, OW, &lo, &hi);
+                float *xr = gx + ih * W;
+#pragma omp simd
+                for (int64_t ow = lo; ow < hi; ow++)
+                    xr[ow * sw + off] += d[ow] * scale;
+            }
     }
 }
 

@@ -10,7 +10,8 @@
  * settings with odd sizes.
  * Pools: values by hand (default stride, padding never the max, padding
  * counted in the average, NaN propagating), the grad of ties going to the
- * first maximum, gradcheck.
+ * first maximum, both pools against PyTorch's loop written out on random
+ * shapes with ties, NaN and -inf, gradcheck.
  * Both: errors naming the op and the shapes, and no-grad mode. */
 #include "test_util.h"
 
@@ -377,6 +378,125 @@ static void test_max_pool_ties(void **state)
     ag_tensor_free(x1);
 }
 
+/* PyTorch's pooling loop written out, per output: the window clipped to
+ * the input, max from -inf at the window's first pixel taking any larger
+ * value or NaN; the average over kH kW. y and, for max, each output's pixel. */
+static void ref_pool(bool is_max, const ag_conv_geom *g, const float *x, float *y, int64_t *arg)
+{
+    for (int64_t q = 0; q < g->N * g->C; q++)
+        for (int64_t oh = 0; oh < g->OH; oh++)
+            for (int64_t ow = 0; ow < g->OW; ow++) {
+                int64_t h0 = oh * g->sh - g->ph, w0 = ow * g->sw - g->pw;
+                int64_t h1 = h0 + g->kH < g->H ? h0 + g->kH : g->H, w1 = w0 + g->kW < g->W ? w0 + g->kW : g->W;
+                h0 = h0 > 0 ? h0 : 0;
+                w0 = w0 > 0 ? w0 : 0;
+                const float *xp = x + q * g->H * g->W;
+                int64_t o = (q * g->OH + oh) * g->OW + ow, best = h0 * g->W + w0;
+                double s = 0;
+                float m = -INFINITY;
+                for (int64_t ih = h0; ih < h1; ih++)
+                    for (int64_t iw = w0; iw < w1; iw++) {
+                        float v = xp[ih * g->W + iw];
+                        s += v;
+                        if (v > m || isnan(v)) {
+                            m = v;
+                            best = ih * g->W + iw;
+                        }
+                    }
+                y[o] = is_max ? m : (float)(s / (double)(g->kH * g->kW));
+                if (arg)
+                    arg[o] = q * g->H * g->W + best;
+            }
+}
+
+/* Both pools against ref_pool on random shapes (rows long and short, so
+ * the max's vector blocks, their overlapping last block and the short-row
+ * path all run, at strides 1, 2 and 3), with ties (small integers) and
+ * NaN and -inf among the values: the same outputs, and the grads at the
+ * same pixels. */
+static void test_pool_matches_reference(void **state)
+{
+    (void)state;
+    ag_rng r = ag_rng_new(31);
+    for (int it = 0; it < 300; it++) {
+        int nd = it % 4 == 0 ? 1 : 2;
+        bool is_max = it % 3 != 0;
+        ag_pool_opts o = {.kernel = {0, 0}};
+        ag_conv_geom g = {.N = pick(&r, 1, 2), .C = pick(&r, 1, 3), .H = nd == 2 ? pick(&r, 1, 12) : 1,
+                          .W = pick(&r, 1, 40), .kH = 1, .sh = 1, .dh = 1, .dw = 1};
+        g.kW = pick(&r, 1, 4);
+        g.sw = pick(&r, 0, 3);
+        g.pw = pick(&r, 0, g.kW / 2);
+        o.kernel[nd - 1] = (int)g.kW;
+        o.stride[nd - 1] = (int)g.sw;
+        o.padding[nd - 1] = (int)g.pw;
+        g.sw = g.sw ? g.sw : g.kW;
+        if (nd == 2) {
+            g.kH = pick(&r, 1, 4);
+            g.sh = pick(&r, 0, 3);
+            g.ph = pick(&r, 0, g.kH / 2);
+            o.kernel[0] = (int)g.kH;
+            o.stride[0] = (int)g.sh;
+            o.padding[0] = (int)g.ph;
+            g.sh = g.sh ? g.sh : g.kH;
+        }
+        g.OH = ag_conv_out_size(g.H, g.kH, g.sh, g.ph, 1);
+        g.OW = ag_conv_out_size(g.W, g.kW, g.sw, g.pw, 1);
+        if (g.OH < 1 || g.OW < 1) {
+            it--;
+            continue;
+        }
+        int64_t xs[4] = {g.N, g.C, g.H, g.W};
+        if (nd == 1)
+            xs[2] = g.W;
+        ag_tensor *x = ag_param("x", nd + 2, xs);
+        int kind = it % 5; /* 0, 1: normal; 2, 3: small integers; 4: max only, with NaN and -inf */
+        for (int64_t i = 0; i < x->numel; i++) {
+            float v = kind < 2 ? ag_rng_normal(&r) : (float)pick(&r, 0, 2);
+            if (kind == 4 && is_max && pick(&r, 0, 9) == 0)
+                v = pick(&r, 0, 1) ? NAN : -INFINITY;
+            x->data[i] = v;
+        }
+        ag_ctx *c = ag_ctx_new();
+        ag_tensor *y = nd == 1 ? (is_max ? ag_max_pool1d : ag_avg_pool1d)(c, x, &o)
+                               : (is_max ? ag_max_pool2d : ag_avg_pool2d)(c, x, &o);
+        assert_non_null(y);
+        int64_t P = g.N * g.C * g.OH * g.OW;
+        assert_int_equal(y->numel, P);
+        float *want = malloc((size_t)P * sizeof *want), *want_gx = calloc((size_t)x->numel, sizeof(float));
+        int64_t *arg = malloc((size_t)P * sizeof *arg);
+        ref_pool(is_max, &g, x->data, want, arg);
+        ag_tensor *gy = ag_randn(c, TEST_RNG((uint64_t)it), 0.0f, 1.0f, y->ndim, y->shape);
+        assert_true(ag_backward_with(c, y, gy));
+        float scale = 1.0f / (float)(g.kH * g.kW);
+        for (int64_t i = 0; i < P; i++) {
+            if (is_max) {
+                want_gx[arg[i]] += gy->data[i];
+                continue;
+            }
+            /* the average's grad: gy / (kH kW) to every pixel of the window */
+            int64_t q = i / (g.OH * g.OW), oh = i / g.OW % g.OH, ow = i % g.OW;
+            for (int64_t ih = oh * g.sh - g.ph; ih < oh * g.sh - g.ph + g.kH; ih++)
+                for (int64_t iw = ow * g.sw - g.pw; iw < ow * g.sw - g.pw + g.kW; iw++)
+                    if (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W)
+                        want_gx[(q * g.H + ih) * g.W + iw] += gy->data[i] * scale;
+        }
+        if (is_max) /* the same pixel, so the same value, NaN included */
+            for (int64_t i = 0; i < P; i++)
+                if (!(y->data[i] == want[i] || (isnan(y->data[i]) && isnan(want[i]))))
+                    fail_msg("case %d: output %lld is %g, want %g", it, (long long)i, (double)y->data[i],
+                             (double)want[i]);
+        if (!is_max)
+            assert_near("avg", y->data, want, P, 1e-6);
+        assert_near(is_max ? "max grad" : "avg grad", x->grad, want_gx, x->numel, 1e-6);
+        free(want);
+        free(want_gx);
+        free(arg);
+        ag_ctx_free(c);
+        ag_tensor_free(x);
+    }
+}
+
 typedef struct {
     const char *op;
     ag_pool_opts o;
@@ -516,6 +636,7 @@ int main(void)
         cmocka_unit_test(test_conv_grads_nonzero),
         cmocka_unit_test(test_pool_values),
         cmocka_unit_test(test_max_pool_ties),
+        cmocka_unit_test(test_pool_matches_reference),
         cmocka_unit_test(test_pool_gradcheck),
         cmocka_unit_test(test_conv_errors),
         cmocka_unit_test(test_pool_errors),

@@ -26,6 +26,19 @@ static inline int64_t ag_conv_out_size(int64_t in, int64_t k, int64_t stride, in
     return span < 0 ? 0 : span / stride + 1;
 }
 
+/* The outputs [*lo, *hi) of one spatial dim whose input o * s + off lies in [0, n):
+ * for a kernel tap at offset off = tap * dilation - padding, the outputs that
+ * meet the input rather than padding. */
+static inline void ag_conv_valid_range(int64_t off, int64_t s, int64_t n, int64_t out, int64_t *lo,
+                                       int64_t *hi)
+{
+    int64_t l = off >= 0 ? 0 : (-off + s - 1) / s;
+    int64_t h = n - off <= 0 ? 0 : (n - off + s - 1) / s;
+    h = h < out ? h : out;
+    *lo = l < h ? l : h;
+    *hi = h;
+}
+
 /* "3" for one spatial dim (b), "(3, 2)" for two (a, b): sizes in error messages */
 static inline const char *ag_conv_dims_str(char *buf, size_t n, int nd, int64_t a, int64_t b)
 {
