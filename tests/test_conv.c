@@ -12,7 +12,7 @@
  * counted in the average, NaN propagating), the grad of ties going to the
  * first maximum, both pools against PyTorch's loop written out on random
  * shapes with ties, NaN and -inf, gradcheck.
- * Both: errors naming the op and the shapes, and no-grad mode. */
+ * Both: errors naming the op and the shapes, no-grad mode, an empty batch. */
 #include "test_util.h"
 
 #include "conv.h"
@@ -625,6 +625,29 @@ static void test_no_grad(void **state)
     ag_tensor_free(w);
 }
 
+/* An empty batch gives an empty output, and backward gives the weight and
+ * bias zero grads, as PyTorch. */
+static void test_empty_batch(void **state)
+{
+    (void)state;
+    ag_tensor *w = rand_leaf(1, 1.0f, AG_SHAPE(4, 3, 3, 3)), *b = rand_leaf(2, 1.0f, AG_SHAPE(4));
+    ag_ctx *c = ag_ctx_new();
+    ag_tensor *x = ag_zeros(c, AG_SHAPE(0, 3, 5, 5));
+    ag_set_requires_grad(x, true);
+    ag_tensor *y = ag_conv2d(c, x, w, b, &(ag_conv_opts){.padding = {1, 1}});
+    assert_shape(y, 0, 4, 5, 5);
+    ag_tensor *p = ag_max_pool2d(c, y, &(ag_pool_opts){.kernel = {2, 2}});
+    assert_shape(p, 0, 4, 2, 2);
+    assert_true(ag_backward(c, ag_sum_all(c, p)));
+    for (int64_t i = 0; i < w->numel; i++)
+        assert_true(w->grad[i] == 0.0f);
+    for (int64_t i = 0; i < b->numel; i++)
+        assert_true(b->grad[i] == 0.0f);
+    ag_ctx_free(c);
+    ag_tensor_free(w);
+    ag_tensor_free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -641,6 +664,7 @@ int main(void)
         cmocka_unit_test(test_conv_errors),
         cmocka_unit_test(test_pool_errors),
         cmocka_unit_test(test_no_grad),
+        cmocka_unit_test(test_empty_batch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
