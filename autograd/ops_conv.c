@@ -209,7 +209,8 @@ static void backward_tasks(const plan *p, int64_t t0, int64_t t1, const grads *d
     const ag_conv_geom *g = p->g;
     int64_t HW = g->H * g->W;
     void (*gemm)(bool, bool, int64_t, int64_t, int64_t, float, const float *, int64_t,
-                 const float *, int64_t, float, float *, int64_t) = serial ? ag_gemm_serial : ag_gemm;
+                 const float *, int64_t, float, float *, int64_t) =
+        serial ? ag_gemm_serial : ag_gemm;
     for (int64_t t = t0; t < t1; t++) {
         int64_t n = t / g->groups, grp = t % g->groups;
         const float *xg = d->x + (n * g->C + grp * p->Cg) * HW;
@@ -304,7 +305,8 @@ static ag_tensor *conv(ag_ctx *c, const ag_op *op, int nd, ag_tensor *x, ag_tens
     ag_shape_str(x, sx, sizeof sx);
     ag_shape_str(w, sw, sizeof sw);
     if (x->ndim != nd + 2 || w->ndim != nd + 2) {
-        ag_error(nd == 1 ? "%s: input %s and weight %s; want (N, C_in, L) and (C_out, C_in/groups, k)"
+        ag_error(nd == 1 ? "%s: input %s and weight %s; want (N, C_in, L) and "
+                           "(C_out, C_in/groups, k)"
                          : "%s: input %s and weight %s; want (N, C_in, H, W) and "
                            "(C_out, C_in/groups, kH, kW)",
                  name, sx, sw);
@@ -332,7 +334,8 @@ static ag_tensor *conv(ag_ctx *c, const ag_op *op, int nd, ag_tensor *x, ag_tens
     if (bad) {
         ag_error("%s: stride %s, padding %s, dilation %s, groups %lld; want stride, dilation and "
                  "groups >= 1, padding >= 0",
-                 name, ag_conv_dims_str(a1, sizeof a1, nd, s[0], s[1]), ag_conv_dims_str(a2, sizeof a2, nd, pd[0], pd[1]),
+                 name, ag_conv_dims_str(a1, sizeof a1, nd, s[0], s[1]),
+                 ag_conv_dims_str(a2, sizeof a2, nd, pd[0], pd[1]),
                  ag_conv_dims_str(a3, sizeof a3, nd, dl[0], dl[1]), (long long)groups);
         return NULL;
     }
@@ -343,15 +346,16 @@ static ag_tensor *conv(ag_ctx *c, const ag_op *op, int nd, ag_tensor *x, ag_tens
                  name, sx, (long long)C, sw, (long long)M, (long long)groups);
         return NULL;
     }
-    ag_conv_geom g = {.N = x->shape[0], .C = C, .H = nd == 2 ? x->shape[2] : 1, .W = x->shape[nd + 1],
-                      .M = M, .kH = nd == 2 ? w->shape[2] : 1, .kW = w->shape[nd + 1],
-                      .sh = s[0], .sw = s[1], .ph = pd[0], .pw = pd[1], .dh = dl[0], .dw = dl[1],
-                      .groups = groups};
+    ag_conv_geom g = {.N = x->shape[0], .C = C, .H = nd == 2 ? x->shape[2] : 1,
+                      .W = x->shape[nd + 1], .M = M, .kH = nd == 2 ? w->shape[2] : 1,
+                      .kW = w->shape[nd + 1], .sh = s[0], .sw = s[1], .ph = pd[0], .pw = pd[1],
+                      .dh = dl[0], .dw = dl[1], .groups = groups};
     g.OH = ag_conv_out_size(g.H, g.kH, g.sh, g.ph, g.dh);
     g.OW = ag_conv_out_size(g.W, g.kW, g.sw, g.pw, g.dw);
     if (g.kH < 1 || g.kW < 1 || g.OH < 1 || g.OW < 1) {
         ag_error("%s: kernel %s with dilation %s spans more than the input %s padded by %s",
-                 name, ag_conv_dims_str(a1, sizeof a1, nd, g.kH, g.kW), ag_conv_dims_str(a2, sizeof a2, nd, g.dh, g.dw),
+                 name, ag_conv_dims_str(a1, sizeof a1, nd, g.kH, g.kW),
+                 ag_conv_dims_str(a2, sizeof a2, nd, g.dh, g.dw),
                  sx, ag_conv_dims_str(a3, sizeof a3, nd, g.ph, g.pw));
         return NULL;
     }

@@ -25,10 +25,10 @@ static void window_rows(int64_t o, int64_t k, int64_t s, int64_t pad, int64_t n,
     *hi = start + k < n ? start + k : n;
 }
 
-/* The planes are walked a row of outputs at a time, tap by tap: for window
+/* The max walks a plane a row of outputs at a time, tap by tap: for window
  * row ih and tap column j, every output column ow whose window meets input
- * column ow sw - pw + j takes that pixel. The loop over ow has no branches
- * and vectorizes; per output the pixels still come in row-major window
+ * column ow sw - pw + j takes that pixel if it is larger, 8 outputs at once
+ * with no branch. Per output the pixels still come in row-major window
  * order, so "first maximum" means what it does in PyTorch's loop. */
 
 typedef int32_t pool_i8 __attribute__((vector_size(32)));
@@ -104,8 +104,7 @@ static void max_tap(const float *xr, int64_t lo, int64_t hi, int64_t sw, int64_t
 }
 
 /* y (OH, OW) and arg (or NULL) from one plane x (H, W). PyTorch's rule: start
- * at the window's first pixel and -inf, take any larger value or any NaN.
- */
+ * at the window's first pixel and -inf, take any larger value or any NaN. */
 static void max_plane(const ag_conv_geom *g, const float *x, float *y, int32_t *arg)
 {
     int64_t W = g->W, OW = g->OW, sw = g->sw;
@@ -247,19 +246,21 @@ static ag_tensor *pool(ag_ctx *c, const ag_op *op, int nd, bool is_max, ag_tenso
     if (bad) {
         ag_error("%s: kernel %s, stride %s, padding %s; want kernel >= 1, stride >= 1 (0: the "
                  "kernel), 0 <= padding <= kernel / 2",
-                 name, ag_conv_dims_str(a1, sizeof a1, nd, k[0], k[1]), ag_conv_dims_str(a2, sizeof a2, nd, s[0], s[1]),
+                 name, ag_conv_dims_str(a1, sizeof a1, nd, k[0], k[1]),
+                 ag_conv_dims_str(a2, sizeof a2, nd, s[0], s[1]),
                  ag_conv_dims_str(a3, sizeof a3, nd, pd[0], pd[1]));
         return NULL;
     }
     int64_t C = x->shape[1];
-    ag_conv_geom g = {.N = x->shape[0], .C = C, .H = nd == 2 ? x->shape[2] : 1, .W = x->shape[nd + 1],
-                      .M = C, .kH = k[0], .kW = k[1], .sh = s[0], .sw = s[1], .ph = pd[0], .pw = pd[1],
-                      .dh = 1, .dw = 1, .groups = C};
+    ag_conv_geom g = {.N = x->shape[0], .C = C, .H = nd == 2 ? x->shape[2] : 1,
+                      .W = x->shape[nd + 1], .M = C, .kH = k[0], .kW = k[1], .sh = s[0],
+                      .sw = s[1], .ph = pd[0], .pw = pd[1], .dh = 1, .dw = 1, .groups = C};
     g.OH = ag_conv_out_size(g.H, g.kH, g.sh, g.ph, 1);
     g.OW = ag_conv_out_size(g.W, g.kW, g.sw, g.pw, 1);
     if (g.OH < 1 || g.OW < 1) {
         ag_error("%s: kernel %s is larger than the input %s padded by %s", name,
-                 ag_conv_dims_str(a1, sizeof a1, nd, k[0], k[1]), sx, ag_conv_dims_str(a2, sizeof a2, nd, pd[0], pd[1]));
+                 ag_conv_dims_str(a1, sizeof a1, nd, k[0], k[1]), sx,
+                 ag_conv_dims_str(a2, sizeof a2, nd, pd[0], pd[1]));
         return NULL;
     }
     if (is_max && g.H * g.W > INT32_MAX) {

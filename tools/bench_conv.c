@@ -43,9 +43,12 @@ int main(int argc, char **argv)
     ag_set_num_threads(threads);
     ag_rng r = ag_rng_new(1);
     /* PyTorch's default init scale (uniform in +-1/sqrt(fan_in)); the values don't matter here */
-    ag_tensor *w1 = ag_param("conv1.weight", AG_SHAPE(8, 1, 3, 3)), *b1 = ag_param("conv1.bias", AG_SHAPE(8));
-    ag_tensor *w2 = ag_param("conv2.weight", AG_SHAPE(16, 8, 3, 3)), *b2 = ag_param("conv2.bias", AG_SHAPE(16));
-    ag_tensor *w3 = ag_param("fc.weight", AG_SHAPE(10, 16 * 7 * 7)), *b3 = ag_param("fc.bias", AG_SHAPE(10));
+    ag_tensor *w1 = ag_param("conv1.weight", AG_SHAPE(8, 1, 3, 3));
+    ag_tensor *b1 = ag_param("conv1.bias", AG_SHAPE(8));
+    ag_tensor *w2 = ag_param("conv2.weight", AG_SHAPE(16, 8, 3, 3));
+    ag_tensor *b2 = ag_param("conv2.bias", AG_SHAPE(16));
+    ag_tensor *w3 = ag_param("fc.weight", AG_SHAPE(10, 16 * 7 * 7));
+    ag_tensor *b3 = ag_param("fc.bias", AG_SHAPE(10));
     ag_tensor *params[6] = {w1, b1, w2, b2, w3, b3};
     const float bound[6] = {1 / 3.0f, 1 / 3.0f, 1 / 8.49f, 1 / 8.49f, 1 / 28.0f, 1 / 28.0f};
     for (int i = 0; i < 6; i++)
@@ -60,8 +63,8 @@ int main(int argc, char **argv)
     ag_conv_opts pad1 = {.padding = {1, 1}};
     ag_pool_opts pool2 = {.kernel = {2, 2}};
     int warmup = steps / 5 + 2;
-    double *wall = malloc((size_t)steps * sizeof(double)), *cpu = malloc((size_t)steps * sizeof(double));
-    double *fwd = malloc((size_t)steps * sizeof(double)), *bwd = malloc((size_t)steps * sizeof(double));
+    size_t bytes = (size_t)steps * sizeof(double);
+    double *wall = malloc(bytes), *cpu = malloc(bytes), *fwd = malloc(bytes), *bwd = malloc(bytes);
     float loss = 0.0f;
     for (int s = -warmup; s < steps; s++) {
         for (int i = 0; i < 6; i++)
