@@ -304,6 +304,44 @@ AG_API ag_tensor *ag_attention(ag_ctx *c, ag_tensor *qkv, int n_head, float scal
  * (no copy): releasing either one leaves the other usable. 0 <= p < 1. */
 AG_API ag_tensor *ag_dropout(ag_ctx *c, ag_tensor *a, float p, bool training);
 
+/* Convolution and pooling, as torch.nn.functional's, in PyTorch's layouts:
+ * (N, C, L) for the 1-d ops, (N, C, H, W) for the 2-d ones. Settings come per
+ * spatial dim, [0] = H and [1] = W (the 1-d ops read [0] only); a field left
+ * 0 takes PyTorch's default, so NULL or (ag_conv_opts){0} is all defaults.
+ * Output size per dim: floor((in + 2 pad - dilation (k - 1) - 1) / stride) + 1. */
+typedef struct {
+    int stride[2];   /* 0: 1 */
+    int padding[2];  /* zeros on both sides; 0: none */
+    int dilation[2]; /* 0: 1 */
+    int groups;      /* 0: 1; C_in and C_out both divisible by it */
+} ag_conv_opts;
+
+/* x (N, C_in, L) conv w (C_out, C_in/groups, k) + bias (C_out) -> (N, C_out, L_out);
+ * bias may be NULL. Cross-correlation, as PyTorch: no kernel flip. */
+AG_API ag_tensor *ag_conv1d(ag_ctx *c, ag_tensor *x, ag_tensor *w, ag_tensor *bias,
+                            const ag_conv_opts *o);
+/* x (N, C_in, H, W) conv w (C_out, C_in/groups, kH, kW) + bias (C_out)
+ * -> (N, C_out, H_out, W_out); bias may be NULL. */
+AG_API ag_tensor *ag_conv2d(ag_ctx *c, ag_tensor *x, ag_tensor *w, ag_tensor *bias,
+                            const ag_conv_opts *o);
+
+/* Pooling windows: kernel (required, >= 1), stride (0: the kernel), padding
+ * (at most kernel / 2), per dim as ag_conv_opts; ceil_mode off. */
+typedef struct {
+    int kernel[2];
+    int stride[2];
+    int padding[2];
+} ag_pool_opts;
+
+/* Max over each window, padding never chosen: (N, C, L) -> (N, C, L_out) and
+ * (N, C, H, W) -> (N, C, H_out, W_out); the grad goes to the window's first maximum. */
+AG_API ag_tensor *ag_max_pool1d(ag_ctx *c, ag_tensor *x, const ag_pool_opts *o);
+AG_API ag_tensor *ag_max_pool2d(ag_ctx *c, ag_tensor *x, const ag_pool_opts *o);
+/* Mean over each window of kernel size, padding counted as zeros (PyTorch's
+ * count_include_pad=True): shapes as the max pools. */
+AG_API ag_tensor *ag_avg_pool1d(ag_ctx *c, ag_tensor *x, const ag_pool_opts *o);
+AG_API ag_tensor *ag_avg_pool2d(ag_ctx *c, ag_tensor *x, const ag_pool_opts *o);
+
 /* ---------------------------------------------------------------- gradcheck */
 
 /* f maps inputs to a one-element tensor, allocating from ctx. */
