@@ -246,10 +246,6 @@ AG_API ag_tensor *ag_mean_all(ag_ctx *c, ag_tensor *a);
 AG_API ag_tensor *ag_var(ag_ctx *c, ag_tensor *a, int axis, bool unbiased, bool keepdim);
 /* Running sum along axis, shape kept: out[..., k, ...] = sum of a[..., :k+1, ...]. */
 AG_API ag_tensor *ag_cumsum(ag_ctx *c, ag_tensor *a, int axis);
-/* Index of the first maximum along axis (a NaN counts as the maximum, as torch.argmax),
- * axis dropped or kept as 1; no grad. With ctx NULL the index is persistent
- * (ag_index_free). */
-AG_API ag_index *ag_argmax(ag_ctx *c, ag_tensor *a, int axis, bool keepdim);
 
 /* Shape ops. reshape takes one -1 to infer; it shares a's data (a view). */
 AG_API ag_tensor *ag_reshape(ag_ctx *c, ag_tensor *a, int ndim, const int64_t *shape);
@@ -340,10 +336,11 @@ AG_API ag_tensor *ag_attention_qkv(ag_ctx *c, ag_tensor *q, ag_tensor *k, ag_ten
                                    const ag_tensor *mask, bool causal, float scale,
                                    float dropout, bool training);
 
-/* Indexing along one axis by integer indices (copies; backward adds each output
- * grad back where it came from, so repeated indices add up). Indices must be in
- * [0, size of axis). */
-/* torch.take_along_dim(a, idx, axis): out[..., k, ...] = a[..., idx[..., k, ...], ...]
+/* Integer indices along one axis. gather and index_select copy; their backward adds
+ * each output grad back where it came from, so repeated indices add up. Indices
+ * must be in [0, size of axis).
+ *
+ * torch.take_along_dim(a, idx, axis): out[..., k, ...] = a[..., idx[..., k, ...], ...]
  * along axis; idx has a's number of dims, and each other dim equal to a's or 1
  * (broadcast, either side) -> out of the broadcast shape with idx's size along axis.
  * That is torch.gather wherever idx's other dims equal a's. */
@@ -351,6 +348,10 @@ AG_API ag_tensor *ag_gather(ag_ctx *c, ag_tensor *a, const ag_index *idx, int ax
 /* torch.index_select: idx (m) or 0-dim picks slices of a along axis ->
  * a's shape with m there. */
 AG_API ag_tensor *ag_index_select(ag_ctx *c, ag_tensor *a, const ag_index *idx, int axis);
+/* Index of the first maximum along axis (a NaN counts as the maximum, as torch.argmax),
+ * axis dropped or kept as 1; no grad. With ctx NULL the index is persistent
+ * (ag_index_free). */
+AG_API ag_index *ag_argmax(ag_ctx *c, ag_tensor *a, int axis, bool keepdim);
 
 /* Zeroes each element with probability p and scales the rest by 1/(1-p),
  * using ctx's generator. When !training or p == 0 it returns a new view of a

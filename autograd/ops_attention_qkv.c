@@ -383,7 +383,9 @@ ag_tensor *ag_attention_qkv(ag_ctx *c, ag_tensor *q, ag_tensor *k, ag_tensor *v,
     float *P = keep_p ? ag_ctx_alloc(c, (size_t)(pairs * tile) * sizeof(float)) : NULL;
     int64_t per_thread = (keep_p ? 0 : tile) + (drop ? tile : 0);
     float *scratch = per_thread ? ag_buf_alloc(c, nt * per_thread) : NULL;
-    ag_save(c, out, &(qkv_saved){.g = g, .P = P}, sizeof(qkv_saved));
+    qkv_saved saved = {.g = g, .P = P};
+    saved.g.mask = NULL; /* backward needs P, not the mask, which may be gone by then */
+    ag_save(c, out, &saved, sizeof saved);
     qkv_fwd f = {&g, q, k, v, out, P, tile, drop, rows};
     if (par) {
 #pragma omp parallel num_threads(nt)

@@ -9,8 +9,8 @@
 /* out[e] (+)= sum_j w[j] rows[j ld + e] for e < n, j < m:
  * the sum over j kept in registers, eight columns at a time (adding into out
  * row by row would wait on its own stores) */
-static inline void weighted_rows(float *out, const float *w, const float *rows, int64_t ld, int64_t m,
-                          int64_t n, bool overwrite)
+static inline void weighted_rows(float *out, const float *w, const float *rows, int64_t ld,
+                                 int64_t m, int64_t n, bool overwrite)
 {
     int64_t e = 0;
     for (; e + 8 <= n; e += 8) {
@@ -32,7 +32,10 @@ static inline void weighted_rows(float *out, const float *w, const float *rows, 
 /* A row's n scores in pr[0..n): pr becomes their softmax, zero on [n, width);
  * with dropout (dr != pr), dr becomes the dropped and rescaled row, zero on
  * [n, width) as well, element j's keep decision that of element base + j of
- * ag_dropout's call seeded with seed. */
+ * ag_dropout's call seeded with seed. ops_attention.c's softmax_dropout_row
+ * is this for n = t + 1, written out there: made a call of this one, it
+ * changed how GCC inlines the packed kernels, which then ran 30% slower at
+ * the tiny preset. */
 static inline void softmax_dropout_span(float p, uint64_t seed, uint64_t base, float *pr, float *dr,
                                         int64_t n, int64_t width)
 {
