@@ -12,11 +12,8 @@ void nn_st_add_params(nn_st_writer *w, const nn_params *p)
 {
     for (int i = 0; i < p->n; i++)
         nn_st_add(w, p->items[i]->name, p->items[i]->data, p->items[i]->ndim, p->items[i]->shape);
-    /* the same data again: the writer keeps one copy and records the name as a tie */
-    for (int i = 0; i < p->n_alias; i++) {
-        const ag_tensor *t = p->alias_of[i];
-        nn_st_add(w, p->alias[i], t->data, t->ndim, t->shape);
-    }
+    for (int i = 0; i < p->n_alias; i++) /* one copy of the data; the tied name as metadata */
+        nn_st_add_tied(w, p->alias[i], p->alias_of[i]->name);
 }
 
 void nn_st_add_adamw(nn_st_writer *w, const nn_adamw *opt)
@@ -70,11 +67,17 @@ static bool ties_agree(const nn_st *f, const nn_params *p, char *err, size_t err
     return true;
 }
 
+/* name is there with t's shape, as F32, and every value finite */
+static bool check(const nn_st *f, const char *name, const ag_tensor *t, char *err, size_t errlen)
+{
+    return nn_st_check(f, name, t->ndim, t->shape, err, errlen) && nn_st_finite(f, name, err, errlen);
+}
+
 bool nn_load_params(const nn_st *f, nn_params *p, char *err, size_t errlen)
 {
     for (int i = 0; i < p->n; i++) {
         const ag_tensor *t = p->items[i];
-        if (!nn_st_check(f, name_in_file(f, p, t), t->ndim, t->shape, err, errlen))
+        if (!check(f, name_in_file(f, p, t), t, err, errlen))
             return false;
     }
     if (!ties_agree(f, p, err, errlen))
@@ -107,11 +110,11 @@ bool nn_load_adamw(const nn_st *f, nn_adamw *opt, char *err, size_t errlen)
         for (int i = 0; i < opt->params->n; i++) {
             const ag_tensor *t = opt->params->items[i];
             snprintf(name, sizeof name, OPT_PREFIX "exp_avg.%s", t->name);
-            if (pass == 0 ? !nn_st_check(f, name, t->ndim, t->shape, err, errlen)
+            if (pass == 0 ? !check(f, name, t, err, errlen)
                           : !nn_st_read(f, name, opt->m[i], t->ndim, t->shape, err, errlen))
                 return false;
             snprintf(name, sizeof name, OPT_PREFIX "exp_avg_sq.%s", t->name);
-            if (pass == 0 ? !nn_st_check(f, name, t->ndim, t->shape, err, errlen)
+            if (pass == 0 ? !check(f, name, t, err, errlen)
                           : !nn_st_read(f, name, opt->v[i], t->ndim, t->shape, err, errlen))
                 return false;
         }

@@ -1,9 +1,9 @@
 /* safetensors_write.c - writing safetensors files (the format is described
  * in safetensors_read.c): F32 tensors by reference and string metadata,
- * written atomically. A tensor added twice under two names (a tied
- * parameter) is stored once: the format forbids overlapping data, so the
- * later name becomes the metadata entry "tied.<name>": "<first name>",
- * which the reader resolves. */
+ * with the data's CRC-32C, written atomically. A tied name (nn_st_add_tied:
+ * a second name of a tensor stored once, as a shared parameter's) is the
+ * metadata entry "tied.<name>": "<stored name>", which the reader resolves:
+ * the format forbids overlapping data, so it cannot be a second entry. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +18,7 @@ typedef struct {
     int ndim;
     int64_t shape[AG_MAX_DIMS];
     int64_t numel;
-    int same_as; /* the earlier entry with the same data (a tied name), or -1 */
+    char *tied_to; /* a tied name: the stored tensor it names (data NULL); else NULL */
 } wentry;
 
 struct nn_st_writer {
@@ -44,6 +44,7 @@ void nn_st_add(nn_st_writer *w, const char *name, const float *data, int ndim, c
     }
     wentry *e = &w->e[w->n++];
     e->name = str_dup(name);
+    e->tied_to = NULL;
     e->data = data;
     e->ndim = ndim;
     e->numel = 1;
@@ -51,6 +52,13 @@ void nn_st_add(nn_st_writer *w, const char *name, const float *data, int ndim, c
         e->shape[i] = shape[i];
         e->numel *= shape[i];
     }
+}
+
+void nn_st_add_tied(nn_st_writer *w, const char *name, const char *stored_name)
+{
+    nn_st_add(w, name, NULL, 0, NULL);
+    w->e[w->n - 1].numel = 0;
+    w->e[w->n - 1].tied_to = str_dup(stored_name);
 }
 
 void nn_st_add_meta(nn_st_writer *w, const char *key, const char *value)
@@ -64,8 +72,10 @@ void nn_st_writer_free(nn_st_writer *w)
 {
     if (!w)
         return;
-    for (int i = 0; i < w->n; i++)
+    for (int i = 0; i < w->n; i++) {
         free(w->e[i].name);
+        free(w->e[i].tied_to);
+    }
     free(w->e);
     for (int i = 0; i < w->nmeta; i++)
         free(w->meta[i]);
@@ -73,49 +83,60 @@ void nn_st_writer_free(nn_st_writer *w)
     free(w);
 }
 
-/* The JSON header: metadata first, then each tensor at the offset after the
- * one before, padded with spaces to a multiple of 8 bytes as the format asks. */
+/* Floats k .. k+m-1 of e as little-endian bytes, regardless of the host. */
+static void le_bytes(const wentry *e, int64_t k, int64_t m, unsigned char *out)
+{
+    for (int64_t j = 0; j < m; j++) {
+        uint32_t u;
+        memcpy(&u, &e->data[k + j], 4);
+        for (int b = 0; b < 4; b++)
+            out[4 * j + b] = (unsigned char)(u >> (8 * b));
+    }
+}
+
+/* CRC-32C of the data as write_file writes it. */
+static uint32_t data_crc(const nn_st_writer *w)
+{
+    uint32_t crc = 0;
+    unsigned char chunk[4096];
+    for (int i = 0; i < w->n; i++)
+        for (int64_t k = 0; k < w->e[i].numel; k += 1024) {
+            int64_t m = w->e[i].numel - k < 1024 ? w->e[i].numel - k : 1024;
+            le_bytes(&w->e[i], k, m, chunk);
+            crc = nn_crc32c(crc, chunk, (size_t)m * 4);
+        }
+    return crc;
+}
+
+/* The JSON header: metadata first (ending with the data's "crc32c"), then
+ * each tensor at the offset after the one before, padded with spaces to a
+ * multiple of 8 bytes as the format asks. */
 static nn_json_out header(const nn_st_writer *w)
 {
     nn_json_out h = {0};
-    nn_json_put(&h, "{", 1);
-    int nties = 0;
-    for (int i = 0; i < w->n; i++)
-        nties += w->e[i].same_as >= 0;
-    bool any = w->nmeta || nties;
-    if (any) {
-        nn_json_put(&h, "\"__metadata__\":{", 16);
-        for (int i = 0; i < w->nmeta; i += 2) {
-            if (i)
-                nn_json_put(&h, ",", 1);
-            nn_json_put_string(&h, w->meta[i]);
-            nn_json_put(&h, ":", 1);
-            nn_json_put_string(&h, w->meta[i + 1]);
-        }
-        bool first = w->nmeta == 0;
-        for (int i = 0; i < w->n; i++) {
-            const wentry *e = &w->e[i];
-            if (e->same_as < 0)
-                continue;
+    nn_json_put(&h, "{\"__metadata__\":{", 17);
+    for (int i = 0; i < w->nmeta; i += 2) {
+        nn_json_put_string(&h, w->meta[i]);
+        nn_json_put(&h, ":", 1);
+        nn_json_put_string(&h, w->meta[i + 1]);
+        nn_json_put(&h, ",", 1);
+    }
+    for (int i = 0; i < w->n; i++) /* tied names */
+        if (w->e[i].tied_to) {
             char key[300];
-            snprintf(key, sizeof key, NN_ST_TIED "%s", e->name);
-            if (!first)
-                nn_json_put(&h, ",", 1);
-            first = false;
+            snprintf(key, sizeof key, NN_ST_TIED "%s", w->e[i].name);
             nn_json_put_string(&h, key);
             nn_json_put(&h, ":", 1);
-            nn_json_put_string(&h, w->e[e->same_as].name);
+            nn_json_put_string(&h, w->e[i].tied_to);
+            nn_json_put(&h, ",", 1);
         }
-        nn_json_put(&h, "}", 1);
-    }
+    nn_json_putf(&h, "\"crc32c\":\"%08x\"}", (unsigned)data_crc(w));
     uint64_t off = 0;
     for (int i = 0; i < w->n; i++) {
         const wentry *e = &w->e[i];
-        if (e->same_as >= 0)
+        if (e->tied_to)
             continue;
-        if (any)
-            nn_json_put(&h, ",", 1);
-        any = true;
+        nn_json_put(&h, ",", 1);
         nn_json_put_string(&h, e->name);
         nn_json_put(&h, ":{\"dtype\":\"F32\",\"shape\":[", 25);
         for (int d = 0; d < e->ndim; d++)
@@ -142,43 +163,30 @@ static bool write_file(FILE *fp, const nn_json_out *h, const nn_st_writer *w)
     bool ok = write_all(fp, len8, 8) && write_all(fp, h->s, h->n);
     for (int i = 0; ok && i < w->n; i++) {
         const wentry *e = &w->e[i];
-        if (e->same_as >= 0)
+        if (e->tied_to)
             continue;
         unsigned char chunk[4096];
         for (int64_t k = 0; ok && k < e->numel; k += 1024) {
             int64_t m = e->numel - k < 1024 ? e->numel - k : 1024;
-            for (int64_t j = 0; j < m; j++) {
-                uint32_t u;
-                memcpy(&u, &e->data[k + j], 4);
-                for (int b = 0; b < 4; b++)
-                    chunk[4 * j + b] = (unsigned char)(u >> (8 * b));
-            }
+            le_bytes(e, k, m, chunk);
             ok = write_all(fp, chunk, (size_t)m * 4);
         }
     }
     return ok;
 }
 
-/* Marks each entry whose data an earlier entry already holds (a tied
- * parameter under its second name); such names must have the same shape. */
-static bool find_ties(nn_st_writer *w, const char *path, char *err, size_t errlen)
+/* Each tied name must name a tensor stored in the same file. */
+static bool check_ties(const nn_st_writer *w, const char *path, char *err, size_t errlen)
 {
     for (int i = 0; i < w->n; i++) {
-        wentry *e = &w->e[i];
-        e->same_as = -1;
-        for (int j = 0; j < i && e->numel > 0; j++) {
-            const wentry *o = &w->e[j];
-            if (o->data != e->data || o->same_as >= 0 || o->numel == 0)
-                continue;
-            bool same = o->ndim == e->ndim;
-            for (int d = 0; same && d < e->ndim; d++)
-                same = o->shape[d] == e->shape[d];
-            if (!same)
-                return nn_seterr(err, errlen, "cannot write %s: tensors \"%s\" and \"%s\" share "
-                                 "their data but not their shape", path, o->name, e->name);
-            e->same_as = j;
-            break;
-        }
+        if (!w->e[i].tied_to)
+            continue;
+        bool found = false;
+        for (int j = 0; j < w->n && !found; j++)
+            found = !w->e[j].tied_to && strcmp(w->e[j].name, w->e[i].tied_to) == 0;
+        if (!found)
+            return nn_seterr(err, errlen, "cannot write %s: \"%s\" is tied to \"%s\", which is not "
+                             "stored", path, w->e[i].name, w->e[i].tied_to);
     }
     return true;
 }
@@ -191,7 +199,11 @@ bool nn_st_write(nn_st_writer *w, const char *path, char *err, size_t errlen)
             if (strcmp(w->e[i].name, w->e[j].name) == 0)
                 return nn_seterr(err, errlen, "cannot write %s: tensor \"%s\" added twice", path,
                                  w->e[i].name);
-    if (!find_ties(w, path, err, errlen))
+    for (int i = 0; i < w->nmeta; i += 2)
+        if (strcmp(w->meta[i], "crc32c") == 0)
+            return nn_seterr(err, errlen, "cannot write %s: metadata \"crc32c\" is the writer's "
+                             "own (the data's checksum)", path);
+    if (!check_ties(w, path, err, errlen))
         return false;
     size_t plen = strlen(path);
     char *tmp = malloc(plen + 5);

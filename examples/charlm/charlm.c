@@ -117,6 +117,8 @@ static void generate(charlm_model *m, const gpt_vocab *v, const int32_t *prompt,
     for (int64_t k = 0; k < n && lg; k++) {
         memcpy(logits, lg, (size_t)V * sizeof *logits);
         int32_t next = gpt_pick_token(logits, tmp, V, so, &so->rng);
+        if (next < 0)
+            break;
         char b[4];
         fwrite(b, 1, (size_t)nn_utf8_encode(v->chars[next], b), stdout);
         ag_ctx_reset(c);
@@ -294,7 +296,7 @@ static int sample(charlm_model *m, int argc, char **argv)
         {"checkpoint", CLI_STRING, &ckpt, "checkpoint written by train", 0, 0, false},
         {"prompt", CLI_STRING, &prompt, "text to continue (default: token 0, as gpt.py)", 0, 0, false},
         {"tokens", CLI_INT, &tokens, "characters to generate", 0, 1e9, false},
-        {"temperature", CLI_FLOAT, &temperature, "divides the logits", 1e-6, 1e6, false},
+        {"temperature", CLI_FLOAT, &temperature, "divides the logits; 0 takes the most likely", 0, 1e6, false},
         {"top-k", CLI_INT, &top_k, "keep the k most likely characters, 0 for all", 0, 1e9, false},
         {"seed", CLI_INT, &seed, "sampling seed", 0, 9.2e18, false},
         {"threads", CLI_INT, &threads, "threads, 0 for all cores", 0, 1024, false},
