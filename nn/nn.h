@@ -206,7 +206,8 @@ NN_API void nn_block_free(nn_block *b);
 /* ---------------------------------------------------------------- modern blocks */
 
 /* RMSNorm over the last dim, as Llama's (torch.nn.RMSNorm):
- * x / sqrt(mean(x^2) + eps) * weight, (..., dim) -> (..., dim); weight ones. */
+ * x / sqrt(mean(x^2) + eps) * weight, (..., dim) -> (..., dim); weight ones.
+ * The forward is one ag_rms_norm op. */
 typedef struct {
     ag_tensor *weight;
     float eps;

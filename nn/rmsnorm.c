@@ -13,7 +13,7 @@ bool nn_rmsnorm_init(nn_rmsnorm *n, nn_params *p, const char *prefix, int64_t di
 
 ag_tensor *nn_rmsnorm_forward(ag_ctx *c, const nn_rmsnorm *n, ag_tensor *x)
 {
-    return nn_rmsnorm_forward_composed(c, n, x);
+    return ag_rms_norm(c, x, n->weight, n->eps);
 }
 
 ag_tensor *nn_rmsnorm_forward_composed(ag_ctx *c, const nn_rmsnorm *n, ag_tensor *x)

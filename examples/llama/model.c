@@ -77,32 +77,34 @@ void llama_free(llama *m)
     m->window = NULL;
 }
 
-/* x (B, T, C) -> q or k rotated for positions 0 .. T-1, (B, T, C): the heads
- * viewed as (B, T, H, hs), positions on axis -3. */
-static ag_tensor *rotate(ag_ctx *c, const llama *m, ag_tensor *x)
+/* x (B, T, C) through w, as heads (B, H, T, hs): Linear, then the heads'
+ * axis moved before the positions (one copy: tensors have no strides). */
+static ag_tensor *heads(ag_ctx *c, const llama *m, const nn_linear *w, ag_tensor *x)
 {
     int64_t B = x->shape[0], T = x->shape[1], H = m->cfg.n_head, hs = m->cfg.n_embd / H;
-    ag_tensor *v = ag_reshape(c, x, AG_SHAPE(B, T, H, hs));
-    ag_tensor *r = nn_rope_forward(c, &m->rope, v, -3, 0);
-    ag_tensor *out = ag_reshape(c, r, AG_SHAPE(B, T, H * hs));
+    ag_tensor *y = nn_linear_forward(c, w, x);                                  /* (B, T, C) */
+    ag_tensor *v = ag_reshape(c, y, AG_SHAPE(B, T, H, hs));
+    ag_tensor *out = ag_transpose(c, v, 1, 2);                                  /* (B, H, T, hs) */
+    ag_release(c, y);
     ag_release(c, v);
-    ag_release(c, r);
     return out;
 }
 
-/* Causal self-attention with RoPE on q and k: (B, T, C) -> (B, T, C). The
- * packed attention op takes q | k | v side by side, so the rotated q and k
- * are joined with v into (B, T, 3C). */
+/* Causal self-attention with RoPE on q and k: (B, T, C) -> (B, T, C), the
+ * heads' attention one ag_attention_qkv op over (B, H, T, hs) q, k, v. */
 static ag_tensor *attention(ag_ctx *c, const llama *m, const llama_layer *L, ag_tensor *x)
 {
-    int64_t H = m->cfg.n_head, hs = m->cfg.n_embd / H;
-    ag_tensor *q0 = nn_linear_forward(c, &L->wq, x), *k0 = nn_linear_forward(c, &L->wk, x);
-    ag_tensor *q = rotate(c, m, q0), *k = rotate(c, m, k0);
-    ag_tensor *v = nn_linear_forward(c, &L->wv, x);
-    ag_tensor *qkv = ag_concat(c, (ag_tensor *[]){q, k, v}, 3, -1);          /* (B, T, 3C) */
-    ag_tensor *att = ag_attention(c, qkv, (int)H, 1.0f / sqrtf((float)hs), 0.0f, false);
-    ag_tensor *out = nn_linear_forward(c, &L->wo, att);
-    ag_tensor *tmp[] = {q0, k0, q, k, v, qkv, att};
+    int64_t B = x->shape[0], T = x->shape[1], C = m->cfg.n_embd, hs = C / m->cfg.n_head;
+    ag_tensor *q0 = heads(c, m, &L->wq, x), *k0 = heads(c, m, &L->wk, x);
+    ag_tensor *q = nn_rope_forward(c, &m->rope, q0, -2, 0);
+    ag_tensor *k = nn_rope_forward(c, &m->rope, k0, -2, 0);
+    ag_tensor *v = heads(c, m, &L->wv, x);
+    ag_tensor *att = ag_attention_qkv(c, q, k, v, NULL, true, 1.0f / sqrtf((float)hs), 0.0f,
+                                      false);                                   /* (B, H, T, hs) */
+    ag_tensor *bt = ag_transpose(c, att, 1, 2);                                 /* (B, T, H, hs) */
+    ag_tensor *y = ag_reshape(c, bt, AG_SHAPE(B, T, C));
+    ag_tensor *out = nn_linear_forward(c, &L->wo, y);
+    ag_tensor *tmp[] = {q0, k0, q, k, v, att, bt, y};
     for (size_t i = 0; i < sizeof tmp / sizeof *tmp; i++)
         ag_release(c, tmp[i]);
     return out;
