@@ -58,6 +58,7 @@ bool nn_dist_available(void)
 #endif
 }
 
+#ifdef NN_HAVE_MPI
 /* Whether an MPI launcher started us: Open MPI's mpirun, MPICH's hydra and
  * Slurm (PMI / PMIx) each leave a variable. Without one we stay a single
  * process and never start MPI, so `gpt train` alone behaves as it always has
@@ -70,6 +71,7 @@ static bool launched_by_mpi(void)
             return true;
     return false;
 }
+#endif
 
 bool nn_dist_init(int *argc, char ***argv, char *err, size_t errlen)
 {
