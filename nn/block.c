@@ -1,4 +1,5 @@
-/* block.c - FeedForward and the pre-LayerNorm transformer Block. */
+/* block.c - FeedForward and the pre-LayerNorm transformer Block, whose
+ * structure is written once here for all three of its forwards. */
 #include "nn.h"
 
 #include <stdio.h>
@@ -22,7 +23,7 @@ ag_tensor *nn_feedforward_forward(ag_ctx *c, const nn_feedforward *f, ag_tensor 
     ag_tensor *out = nn_dropout_forward(c, &f->dropout, y, training);
     ag_release(c, pre); /* relu's backward reads its output, not pre */
     ag_release(c, h);
-    nn_release_unless(c, y, out);
+    ag_release(c, y);
     return out;
 }
 
@@ -40,18 +41,62 @@ bool nn_block_init(nn_block *b, nn_params *p, const char *prefix, int64_t n_embd
     return ok && nn_layernorm_init(&b->ln2, p, name, n_embd);
 }
 
-ag_tensor *nn_block_forward(ag_ctx *c, const nn_block *b, ag_tensor *x, bool training)
+/* Row T-1 of (..., T, C) as (..., 1, C); a view when x is (1, T, C). */
+static ag_tensor *last_row(ag_ctx *c, ag_tensor *x)
+{
+    if (!x)
+        return NULL;
+    int axis = x->ndim >= 2 ? x->ndim - 2 : 0;
+    return ag_slice(c, x, axis, x->shape[axis] - 1, x->shape[axis]);
+}
+
+/* The block, written once for every forward: x + sa(ln1(x)), then
+ * + ffwd(ln2(.)). With kc the heads attend over the cache instead of over x's
+ * positions; with last_only only the last row goes on after attention. */
+static ag_tensor *run(ag_ctx *c, const nn_block *b, ag_tensor *x, nn_kv_cache *kc, bool last_only,
+                      bool training)
 {
     ag_tensor *a = nn_layernorm_forward(c, &b->ln1, x);
-    ag_tensor *sa = nn_mha_forward(c, &b->sa, a, training);
-    ag_tensor *x1 = ag_add(c, x, sa);
+    ag_tensor *att = kc ? nn_mha_attend_cached(c, &b->sa, kc, a)
+                        : nn_mha_attend(c, &b->sa, a, training);           /* (B, T, C) */
+    ag_tensor *res = x;                                                     /* the residual */
+    if (last_only) {
+        ag_tensor *all = att;
+        att = last_row(c, all);                                             /* (B, 1, C) */
+        res = last_row(c, x);
+        ag_release(c, all); /* the last row's view keeps its buffer */
+    }
+    ag_tensor *sa = nn_mha_project(c, &b->sa, att, training);
+    ag_release(c, att);
+    ag_tensor *x1 = ag_add(c, res, sa);
     ag_tensor *n2 = nn_layernorm_forward(c, &b->ln2, x1);
     ag_tensor *ff = nn_feedforward_forward(c, &b->ffwd, n2, training);
     ag_tensor *out = ag_add(c, x1, ff);
     ag_tensor *tmp[] = {a, sa, x1, n2, ff};
     for (size_t i = 0; i < sizeof tmp / sizeof *tmp; i++)
         ag_release(c, tmp[i]);
+    if (res != x)
+        ag_release(c, res);
     return out;
+}
+
+ag_tensor *nn_block_forward(ag_ctx *c, const nn_block *b, ag_tensor *x, bool training)
+{
+    return run(c, b, x, NULL, false, training);
+}
+
+ag_tensor *nn_block_forward_cached(ag_ctx *c, const nn_block *b, nn_kv_cache *kc, ag_tensor *x)
+{
+    if (!kc) {
+        ag_error("nn_block_forward_cached: no cache");
+        return NULL;
+    }
+    return run(c, b, x, kc, false, false);
+}
+
+ag_tensor *nn_block_forward_last(ag_ctx *c, const nn_block *b, ag_tensor *x)
+{
+    return run(c, b, x, NULL, true, false);
 }
 
 void nn_block_free(nn_block *b) { nn_mha_free(&b->sa); }

@@ -76,9 +76,3 @@ ag_tensor *nn_dropout_forward(ag_ctx *c, const nn_dropout *d, ag_tensor *x, bool
 {
     return ag_dropout(c, x, d->p, training);
 }
-
-void nn_release_unless(ag_ctx *c, ag_tensor *t, const ag_tensor *keep)
-{
-    if (t != keep)
-        ag_release(c, t);
-}

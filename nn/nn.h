@@ -80,9 +80,6 @@ typedef struct {
 } nn_dropout;
 ag_tensor *nn_dropout_forward(ag_ctx *c, const nn_dropout *d, ag_tensor *x, bool training);
 
-/* ag_release(t) unless t is keep (a dropout in eval mode returns its input). */
-void nn_release_unless(ag_ctx *c, ag_tensor *t, const ag_tensor *keep);
-
 /* One head of causal self-attention: key, query, value Linears (n_embd ->
  * head_size, no bias); softmax(mask(q @ k^T * head_size^-0.5)), dropout, @ v.
  * (B, T, n_embd) -> (B, T, head_size). */
@@ -106,14 +103,41 @@ typedef struct {
 bool nn_mha_init(nn_mha *m, nn_params *p, const char *prefix, int64_t n_embd, int n_head,
                  float dropout, ag_rng *rng);
 ag_tensor *nn_mha_forward(ag_ctx *c, const nn_mha *m, ag_tensor *x, bool training);
-/* nn_mha_forward before proj: the heads' outputs side by side, (B, T, C) -> (B, T, C). */
+/* nn_mha_forward before proj: the heads' outputs side by side, (B, T, C) -> (B, T, C).
+ * nn_mha_forward is nn_mha_project(nn_mha_attend(x)). */
 ag_tensor *nn_mha_attend(ag_ctx *c, const nn_mha *m, ag_tensor *x, bool training);
+/* nn_mha_forward after the heads: proj, then dropout, (..., C) -> (..., C). */
+ag_tensor *nn_mha_project(ag_ctx *c, const nn_mha *m, ag_tensor *att, bool training);
 /* The heads' query, key and value weights stacked, (3C, C): all queries, all keys, all values. */
 ag_tensor *nn_mha_qkv_weight(ag_ctx *c, const nn_mha *m);
 /* The same as the lecture writes it, one nn_head_forward per head and a concat:
  * the reference nn_mha_forward (which batches the heads) is tested against. */
 ag_tensor *nn_mha_forward_heads(ag_ctx *c, const nn_mha *m, ag_tensor *x, bool training);
 void nn_mha_free(nn_mha *m);
+
+/* The keys and values one nn_mha has computed for the positions of a sequence
+ * so far, so that a new position costs one position's work (sampling). No
+ * gradient flows through it: use it in a ctx with gradients off.
+ * Lifecycle: nn_kv_cache_init allocates everything once and copies the
+ * heads' stacked weights (init again after changing them); each
+ * nn_mha_attend_cached (or nn_block_forward_cached) call appends one
+ * position; nn_kv_cache_clear starts a new sequence in the same memory;
+ * nn_kv_cache_free gives it back. */
+typedef struct {
+    ag_tensor *wqkv;     /* (3C, C): nn_mha_qkv_weight when made, persistent */
+    float *k, *v;        /* (capacity, C): each position's keys, values; head h in columns h*hs.. */
+    float *scores;       /* (capacity): one head's attention weights, scratch */
+    int64_t len;         /* positions cached */
+    int64_t capacity;
+} nn_kv_cache;
+/* A cache of capacity positions for m. false (after ag_error) if capacity < 1. */
+bool nn_kv_cache_init(nn_kv_cache *kc, const nn_mha *m, int64_t capacity);
+void nn_kv_cache_clear(nn_kv_cache *kc);
+void nn_kv_cache_free(nn_kv_cache *kc);
+/* nn_mha_attend for one new position at kc->len: x (1, 1, C) -> (1, 1, C),
+ * each head attending over the positions cached and this one, whose key and
+ * value it appends to kc. An error if kc is full or c records gradients. */
+ag_tensor *nn_mha_attend_cached(ag_ctx *c, const nn_mha *m, nn_kv_cache *kc, ag_tensor *x);
 
 /* net.0 Linear n -> 4n, ReLU, net.2 Linear 4n -> n, dropout: (..., n) -> (..., n). */
 typedef struct {
@@ -124,7 +148,9 @@ bool nn_feedforward_init(nn_feedforward *f, nn_params *p, const char *prefix, in
                          float dropout, ag_rng *rng);
 ag_tensor *nn_feedforward_forward(ag_ctx *c, const nn_feedforward *f, ag_tensor *x, bool training);
 
-/* x = x + sa(ln1(x)); x = x + ffwd(ln2(x)): (B, T, n_embd) -> (B, T, n_embd). */
+/* x = x + sa(ln1(x)); x = x + ffwd(ln2(x)): (B, T, n_embd) -> (B, T, n_embd).
+ * The three forwards below run that one structure (block.c) and differ only
+ * in how the heads attend and which rows go on after attention. */
 typedef struct {
     nn_mha sa;
     nn_feedforward ffwd;
@@ -132,7 +158,16 @@ typedef struct {
 } nn_block;
 bool nn_block_init(nn_block *b, nn_params *p, const char *prefix, int64_t n_embd, int n_head,
                    float dropout, ag_rng *rng);
+/* The whole sequence, for training and evaluation: (B, T, n_embd) -> (B, T, n_embd). */
 ag_tensor *nn_block_forward(ag_ctx *c, const nn_block *b, ag_tensor *x, bool training);
+/* One new position x (1, 1, n_embd) at kc->len -> (1, 1, n_embd): the heads
+ * attend over kc (made for b->sa) and append this position to it. Eval mode;
+ * c must have gradients off. */
+ag_tensor *nn_block_forward_cached(ag_ctx *c, const nn_block *b, nn_kv_cache *kc, ag_tensor *x);
+/* The last position only: (B, T, n_embd) -> (B, 1, n_embd), the last row of
+ * nn_block_forward in eval mode. The heads attend over all T positions; after
+ * that no other row reaches the last, so only it goes through proj and ffwd. */
+ag_tensor *nn_block_forward_last(ag_ctx *c, const nn_block *b, ag_tensor *x);
 void nn_block_free(nn_block *b);
 
 /* ---------------------------------------------------------------- optimizers */
@@ -187,6 +222,9 @@ bool nn_st_read(const nn_st *f, const char *name, float *dst, int ndim, const in
 bool nn_st_shape(const nn_st *f, const char *name, int *ndim, int64_t *shape);
 /* Bytes of tensor data after the header (a bound on what a valid file can hold). */
 uint64_t nn_st_data_size(const nn_st *f);
+
+/* Writes code point cp (below 0x110000) as UTF-8 to out; returns the bytes written, 1 to 4. */
+int nn_utf8_encode(uint32_t cp, char out[4]);
 
 /* Collects tensors (by reference: keep them alive until written) and metadata. */
 typedef struct nn_st_writer nn_st_writer;

@@ -1,5 +1,6 @@
 /* params.c - the named parameter registry, grad norms and clipping. */
 #include "nn.h"
+#include "private.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -30,14 +31,8 @@ ag_tensor *nn_param(nn_params *p, const char *prefix, const char *name, int ndim
         return NULL;
     }
     if (p->n == p->cap) {
-        int cap = p->cap ? 2 * p->cap : 32;
-        ag_tensor **items = realloc(p->items, (size_t)cap * sizeof *items);
-        if (!items) {
-            fprintf(stderr, "nn: out of memory\n");
-            abort();
-        }
-        p->items = items;
-        p->cap = cap;
+        p->cap = p->cap ? 2 * p->cap : 32;
+        p->items = nn_check_alloc(realloc(p->items, (size_t)p->cap * sizeof *p->items));
     }
     ag_tensor *t = ag_param(full, ndim, shape);
     if (t)

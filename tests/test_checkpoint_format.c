@@ -1,7 +1,7 @@
 /* test_checkpoint_format.c - safetensors files: the writer and the reader
  * agree bit for bit (odd names, metadata, special floats, empty and 0-dim
  * tensors), and the bytes are the safetensors format (the header is strict
- * JSON, offsets are contiguous and aligned). */
+ * JSON, offsets are contiguous and aligned); the UTF-8 encoder its strings use. */
 #include "checkpoint_util.h"
 
 /* ---- a small strict JSON validator, to check the writer's header is JSON */
@@ -281,11 +281,41 @@ static void test_file_format(void **state)
     nn_st_close(st);
 }
 
+/* nn_utf8_encode at each length's first and last code point, byte for byte. */
+static void test_utf8_encode(void **state)
+{
+    (void)state;
+    const struct {
+        uint32_t cp;
+        const char *bytes;
+    } cases[] = {
+        {0x01, "\x01"},
+        {0x7F, "\x7f"},
+        {0x80, "\xc2\x80"},
+        {0xE9, "\xc3\xa9"},
+        {0x7FF, "\xdf\xbf"},
+        {0x800, "\xe0\xa0\x80"},
+        {0xFFFF, "\xef\xbf\xbf"},
+        {0x10000, "\xf0\x90\x80\x80"},
+        {0x1F600, "\xf0\x9f\x98\x80"},
+        {0x10FFFF, "\xf4\x8f\xbf\xbf"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char out[4] = {0};
+        int n = nn_utf8_encode(cases[i].cp, out);
+        if (n != (int)strlen(cases[i].bytes) || memcmp(out, cases[i].bytes, (size_t)n) != 0)
+            fail_msg("U+%04X: %d bytes %02x %02x %02x %02x", (unsigned)cases[i].cp, n,
+                     (unsigned char)out[0], (unsigned char)out[1], (unsigned char)out[2],
+                     (unsigned char)out[3]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_file_format),
+        cmocka_unit_test(test_utf8_encode),
     };
     return cmocka_run_group_tests(tests, setup_scratch, teardown_scratch);
 }

@@ -239,7 +239,7 @@ static void test_utf8(void **state)
     size_t k = 0;
     for (int64_t i = 0; i < d.n; i++) {
         assert_in_range(d.tokens[i], 0, 20);
-        k += (size_t)utf8_encode(d.vocab.chars[d.tokens[i]], back + k);
+        k += (size_t)nn_utf8_encode(d.vocab.chars[d.tokens[i]], back + k);
     }
     assert_int_equal(k, strlen(text));
     assert_memory_equal(back, text, k);

@@ -2,7 +2,8 @@
  * one-op LayerNorm equal to its elementwise composition), Linear's values and
  * PyTorch's inits, Head/MultiHeadAttention/FeedForward/Block against the
  * same computation written out in double, batched attention equal to one
- * head at a time, and causality of attention. */
+ * head at a time, causality of attention, and the block's key/value-cached
+ * and last-position forwards equal to its full forward. */
 #include "nn_util.h"
 
 /* ------------------------------------------------------------------ values */
@@ -482,6 +483,71 @@ static void test_layernorm_op_matches_composition(void **state)
     check_layernorm_op(100, 400); /* over 32768 elements: split across threads */
 }
 
+/* ------------------------------------------------------------------ the block's three forwards */
+
+/* Row t of x (B, T, C) as (B, 1, C). */
+static ag_tensor *row(ag_ctx *c, ag_tensor *x, int64_t t) { return ag_slice(c, x, 1, t, t + 1); }
+
+/* Rows of got (B, 1, C) against row t of want (B, T, C). */
+static void assert_row(const ag_tensor *got, const ag_tensor *want, int64_t t)
+{
+    int64_t B = want->shape[0], T = want->shape[1], C = want->shape[2];
+    assert_shape(got, B, 1, C);
+    for (int64_t b = 0; b < B; b++)
+        assert_close(got->data + b * C, want->data + (b * T + t) * C, C, 1e-5);
+}
+
+/* One position at a time through the key/value cache, and the last position
+ * only, give the full forward's rows. */
+static void test_block_cached_and_last_match_full(void **state)
+{
+    (void)state;
+    const int64_t T = 6, C = 16;
+    nn_params p;
+    nn_params_init(&p);
+    ag_rng rng = ag_rng_new(11);
+    nn_block b;
+    assert_true(nn_block_init(&b, &p, "blocks.0", C, 4, 0.2f, &rng));
+    for (int i = 0; i < p.n; i++) /* LayerNorms off their identity start */
+        if (strstr(p.items[i]->name, "ln"))
+            ag_fill_uniform(p.items[i], &rng, 0.5f, 1.5f);
+    ag_ctx *c = ag_ctx_new();
+    ag_set_grad_enabled(c, false);
+    ag_tensor *x = ag_randn(NULL, TEST_RNG(3), 0, 1, AG_SHAPE(2, T, C));
+    ag_tensor *full = nn_block_forward(c, &b, x, false);                   /* (2, T, C) */
+
+    /* the last position only, for each batch row */
+    assert_row(nn_block_forward_last(c, &b, x), full, T - 1);
+
+    /* one position at a time, for the first sequence; then again after a clear */
+    ag_tensor *x0 = ag_slice(c, x, 0, 0, 1), *full0 = ag_slice(c, full, 0, 0, 1);
+    nn_kv_cache kc;
+    assert_true(nn_kv_cache_init(&kc, &b.sa, T));
+    for (int pass = 0; pass < 2; pass++) {
+        for (int64_t t = 0; t < T; t++) {
+            assert_int_equal(kc.len, t);
+            assert_row(nn_block_forward_cached(c, &b, &kc, row(c, x0, t)), full0, t);
+        }
+        assert_int_equal(kc.len, T);
+        nn_kv_cache_clear(&kc);
+    }
+    /* a full cache, or a ctx that records, is an error */
+    for (int64_t t = 0; t < T; t++)
+        assert_non_null(nn_block_forward_cached(c, &b, &kc, row(c, x0, t)));
+    assert_ag_error(nn_block_forward_cached(c, &b, &kc, row(c, x0, 0)), "cache is full");
+    nn_kv_cache_clear(&kc);
+    ag_set_grad_enabled(c, true);
+    assert_ag_error(nn_block_forward_cached(c, &b, &kc, row(c, x0, 0)), "turn gradients off");
+    nn_kv_cache_free(&kc);
+    assert_ag_error(nn_kv_cache_init(&kc, &b.sa, 0), "capacity 0");
+    nn_kv_cache_free(&kc); /* harmless on a failed init */
+
+    ag_tensor_free(x);
+    ag_ctx_free(c);
+    nn_block_free(&b);
+    nn_params_free(&p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -493,6 +559,7 @@ int main(void)
         cmocka_unit_test(test_causality),
         cmocka_unit_test(test_mha_batched_matches_per_head),
         cmocka_unit_test(test_layernorm_op_matches_composition),
+        cmocka_unit_test(test_block_cached_and_last_match_full),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

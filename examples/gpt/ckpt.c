@@ -5,25 +5,24 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "options.h"
-
 #define FORMAT "agrad-gpt/1"
 
-static void meta_i(nn_st_writer *w, const char *k, int64_t v)
+/* metadata values of the table's types (INT, FLOAT), and U64 for the generators' state */
+static void meta_INT(nn_st_writer *w, const char *k, int64_t v)
 {
     char b[32];
     snprintf(b, sizeof b, "%" PRId64, v);
     nn_st_add_meta(w, k, b);
 }
 
-static void meta_u(nn_st_writer *w, const char *k, uint64_t v)
+static void meta_U64(nn_st_writer *w, const char *k, uint64_t v)
 {
     char b[32];
     snprintf(b, sizeof b, "%" PRIu64, v);
     nn_st_add_meta(w, k, b);
 }
 
-static void meta_f(nn_st_writer *w, const char *k, double v)
+static void meta_FLOAT(nn_st_writer *w, const char *k, double v)
 {
     char b[40];
     snprintf(b, sizeof b, "%.17g", v);
@@ -38,32 +37,27 @@ bool gpt_ckpt_save(const char *path, const gpt_model *m, const gpt_vocab *v, con
     nn_st_add_meta(w, "format", FORMAT);
     nn_st_add_meta(w, "vocab", vs ? vs : "");
     free(vs);
-    meta_i(w, "vocab_size", m->cfg.vocab_size);
-    meta_i(w, "block_size", m->cfg.block_size);
-    meta_i(w, "n_embd", m->cfg.n_embd);
-    meta_i(w, "n_head", m->cfg.n_head);
-    meta_i(w, "n_layer", m->cfg.n_layer);
-    meta_f(w, "dropout", m->cfg.dropout);
+    meta_INT(w, "vocab_size", m->cfg.vocab_size);
+#define X(field, type, flag, def, min, max, commands, kept, help) \
+    GPT_IF(MODEL, kept, meta_##type(w, #field, m->cfg.field);)
+    GPT_OPTIONS(X)
+#undef X
     nn_st_add_params(w, &m->params);
     if (opt)
         nn_st_add_adamw(w, opt);
     if (ts) {
-        meta_i(w, "train.step", ts->step);
-        meta_i(w, "train.evaluated_at", ts->evaluated_at);
-        meta_u(w, "train.rng.batch.seed", ts->batch_rng.seed);
-        meta_u(w, "train.rng.batch.counter", ts->batch_rng.counter);
-        meta_u(w, "train.rng.eval.seed", ts->eval_rng.seed);
-        meta_u(w, "train.rng.eval.counter", ts->eval_rng.counter);
-        meta_u(w, "train.rng.dropout.seed", ts->dropout_rng.seed);
-        meta_u(w, "train.rng.dropout.counter", ts->dropout_rng.counter);
-        meta_i(w, "train.batch_size", ts->batch_size);
-        meta_i(w, "train.max_iters", ts->max_iters);
-        meta_i(w, "train.eval_interval", ts->eval_interval);
-        meta_i(w, "train.eval_iters", ts->eval_iters);
-        meta_i(w, "train.seed", ts->seed);
-        meta_f(w, "train.lr", ts->lr);
-        meta_f(w, "train.weight_decay", ts->weight_decay);
-        meta_f(w, "train.grad_clip", ts->grad_clip);
+        meta_INT(w, "train.step", ts->step);
+        meta_INT(w, "train.evaluated_at", ts->evaluated_at);
+        meta_U64(w, "train.rng.batch.seed", ts->batch_rng.seed);
+        meta_U64(w, "train.rng.batch.counter", ts->batch_rng.counter);
+        meta_U64(w, "train.rng.eval.seed", ts->eval_rng.seed);
+        meta_U64(w, "train.rng.eval.counter", ts->eval_rng.counter);
+        meta_U64(w, "train.rng.dropout.seed", ts->dropout_rng.seed);
+        meta_U64(w, "train.rng.dropout.counter", ts->dropout_rng.counter);
+#define X(field, type, flag, def, min, max, commands, kept, help) \
+        GPT_IF(TRAIN, kept, meta_##type(w, "train." #field, ts->field);)
+        GPT_OPTIONS(X)
+#undef X
     }
     bool ok = nn_st_write(w, path, err, errlen);
     nn_st_writer_free(w);
@@ -71,7 +65,7 @@ bool gpt_ckpt_save(const char *path, const gpt_model *m, const gpt_vocab *v, con
 }
 
 /* Strictly parsed metadata numbers; false (with err) when missing or malformed. */
-static bool get_i(const nn_st *f, const char *k, int64_t *out, char *err, size_t errlen)
+static bool get_INT(const nn_st *f, const char *k, int64_t *out, char *err, size_t errlen)
 {
     const char *s = nn_st_meta(f, k);
     char *end = NULL;
@@ -84,7 +78,7 @@ static bool get_i(const nn_st *f, const char *k, int64_t *out, char *err, size_t
     return true;
 }
 
-static bool get_u(const nn_st *f, const char *k, uint64_t *out, char *err, size_t errlen)
+static bool get_U64(const nn_st *f, const char *k, uint64_t *out, char *err, size_t errlen)
 {
     const char *s = nn_st_meta(f, k);
     char *end = NULL;
@@ -97,7 +91,7 @@ static bool get_u(const nn_st *f, const char *k, uint64_t *out, char *err, size_
     return true;
 }
 
-static bool get_f(const nn_st *f, const char *k, double *out, char *err, size_t errlen)
+static bool get_FLOAT(const nn_st *f, const char *k, double *out, char *err, size_t errlen)
 {
     const char *s = nn_st_meta(f, k);
     char *end = NULL;
@@ -111,50 +105,151 @@ static bool get_f(const nn_st *f, const char *k, double *out, char *err, size_t 
 }
 
 /* A restored training setting must be one its command-line flag could have
- * set: a corrupt checkpoint resumed with eval_interval 0 divided by zero in
- * train.c, and batch size 0 or a negative learning rate made no sense (found
- * by tests/fuzz/fuzz_safetensors.c). The flag table holds the ranges. */
-static bool flag_range(const char *flag, double v, char *err, size_t errlen)
+ * set: the train loop divides by eval_interval, and a batch size of 0 or a
+ * negative learning rate makes no sense. */
+static bool in_range(const char *flag, double v, double min, double max, char *err, size_t errlen)
 {
-    gpt_options o;
-    cli_opt t[40];
-    const cli_opt *c = cli_find(t, gpt_option_table(&o, OPT_TRAIN, t, 40), flag);
-    if (c && v >= c->min && v <= c->max) /* false for NaN */
+    if (v >= min && v <= max) /* false for NaN */
         return true;
-    snprintf(err, errlen, "training state: %s %g is out of range [%g, %g]", flag, v,
-             c ? c->min : 0.0, c ? c->max : 0.0);
+    snprintf(err, errlen, "training state: %s %g is out of range [%g, %g]", flag, v, min, max);
     return false;
 }
 
 static bool load_train_state(const nn_st *f, gpt_train_state *t, char *e, size_t n)
 {
-    bool ok = get_i(f, "train.step", &t->step, e, n) &&
-              get_i(f, "train.evaluated_at", &t->evaluated_at, e, n) &&
-              get_u(f, "train.rng.batch.seed", &t->batch_rng.seed, e, n) &&
-              get_u(f, "train.rng.batch.counter", &t->batch_rng.counter, e, n) &&
-              get_u(f, "train.rng.eval.seed", &t->eval_rng.seed, e, n) &&
-              get_u(f, "train.rng.eval.counter", &t->eval_rng.counter, e, n) &&
-              get_u(f, "train.rng.dropout.seed", &t->dropout_rng.seed, e, n) &&
-              get_u(f, "train.rng.dropout.counter", &t->dropout_rng.counter, e, n) &&
-              get_i(f, "train.batch_size", &t->batch_size, e, n) &&
-              get_i(f, "train.max_iters", &t->max_iters, e, n) &&
-              get_i(f, "train.eval_interval", &t->eval_interval, e, n) &&
-              get_i(f, "train.eval_iters", &t->eval_iters, e, n) &&
-              get_i(f, "train.seed", &t->seed, e, n) && get_f(f, "train.lr", &t->lr, e, n) &&
-              get_f(f, "train.weight_decay", &t->weight_decay, e, n) &&
-              get_f(f, "train.grad_clip", &t->grad_clip, e, n);
+    bool ok = get_INT(f, "train.step", &t->step, e, n) &&
+              get_INT(f, "train.evaluated_at", &t->evaluated_at, e, n) &&
+              get_U64(f, "train.rng.batch.seed", &t->batch_rng.seed, e, n) &&
+              get_U64(f, "train.rng.batch.counter", &t->batch_rng.counter, e, n) &&
+              get_U64(f, "train.rng.eval.seed", &t->eval_rng.seed, e, n) &&
+              get_U64(f, "train.rng.eval.counter", &t->eval_rng.counter, e, n) &&
+              get_U64(f, "train.rng.dropout.seed", &t->dropout_rng.seed, e, n) &&
+              get_U64(f, "train.rng.dropout.counter", &t->dropout_rng.counter, e, n);
+#define X(field, type, flag, def, min, max, commands, kept, help) \
+    GPT_IF(TRAIN, kept, ok = ok && get_##type(f, "train." #field, &t->field, e, n);)
+    GPT_OPTIONS(X)
+#undef X
     if (ok && (t->step < 0 || t->evaluated_at < -1)) {
         snprintf(e, n, "training state: step %lld, evaluated at %lld", (long long)t->step,
                  (long long)t->evaluated_at);
         return false;
     }
-    return ok && flag_range("batch-size", (double)t->batch_size, e, n) &&
-           flag_range("max-iters", (double)t->max_iters, e, n) &&
-           flag_range("eval-interval", (double)t->eval_interval, e, n) &&
-           flag_range("eval-iters", (double)t->eval_iters, e, n) &&
-           flag_range("seed", (double)t->seed, e, n) && flag_range("lr", t->lr, e, n) &&
-           flag_range("weight-decay", t->weight_decay, e, n) &&
-           flag_range("grad-clip", t->grad_clip, e, n);
+#define X(field, type, flag, def, min, max, commands, kept, help) \
+    GPT_IF(TRAIN, kept, ok = ok && in_range(flag, (double)t->field, min, max, e, n);)
+    GPT_OPTIONS(X)
+#undef X
+    return ok;
+}
+
+void gpt_train_state_settings(gpt_train_state *ts, const gpt_options *o)
+{
+#define X(field, type, flag, def, min, max, commands, kept, help) \
+    GPT_IF(TRAIN, kept, ts->field = o->field;)
+    GPT_OPTIONS(X)
+#undef X
+}
+
+static bool given(cli_opt *t, int n, const char *flag)
+{
+    const cli_opt *c = cli_find(t, n, flag);
+    return c && c->set;
+}
+
+/* A flag that shapes the weights, given explicitly or by a preset, must equal
+ * the checkpoint's: otherwise the checkpoint is from another configuration. */
+static bool agrees(cli_opt *t, int n, const gpt_options *o, const char *flag, int64_t value,
+                   int64_t ckpt, char *err, size_t errlen)
+{
+    if ((given(t, n, flag) || o->preset) && value != ckpt) {
+        snprintf(err, errlen, "--%s %lld does not match the checkpoint's %lld (a checkpoint from "
+                 "another configuration)", flag, (long long)value, (long long)ckpt);
+        return false;
+    }
+    return true;
+}
+
+bool gpt_options_resume(gpt_options *o, cli_opt *t, int n, const gpt_config *cfg,
+                        const gpt_train_state *ts, char *err, size_t errlen)
+{
+    /* the first that disagrees is named, block_size (the context, not the
+     * network) after the others */
+    bool ok = true;
+#define X(field, type, flag, def, min, max, commands, kept, help)      \
+    GPT_IF(SHAPE, kept, ok = ok && (strcmp(#field, "block_size") == 0 || \
+                                    agrees(t, n, o, flag, o->field, cfg->field, err, errlen));)
+    GPT_OPTIONS(X)
+#undef X
+    if (!ok || !agrees(t, n, o, "block-size", o->block_size, cfg->block_size, err, errlen))
+        return false;
+    /* the checkpoint's model; the run's own settings unless given again now */
+#define X(field, type, flag, def, min, max, commands, kept, help) \
+    GPT_IF(MODEL, kept, o->field = cfg->field;)                   \
+    GPT_IF(TRAIN, kept, if (!given(t, n, flag)) o->field = ts->field;)
+    GPT_OPTIONS(X)
+#undef X
+    return true;
+}
+
+/* The model config and vocabulary in f's metadata, bounded so that building
+ * the model cannot allocate much more than the file holds. */
+static bool read_config(const nn_st *f, gpt_config *cfg, gpt_vocab *v, char *why, size_t n)
+{
+    const char *format = nn_st_meta(f, "format");
+    if (!format || strcmp(format, FORMAT) != 0) {
+        snprintf(why, n, "not a GPT checkpoint of this program (format \"%s\", want \"%s\")",
+                 format ? format : "missing", FORMAT);
+        return false;
+    }
+    int64_t vs;
+    gpt_options c = {0}; /* the MODEL and SHAPE rows as the file has them */
+    bool ok = get_INT(f, "vocab_size", &vs, why, n);
+#define X(field, type, flag, def, min, max, commands, kept, help) \
+    GPT_IF(MODEL, kept, ok = ok && get_##type(f, #field, &c.field, why, n);)
+    GPT_OPTIONS(X)
+#undef X
+    const char *vocab = nn_st_meta(f, "vocab");
+    if (ok && !vocab) {
+        snprintf(why, n, "metadata \"vocab\" is missing");
+        ok = false;
+    }
+    ok = ok && vocab_from_utf8(v, vocab, why, n);
+    if (ok && v->size != vs) {
+        snprintf(why, n, "vocabulary has %d characters but vocab_size is %lld", v->size,
+                 (long long)vs);
+        ok = false;
+    }
+    /* bounds before the casts to gpt_config's fields: a corrupt file must not build a huge model */
+    if (ok && (c.n_head < 1 || c.n_head > 4096 || c.n_layer < 1 || c.n_layer > 4096 ||
+               c.block_size < 1 || c.block_size > (1 << 20) || c.n_embd < 1 ||
+               c.n_embd > (1 << 16))) {
+        snprintf(why, n, "model sizes out of range");
+        ok = false;
+    }
+    /* (float)dropout is undefined behaviour past FLT_MAX ("1e39"): check the double */
+    if (ok && !(c.dropout >= 0.0 && c.dropout < 1.0)) {
+        snprintf(why, n, "dropout %g is not in [0, 1)", c.dropout);
+        ok = false;
+    }
+    /* Every parameter is stored in the file, so the model cannot need more
+     * floats than the file has data bytes / 4. The sizes above still allow
+     * terabytes (n_embd 65536, n_layer 4096) that a corrupt header of a few
+     * bytes would make gpt_init allocate before any shape is checked; the
+     * embeddings, lm_head and each block's 12 n_embd^2 matrix weights are a
+     * lower bound on the model that is checked here (no overflow: < 2^58
+     * within the bounds), the exact count once it is built. */
+    uint64_t data_floats = nn_st_data_size(f) / 4;
+    if (ok) {
+        uint64_t C = (uint64_t)c.n_embd, least = 2 * (uint64_t)vs * C + (uint64_t)c.block_size * C +
+                                                 12 * C * C * (uint64_t)c.n_layer;
+        if (least > data_floats) {
+            snprintf(why, n, "a model of these sizes has more than %llu parameters; the file holds %llu",
+                     (unsigned long long)least, (unsigned long long)data_floats);
+            ok = false;
+        }
+    }
+    if (ok)
+        *cfg = gpt_options_config(&c, vs);
+    return ok;
 }
 
 bool gpt_ckpt_load_st(const nn_st *f, const char *name, gpt_model *m, gpt_vocab *v,
@@ -164,65 +259,10 @@ bool gpt_ckpt_load_st(const nn_st *f, const char *name, gpt_model *m, gpt_vocab 
     memset(m, 0, sizeof *m);
     memset(v, 0, sizeof *v);
     bool model_built = false, opt_built = false;
-    const char *format = nn_st_meta(f, "format");
-    int64_t vs, bs, ne, nh, nl;
-    double dropout;
-    bool ok = true;
-    if (!format || strcmp(format, FORMAT) != 0) {
-        snprintf(why, sizeof why, "not a GPT checkpoint of this program (format \"%s\", want \"%s\")",
-                 format ? format : "missing", FORMAT);
-        ok = false;
-    }
-    ok = ok && get_i(f, "vocab_size", &vs, why, sizeof why) &&
-         get_i(f, "block_size", &bs, why, sizeof why) && get_i(f, "n_embd", &ne, why, sizeof why) &&
-         get_i(f, "n_head", &nh, why, sizeof why) && get_i(f, "n_layer", &nl, why, sizeof why) &&
-         get_f(f, "dropout", &dropout, why, sizeof why);
-    const char *vocab = nn_st_meta(f, "vocab");
-    if (ok && !vocab) {
-        snprintf(why, sizeof why, "metadata \"vocab\" is missing");
-        ok = false;
-    }
-    ok = ok && vocab_from_utf8(v, vocab, why, sizeof why);
-    if (ok && v->size != vs) {
-        snprintf(why, sizeof why, "vocabulary has %d characters but vocab_size is %lld", v->size,
-                 (long long)vs);
-        ok = false;
-    }
-    /* bounds before the casts below: a corrupt file must not build a huge model */
-    if (ok && (nh < 1 || nh > 4096 || nl < 1 || nl > 4096 || bs < 1 || bs > (1 << 20) || ne < 1 ||
-               ne > (1 << 16))) {
-        snprintf(why, sizeof why, "model sizes out of range");
-        ok = false;
-    }
-    /* (float)dropout is undefined behaviour past FLT_MAX ("1e39"): check the
-     * double (found by review; tests/fuzz/regressions/safetensors/ok-dropout-1e39) */
-    if (ok && !(dropout >= 0.0 && dropout < 1.0)) {
-        snprintf(why, sizeof why, "dropout %g is not in [0, 1)", dropout);
-        ok = false;
-    }
-    /* Every parameter is stored in the file, so the model cannot need more
-     * floats than the file has data bytes / 4. The sizes above still allow
-     * terabytes (n_embd 65536, n_layer 4096) that a corrupt header of a few
-     * bytes would make gpt_init allocate before any shape is checked; the
-     * embeddings, lm_head and each block's 12 n_embd^2 matrix weights are a
-     * lower bound on the model that is checked first (no overflow: < 2^58
-     * within the bounds), then the exact count once built (found by review;
-     * tests/fuzz/regressions/safetensors/ok-huge-config). */
+    gpt_config cfg;
     uint64_t data_floats = nn_st_data_size(f) / 4;
-    if (ok) {
-        uint64_t C = (uint64_t)ne, least = 2 * (uint64_t)vs * C + (uint64_t)bs * C +
-                                           12 * C * C * (uint64_t)nl;
-        if (least > data_floats) {
-            snprintf(why, sizeof why,
-                     "a model of these sizes has more than %llu parameters; the file holds %llu",
-                     (unsigned long long)least, (unsigned long long)data_floats);
-            ok = false;
-        }
-    }
-    if (ok) {
-        gpt_config cfg = {vs, bs, ne, (int)nh, (int)nl, (float)dropout};
-        ok = model_built = gpt_init(m, &cfg, 0, why, sizeof why);
-    }
+    bool ok = read_config(f, &cfg, v, why, sizeof why);
+    ok = ok && (model_built = gpt_init(m, &cfg, 0, why, sizeof why));
     if (ok && (uint64_t)nn_params_numel(&m->params) > data_floats) {
         snprintf(why, sizeof why, "the model has %lld parameters; the file holds %llu",
                  (long long)nn_params_numel(&m->params), (unsigned long long)data_floats);

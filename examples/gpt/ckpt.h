@@ -6,16 +6,28 @@
 
 #include "data.h"
 #include "model.h"
+#include "options.h"
 
 /* What a resumed run needs besides the weights and the optimizer. */
 typedef struct {
     int64_t step;          /* optimizer updates done */
     int64_t evaluated_at;  /* the step whose train/val estimate was already printed, or -1 */
     ag_rng batch_rng, eval_rng, dropout_rng;
-    /* training hyperparameters, restored unless given again on the command line */
-    int64_t batch_size, max_iters, eval_interval, eval_iters, seed;
-    double lr, weight_decay, grad_clip;
+    /* the TRAIN rows of GPT_OPTIONS (batch_size, lr, ...), restored unless given again */
+#define X(field, type, flag, def, min, max, commands, kept, help) \
+    GPT_IF(TRAIN, kept, gpt_opt_##type field;)
+    GPT_OPTIONS(X)
+#undef X
 } gpt_train_state;
+
+/* ts gets o's TRAIN settings, as a checkpoint keeps them. */
+void gpt_train_state_settings(gpt_train_state *ts, const gpt_options *o);
+/* A resumed run's options from its checkpoint: the MODEL and SHAPE rows from
+ * cfg, the TRAIN rows from ts unless given again (t, n: the parsed flags).
+ * False with err naming the flag when a SHAPE one given explicitly or by
+ * o->preset differs from the checkpoint's. */
+bool gpt_options_resume(gpt_options *o, cli_opt *t, int n, const gpt_config *cfg,
+                        const gpt_train_state *ts, char *err, size_t errlen);
 
 /* Writes path atomically (temporary file, fsync, rename). opt and ts may be NULL. */
 bool gpt_ckpt_save(const char *path, const gpt_model *m, const gpt_vocab *v, const nn_adamw *opt,

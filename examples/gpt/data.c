@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nn.h"
+
 bool utf8_decode(const unsigned char *s, size_t len, uint32_t **out, int64_t *n, char *err,
                  size_t errlen)
 {
@@ -60,30 +62,6 @@ bad:
     snprintf(err, errlen, "invalid UTF-8 at byte offset %zu", i);
     free(cp);
     return false;
-}
-
-int utf8_encode(uint32_t cp, char *b)
-{
-    if (cp < 0x80) {
-        b[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        b[0] = (char)(0xC0 | (cp >> 6));
-        b[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        b[0] = (char)(0xE0 | (cp >> 12));
-        b[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        b[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    b[0] = (char)(0xF0 | (cp >> 18));
-    b[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    b[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    b[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
 }
 
 static int cmp_u32(const void *a, const void *b)
@@ -200,8 +178,8 @@ bool gpt_data_check_block(const gpt_data *d, int64_t block_size, char *err, size
     int64_t train = d->n_train, val = d->n - d->n_train;
     int64_t small = train < val ? train : val;
     /* small <= block_size, not small < block_size + 1: that overflows for
-     * block_size INT64_MAX (found by tests/fuzz/fuzz_text.c); the message's
-     * block_size + 1 is computed unsigned for the same reason */
+     * block_size INT64_MAX; the message's block_size + 1 is computed unsigned
+     * for the same reason */
     if (small <= block_size) {
         snprintf(err, errlen,
                  "the text is too small for block size %lld: the %s split has %lld characters, "
@@ -234,7 +212,7 @@ char *vocab_to_utf8(const gpt_vocab *v)
         return NULL;
     size_t k = 0;
     for (int i = 0; i < v->size; i++)
-        k += (size_t)utf8_encode(v->chars[i], s + k);
+        k += (size_t)nn_utf8_encode(v->chars[i], s + k);
     s[k] = '\0';
     return s;
 }

@@ -22,11 +22,9 @@ typedef struct {
 
 /* Decodes UTF-8 text of len bytes into code points (malloc'd, *n of them).
  * Invalid UTF-8 (overlong, surrogates, truncated, > U+10FFFF) and NUL bytes
- * are errors naming the byte offset. */
+ * are errors naming the byte offset. nn_utf8_encode (nn.h) is the inverse. */
 bool utf8_decode(const unsigned char *s, size_t len, uint32_t **out, int64_t *n, char *err,
                  size_t errlen);
-/* Appends code point cp as UTF-8 to buf (at least 4 bytes free); returns the bytes written. */
-int utf8_encode(uint32_t cp, char *buf);
 
 /* Builds the vocabulary and tokens of a text held in memory; the first 90%
  * train, the rest validation. Errors: empty text, fewer than 2 distinct characters. */

@@ -67,16 +67,16 @@ void gpt_free(gpt_model *m)
     memset(m, 0, sizeof *m);
 }
 
-ag_tensor *gpt_forward(ag_ctx *c, const gpt_model *m, const ag_index *idx, const ag_index *targets,
-                       bool training, ag_tensor **loss)
+/* The model, written once for every forward: the embeddings of idx (B, T) at
+ * positions pos0 .. pos0+T-1, the blocks, ln_f, lm_head -> logits (B, T, V).
+ * With kc each block attends over its cache; with last_only the last block
+ * carries only the last position on, and the logits are (B, 1, V). */
+static ag_tensor *logits_of(ag_ctx *c, const gpt_model *m, const ag_index *idx, int64_t pos0,
+                            gpt_kv_cache *kc, bool last_only, bool training)
 {
-    if (idx->ndim != 2 || idx->shape[1] > m->cfg.block_size || idx->shape[1] < 1) {
-        ag_error("gpt_forward: idx must be (B, T) with 1 <= T <= block_size %lld",
-                 (long long)m->cfg.block_size);
-        return NULL;
-    }
-    int64_t B = idx->shape[0], T = idx->shape[1];
-    ag_index pos = *m->positions; /* the first T positions, as a view */
+    int64_t T = idx->shape[idx->ndim - 1];
+    ag_index pos = *m->positions; /* positions pos0 .. pos0+T-1, as a view */
+    pos.data += pos0;
     pos.shape[0] = T;
     pos.numel = T;
     ag_tensor *tok = nn_embedding_forward(c, &m->tok, idx);          /* (B, T, C) */
@@ -84,8 +84,12 @@ ag_tensor *gpt_forward(ag_ctx *c, const gpt_model *m, const ag_index *idx, const
     ag_tensor *x = ag_add(c, tok, pe);
     ag_release(c, tok);
     ag_release(c, pe);
-    for (int i = 0; i < m->cfg.n_layer; i++) {
-        ag_tensor *next = nn_block_forward(c, &m->blocks[i], x, training);
+    int L = m->cfg.n_layer;
+    for (int i = 0; i < L; i++) {
+        const nn_block *b = &m->blocks[i];
+        ag_tensor *next = kc                         ? nn_block_forward_cached(c, b, &kc->layers[i], x)
+                          : last_only && i == L - 1 ? nn_block_forward_last(c, b, x)
+                                                    : nn_block_forward(c, b, x, training);
         ag_release(c, x);
         x = next;
     }
@@ -93,6 +97,26 @@ ag_tensor *gpt_forward(ag_ctx *c, const gpt_model *m, const ag_index *idx, const
     ag_release(c, x);
     ag_tensor *logits = nn_linear_forward(c, &m->lm_head, xf);       /* (B, T, V) */
     ag_release(c, xf);
+    return logits;
+}
+
+static bool check_idx(const gpt_model *m, const ag_index *idx, const char *fn)
+{
+    if (idx->ndim != 2 || idx->shape[1] > m->cfg.block_size || idx->shape[1] < 1) {
+        ag_error("%s: idx must be (B, T) with 1 <= T <= block_size %lld", fn,
+                 (long long)m->cfg.block_size);
+        return false;
+    }
+    return true;
+}
+
+ag_tensor *gpt_forward(ag_ctx *c, const gpt_model *m, const ag_index *idx, const ag_index *targets,
+                       bool training, ag_tensor **loss)
+{
+    if (!check_idx(m, idx, "gpt_forward"))
+        return NULL;
+    int64_t B = idx->shape[0], T = idx->shape[1];
+    ag_tensor *logits = logits_of(c, m, idx, 0, NULL, false, training);
     if (targets && loss) {
         if (targets->numel != B * T) {
             ag_error("gpt_forward: %lld targets for a (%lld, %lld) batch",
@@ -106,4 +130,42 @@ ag_tensor *gpt_forward(ag_ctx *c, const gpt_model *m, const ag_index *idx, const
         *loss = ag_cross_entropy(c, l2, &flat, -100);
     }
     return logits;
+}
+
+ag_tensor *gpt_forward_last(ag_ctx *c, const gpt_model *m, const ag_index *idx)
+{
+    return check_idx(m, idx, "gpt_forward_last") ? logits_of(c, m, idx, 0, NULL, true, false) : NULL;
+}
+
+bool gpt_kv_cache_init(gpt_kv_cache *kc, const gpt_model *m)
+{
+    kc->n_layer = m->cfg.n_layer;
+    kc->layers = calloc((size_t)kc->n_layer, sizeof *kc->layers);
+    bool ok = kc->layers != NULL;
+    for (int i = 0; ok && i < kc->n_layer; i++)
+        ok = nn_kv_cache_init(&kc->layers[i], &m->blocks[i].sa, m->cfg.block_size);
+    if (!ok)
+        gpt_kv_cache_free(kc);
+    return ok;
+}
+
+void gpt_kv_cache_free(gpt_kv_cache *kc)
+{
+    for (int i = 0; kc->layers && i < kc->n_layer; i++)
+        nn_kv_cache_free(&kc->layers[i]);
+    free(kc->layers);
+    kc->layers = NULL;
+    kc->n_layer = 0;
+}
+
+ag_tensor *gpt_forward_cached(ag_ctx *c, const gpt_model *m, gpt_kv_cache *kc, int32_t token)
+{
+    int64_t t = kc->layers[0].len;
+    if (t >= m->cfg.block_size) {
+        ag_error("gpt_forward_cached: the cache holds block_size %lld positions already",
+                 (long long)m->cfg.block_size);
+        return NULL;
+    }
+    ag_index *idx = ag_index_new(c, &token, AG_SHAPE(1, 1));
+    return logits_of(c, m, idx, t, kc, false, false);
 }

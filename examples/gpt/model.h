@@ -30,5 +30,22 @@ void gpt_free(gpt_model *m);
  * *loss gets the mean cross-entropy (0-dim). Dropout is active when training. */
 ag_tensor *gpt_forward(ag_ctx *c, const gpt_model *m, const ag_index *idx, const ag_index *targets,
                        bool training, ag_tensor **loss);
+/* idx (B, T) -> logits (B, 1, vocab) of the token after the last: gpt_forward's
+ * last row in eval mode, with only the last position carried on after the
+ * last block's attention (nn_block_forward_last). */
+ag_tensor *gpt_forward_last(ag_ctx *c, const gpt_model *m, const ag_index *idx);
+
+/* Every block's key/value cache for one sequence of up to block_size
+ * positions, sampled one position at a time (see nn_kv_cache). */
+typedef struct {
+    nn_kv_cache *layers;  /* one per block */
+    int n_layer;
+} gpt_kv_cache;
+bool gpt_kv_cache_init(gpt_kv_cache *kc, const gpt_model *m);
+void gpt_kv_cache_free(gpt_kv_cache *kc);
+/* The token at position kc's length -> logits (1, 1, vocab) of the token after
+ * it, appending the position to every block's cache: gpt_forward's last row
+ * for the tokens so far, at one position's cost. c must have gradients off. */
+ag_tensor *gpt_forward_cached(ag_ctx *c, const gpt_model *m, gpt_kv_cache *kc, int32_t token);
 
 #endif

@@ -1,19 +1,86 @@
-/* options.h - the hyperparameter flags shared by train and bench, their
- * defaults (gpt.py's) and the named presets. */
+/* options.h - the flags of train and bench in one table (their defaults are
+ * gpt.py's), what a checkpoint does with each, and the named presets. */
 #ifndef GPT_OPTIONS_H
 #define GPT_OPTIONS_H
 
 #include "cli.h"
 #include "model.h"
 
+enum { OPT_TRAIN = 1, OPT_BENCH = 2, OPT_BOTH = OPT_TRAIN | OPT_BENCH };
+
+/* Every flag, in --help order:
+ *   X(field, type, flag, default, min, max, commands, kept, help)
+ * type: INT (int64_t), FLOAT (double) or STRING (const char *); min and max
+ * bound a number (inclusive); commands: OPT_TRAIN, OPT_BENCH or OPT_BOTH.
+ * kept, what a checkpoint does with the setting:
+ *   RUN    nothing: each run's own;
+ *   TRAIN  metadata "train.<field>", restored by --resume unless given again,
+ *          within min and max (gpt_train_state has the field);
+ *   MODEL  metadata "<field>", the gpt_config field of that name: --resume
+ *          takes the checkpoint's;
+ *   SHAPE  as MODEL, an INT that shapes the weights, so a value given with
+ *          --resume (or by --preset) must equal the checkpoint's.
+ * A new setting is one row here, and the code that uses it. */
+#define GPT_OPTIONS(X)                                                                             \
+    X(preset, STRING, "preset", NULL, 0, 0, OPT_BOTH, RUN,                                          \
+      "tiny, small, medium or lecture; flags given override it")                                   \
+    X(data, STRING, "data", "data/tinyshakespeare.txt", 0, 0, OPT_TRAIN, RUN,                      \
+      "UTF-8 text file to train on")                                                               \
+    X(batch_size, INT, "batch-size", 64, 1, 1 << 20, OPT_BOTH, TRAIN, "sequences per batch")       \
+    X(block_size, INT, "block-size", 256, 1, 1 << 16, OPT_BOTH, SHAPE, "context length")           \
+    X(n_embd, INT, "n-embd", 384, 1, 1 << 16, OPT_BOTH, SHAPE, "embedding width")                  \
+    X(n_head, INT, "n-head", 6, 1, 4096, OPT_BOTH, SHAPE,                                          \
+      "attention heads per block (must divide n-embd)")                                            \
+    X(n_layer, INT, "n-layer", 6, 1, 4096, OPT_BOTH, SHAPE, "transformer blocks")                  \
+    X(dropout, FLOAT, "dropout", 0.2, 0, 0.999999, OPT_BOTH, MODEL, "dropout probability in [0, 1)") \
+    X(lr, FLOAT, "lr", 3e-4, 0, 10, OPT_BOTH, TRAIN, "AdamW learning rate")                        \
+    X(weight_decay, FLOAT, "weight-decay", 0.01, 0, 10, OPT_BOTH, TRAIN, "AdamW weight decay")     \
+    X(seed, INT, "seed", 1337, 0, 9.2e18, OPT_BOTH, TRAIN, "seed for init, batches and dropout")   \
+    X(threads, INT, "threads", 0, 0, 1024, OPT_BOTH, RUN, "threads, 0 for all cores")              \
+    X(max_iters, INT, "max-iters", 5000, 1, 1e9, OPT_TRAIN, TRAIN, "training steps")               \
+    X(eval_interval, INT, "eval-interval", 500, 1, 1e9, OPT_TRAIN, TRAIN,                          \
+      "steps between train/val loss estimates")                                                    \
+    X(eval_iters, INT, "eval-iters", 200, 1, 1e9, OPT_TRAIN, TRAIN, "batches per loss estimate")   \
+    X(grad_clip, FLOAT, "grad-clip", 0.0, 0, 1e9, OPT_TRAIN, TRAIN,                                \
+      "clip the grad norm to this, 0 for off")                                                     \
+    X(out, STRING, "out", NULL, 0, 0, OPT_TRAIN, RUN,                                              \
+      "directory for the checkpoint and loss log (default: runs/<preset>)")                        \
+    X(checkpoint, STRING, "checkpoint", NULL, 0, 0, OPT_TRAIN, RUN,                                \
+      "checkpoint file (default: <out>/ckpt.safetensors)")                                         \
+    X(log, STRING, "log", NULL, 0, 0, OPT_TRAIN, RUN, "loss history CSV (default: <out>/loss.csv)") \
+    X(resume, STRING, "resume", NULL, 0, 0, OPT_TRAIN, RUN, "continue training from this checkpoint") \
+    X(log_interval, INT, "log-interval", 100, 0, 1e9, OPT_TRAIN, RUN,                              \
+      "steps between progress lines when not on a terminal, 0 for none")                           \
+    X(sample_tokens, INT, "sample-tokens", 500, 0, 1e9, OPT_TRAIN, RUN,                            \
+      "characters to sample after training, 0 for none")                                           \
+    X(steps, INT, "steps", 10, 1, 1e9, OPT_BENCH, RUN, "timed steps")                              \
+    X(warmup, INT, "warmup", 2, 0, 1e9, OPT_BENCH, RUN, "untimed steps before timing")
+
+typedef int64_t gpt_opt_INT;
+typedef double gpt_opt_FLOAT;
+typedef const char *gpt_opt_STRING;
+
 typedef struct {
-    const char *preset, *data, *out, *checkpoint, *log, *resume;
-    int64_t batch_size, block_size, max_iters, eval_interval, eval_iters;
-    int64_t n_embd, n_head, n_layer, seed, threads, sample_tokens, log_interval, steps, warmup;
-    double lr, dropout, weight_decay, grad_clip;
+#define X(field, type, ...) gpt_opt_##type field;
+    GPT_OPTIONS(X)
+#undef X
 } gpt_options;
 
-enum { OPT_TRAIN = 1, OPT_BENCH = 2 };
+/* GPT_IF(kind, kept, code...): the code for a row whose kept column is kind
+ * (TRAIN, SHAPE, or MODEL, which takes SHAPE rows too), nothing otherwise. */
+#define GPT_IF(kind, kept, ...) GPT_IF_##kind##_##kept(__VA_ARGS__)
+#define GPT_IF_TRAIN_RUN(...)
+#define GPT_IF_TRAIN_TRAIN(...) __VA_ARGS__
+#define GPT_IF_TRAIN_MODEL(...)
+#define GPT_IF_TRAIN_SHAPE(...)
+#define GPT_IF_MODEL_RUN(...)
+#define GPT_IF_MODEL_TRAIN(...)
+#define GPT_IF_MODEL_MODEL(...) __VA_ARGS__
+#define GPT_IF_MODEL_SHAPE(...) __VA_ARGS__
+#define GPT_IF_SHAPE_RUN(...)
+#define GPT_IF_SHAPE_TRAIN(...)
+#define GPT_IF_SHAPE_MODEL(...)
+#define GPT_IF_SHAPE_SHAPE(...) __VA_ARGS__
 
 /* The flag table for a command (OPT_TRAIN or OPT_BENCH) over o, which gets gpt.py's defaults. */
 int gpt_option_table(gpt_options *o, int which, cli_opt *table, int max);
@@ -21,7 +88,7 @@ int gpt_option_table(gpt_options *o, int which, cli_opt *table, int max);
 bool gpt_apply_preset(gpt_options *o, cli_opt *table, int n, char *err, size_t errlen);
 /* "tiny, small, medium, lecture" */
 const char *gpt_preset_names(void);
-/* The model config the options describe (vocab_size left to the caller). */
+/* The model config the options describe (their MODEL and SHAPE rows; vocab_size the caller's). */
 gpt_config gpt_options_config(const gpt_options *o, int64_t vocab_size);
 /* Model FLOPs of one training step (forward + backward = 3x the forward matmuls):
  * 3 B T (L (24 C^2 + 4 T C) + 2 C V). */

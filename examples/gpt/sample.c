@@ -64,7 +64,7 @@ int cmd_sample(int argc, char **argv)
             int id = vocab_find(&v, cp[i]);
             if (id < 0) {
                 char ch[5] = {0};
-                utf8_encode(cp[i], ch);
+                nn_utf8_encode(cp[i], ch);
                 fprintf(stderr, "gpt sample: --prompt: character \"%s\" (U+%04X) at position %lld "
                         "is not in the model's vocabulary\n", ch, cp[i], (long long)i);
                 free(cp);

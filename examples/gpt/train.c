@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -50,9 +51,6 @@ static double rss_mib(void)
     return (double)ru.ru_maxrss / 1024.0;
 }
 
-/* mkdir -p of the directory part of a file path (nothing for a bare name) */
-static bool make_parent(const char *file, char *err, size_t errlen);
-
 /* mkdir -p */
 static bool make_dirs(const char *path, char *err, size_t errlen)
 {
@@ -76,6 +74,7 @@ static bool make_dirs(const char *path, char *err, size_t errlen)
     return true;
 }
 
+/* mkdir -p of the directory part of a file path (nothing for a bare name) */
 static bool make_parent(const char *file, char *err, size_t errlen)
 {
     char dir[1024];
@@ -116,35 +115,43 @@ static double estimate(ag_ctx *c, const gpt_model *m, const gpt_data *d, int spl
     return total / (double)iters;
 }
 
+/* One training run: what its steps share. It starts zeroed, so the one
+ * cleanup frees whatever the steps got to. */
 typedef struct {
     gpt_options o;
     cli_opt table[40];
     int ntable;
-    char ckpt_path[1024], log_path[1024];
-} train_setup;
+    char ckpt_path[1024], log_path[1024], out_dir[1024];
+    gpt_data data;
+    gpt_model model;
+    nn_adamw opt;
+    gpt_train_state ts;
+    FILE *log;
+    ag_ctx *c;               /* the step's arena, and the dropout generator */
+    ag_index *x, *y;         /* the batch, (B, T) */
+    bool tty;                /* progress redrawn in place on stderr */
+    double t0, train_time, last_print;
+    int64_t tokens_done;
+    float loss;              /* the last step's */
+    int rc;                  /* the exit status */
+    char err[1024];
+} train_run;
 
-/* Architecture flags given with --resume must agree with the checkpoint. */
-static bool check_resume_flags(train_setup *s, const gpt_config *cfg, char *err, size_t errlen)
+/* "gpt train: <message>" on stderr, rc the exit status; returns false to stop the run. */
+static bool fail(train_run *r, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static bool fail(train_run *r, int rc, const char *fmt, ...)
 {
-    struct { const char *flag; int64_t given, ckpt; } f[] = {
-        {"n-embd", s->o.n_embd, cfg->n_embd},
-        {"n-head", s->o.n_head, cfg->n_head},
-        {"n-layer", s->o.n_layer, cfg->n_layer},
-        {"block-size", s->o.block_size, cfg->block_size},
-    };
-    for (size_t i = 0; i < sizeof f / sizeof *f; i++) {
-        cli_opt *o = cli_find(s->table, s->ntable, f[i].flag);
-        if ((o->set || s->o.preset) && f[i].given != f[i].ckpt) {
-            snprintf(err, errlen, "--%s %lld does not match the checkpoint's %lld (a checkpoint "
-                     "from another configuration)", f[i].flag, (long long)f[i].given,
-                     (long long)f[i].ckpt);
-            return false;
-        }
-    }
-    return true;
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "gpt train: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    r->rc = rc;
+    return false;
 }
 
-static void usage(FILE *f, train_setup *s)
+static void usage(FILE *f, train_run *r)
 {
     fprintf(f, "usage: gpt train [flags]\n\n"
                "Trains the lecture's character-level GPT on a text file: 90/10 train/val split,\n"
@@ -152,270 +159,314 @@ static void usage(FILE *f, train_setup *s)
                "--eval-interval steps, saves a checkpoint there and at the end, and samples text.\n"
                "Ctrl-C saves a checkpoint and stops; --resume continues from one.\n"
                "Presets: %s.\n\nflags:\n", gpt_preset_names());
-    cli_print_help(f, s->table, s->ntable);
+    cli_print_help(f, r->table, r->ntable);
 }
 
-int cmd_train(int argc, char **argv)
+/* The flags, the preset, and what can be checked before any file is read. */
+static bool parse_flags(train_run *r, int argc, char **argv)
 {
-    train_setup s;
-    char err[1024];
+    gpt_options *o = &r->o;
     bool help = false;
-    s.ntable = gpt_option_table(&s.o, OPT_TRAIN, s.table, 40);
-    gpt_options *o = &s.o;
-    if (!cli_parse(s.table, s.ntable, argc, argv, &help, err, sizeof err) ||
-        !gpt_apply_preset(o, s.table, s.ntable, err, sizeof err)) {
-        fprintf(stderr, "gpt train: %s (see gpt train --help)\n", err);
-        return 2;
-    }
+    r->ntable = gpt_option_table(o, OPT_TRAIN, r->table, 40);
+    if (!cli_parse(r->table, r->ntable, argc, argv, &help, r->err, sizeof r->err) ||
+        !gpt_apply_preset(o, r->table, r->ntable, r->err, sizeof r->err))
+        return fail(r, 2, "%s (see gpt train --help)", r->err);
     if (help) {
-        usage(stdout, &s);
-        return 0;
+        usage(stdout, r);
+        return false; /* rc 0 */
     }
-    /* with --resume the checkpoint sets the architecture (check_resume_flags
-     * names a flag that disagrees), so the defaults' n_head must not be
-     * held against a --n-embd that matches it */
-    if (!o->resume && o->n_embd % o->n_head != 0) {
-        fprintf(stderr, "gpt train: n_embd %lld is not divisible by n_head %lld\n",
-                (long long)o->n_embd, (long long)o->n_head);
-        return 2;
-    }
+    /* with --resume the checkpoint sets the architecture (gpt_options_resume
+     * names a flag that disagrees), so the defaults' n_head must not be held
+     * against a --n-embd that matches it */
+    if (!o->resume && o->n_embd % o->n_head != 0)
+        return fail(r, 2, "n_embd %lld is not divisible by n_head %lld", (long long)o->n_embd,
+                    (long long)o->n_head);
     if (o->threads > 0)
         ag_set_num_threads((int)o->threads);
+    return true;
+}
 
-    /* where things go */
-    char out_dir[1024];
+/* The output directory (--out, else beside --resume's checkpoint, else
+ * runs/<preset>), the checkpoint (--checkpoint, else the one resumed, else in
+ * it) and the loss log (--log, else in it). */
+static bool resolve_paths(train_run *r)
+{
+    const gpt_options *o = &r->o;
     if (o->out)
-        snprintf(out_dir, sizeof out_dir, "%s", o->out);
+        snprintf(r->out_dir, sizeof r->out_dir, "%s", o->out);
     else if (o->resume && !o->checkpoint) {
-        snprintf(out_dir, sizeof out_dir, "%s", o->resume);
-        char *slash = strrchr(out_dir, '/');
+        snprintf(r->out_dir, sizeof r->out_dir, "%s", o->resume);
+        char *slash = strrchr(r->out_dir, '/');
         if (slash)
             *slash = '\0';
         else
-            snprintf(out_dir, sizeof out_dir, ".");
+            snprintf(r->out_dir, sizeof r->out_dir, ".");
     } else
-        snprintf(out_dir, sizeof out_dir, "runs/%s", o->preset ? o->preset : "default");
-    int len1 = o->checkpoint ? snprintf(s.ckpt_path, sizeof s.ckpt_path, "%s", o->checkpoint)
-               : o->resume   ? snprintf(s.ckpt_path, sizeof s.ckpt_path, "%s", o->resume)
-                             : snprintf(s.ckpt_path, sizeof s.ckpt_path, "%s/ckpt.safetensors", out_dir);
-    int len2 = o->log ? snprintf(s.log_path, sizeof s.log_path, "%s", o->log)
-                      : snprintf(s.log_path, sizeof s.log_path, "%s/loss.csv", out_dir);
-    if (len1 < 0 || len2 < 0 || (size_t)len1 >= sizeof s.ckpt_path || (size_t)len2 >= sizeof s.log_path) {
-        fprintf(stderr, "gpt train: output paths are longer than %zu bytes\n", sizeof s.ckpt_path - 1);
-        return 2;
-    }
+        snprintf(r->out_dir, sizeof r->out_dir, "runs/%s", o->preset ? o->preset : "default");
+    size_t n = sizeof r->ckpt_path;
+    int len1 = o->checkpoint ? snprintf(r->ckpt_path, n, "%s", o->checkpoint)
+               : o->resume   ? snprintf(r->ckpt_path, n, "%s", o->resume)
+                             : snprintf(r->ckpt_path, n, "%s/ckpt.safetensors", r->out_dir);
+    int len2 = o->log ? snprintf(r->log_path, sizeof r->log_path, "%s", o->log)
+                      : snprintf(r->log_path, sizeof r->log_path, "%s/loss.csv", r->out_dir);
+    if (len1 < 0 || len2 < 0 || (size_t)len1 >= n || (size_t)len2 >= sizeof r->log_path)
+        return fail(r, 2, "output paths are longer than %zu bytes", n - 1);
+    return true;
+}
 
-    gpt_data data;
-    if (!gpt_data_load(&data, o->data, err, sizeof err)) {
-        fprintf(stderr, "gpt train: %s\n", err);
-        if (access(o->data, F_OK) != 0 && strcmp(o->data, "data/tinyshakespeare.txt") == 0)
-            fprintf(stderr, "gpt train: fetch it with tools/get_data.sh\n");
-        return 1;
-    }
+static bool load_data(train_run *r)
+{
+    const char *path = r->o.data;
+    if (gpt_data_load(&r->data, path, r->err, sizeof r->err))
+        return true;
+    fail(r, 1, "%s", r->err);
+    if (access(path, F_OK) != 0 && strcmp(path, "data/tinyshakespeare.txt") == 0)
+        fprintf(stderr, "gpt train: fetch it with tools/get_data.sh\n");
+    return false;
+}
 
-    gpt_model model;
-    nn_adamw opt;
-    gpt_train_state ts = {0};
-    gpt_vocab ckpt_vocab = {0};
-    if (o->resume) {
-        if (!gpt_ckpt_load(o->resume, &model, &ckpt_vocab, &opt, &ts, err, sizeof err)) {
-            fprintf(stderr, "gpt train: %s\n", err);
-            gpt_data_free(&data);
-            return 1;
-        }
-        bool same = vocab_equal(&ckpt_vocab, &data.vocab);
-        vocab_free(&ckpt_vocab);
-        if (!same || !check_resume_flags(&s, &model.cfg, err, sizeof err)) {
-            fprintf(stderr, "gpt train: cannot resume from %s: %s\n", o->resume,
-                    same ? err : "the data file's vocabulary differs from the checkpoint's");
-            nn_adamw_free(&opt);
-            gpt_free(&model);
-            gpt_data_free(&data);
-            return 1;
-        }
-        /* the run's own settings, unless given again now */
-        struct { const char *flag; int64_t *field; int64_t v; } ints[] = {
-            {"batch-size", &o->batch_size, ts.batch_size}, {"max-iters", &o->max_iters, ts.max_iters},
-            {"eval-interval", &o->eval_interval, ts.eval_interval},
-            {"eval-iters", &o->eval_iters, ts.eval_iters}, {"seed", &o->seed, ts.seed}};
-        for (size_t i = 0; i < sizeof ints / sizeof *ints; i++)
-            if (!cli_find(s.table, s.ntable, ints[i].flag)->set)
-                *ints[i].field = ints[i].v;
-        struct { const char *flag; double *field; double v; } fl[] = {
-            {"lr", &o->lr, ts.lr}, {"weight-decay", &o->weight_decay, ts.weight_decay},
-            {"grad-clip", &o->grad_clip, ts.grad_clip}};
-        for (size_t i = 0; i < sizeof fl / sizeof *fl; i++)
-            if (!cli_find(s.table, s.ntable, fl[i].flag)->set)
-                *fl[i].field = fl[i].v;
-        o->block_size = model.cfg.block_size;
-        o->dropout = model.cfg.dropout;
-    } else {
-        gpt_config cfg = gpt_options_config(o, data.vocab.size);
-        if (!gpt_init(&model, &cfg, (uint64_t)o->seed, err, sizeof err)) {
-            fprintf(stderr, "gpt train: %s\n", err);
-            gpt_data_free(&data);
-            return 2;
-        }
-        nn_adamw_init(&opt, &model.params, (float)o->lr);
-        ts.evaluated_at = -1;
-        ts.batch_rng = ag_rng_new((uint64_t)o->seed * 3 + 1);
-        ts.eval_rng = ag_rng_new((uint64_t)o->seed * 3 + 2);
-        ts.dropout_rng = ag_rng_new((uint64_t)o->seed * 3 + 3);
-    }
-    opt.lr = (float)o->lr;
-    opt.weight_decay = (float)o->weight_decay;
-    int rc = 0;
-    if (!gpt_data_check_block(&data, model.cfg.block_size, err, sizeof err) ||
-        !make_dirs(out_dir, err, sizeof err) || !make_parent(s.ckpt_path, err, sizeof err) ||
-        !make_parent(s.log_path, err, sizeof err)) {
-        fprintf(stderr, "gpt train: %s\n", err);
-        rc = 2;
-        goto done;
-    }
+/* The model, the optimizer and the training state from --resume; the
+ * checkpoint's settings into the options where no flag gives them again. */
+static bool resume(train_run *r)
+{
+    const char *path = r->o.resume;
+    gpt_vocab vocab = {0};
+    if (!gpt_ckpt_load(path, &r->model, &vocab, &r->opt, &r->ts, r->err, sizeof r->err))
+        return fail(r, 1, "%s", r->err);
+    bool same = vocab_equal(&vocab, &r->data.vocab);
+    vocab_free(&vocab);
+    if (!same)
+        return fail(r, 1, "cannot resume from %s: the data file's vocabulary differs from the "
+                    "checkpoint's", path);
+    if (!gpt_options_resume(&r->o, r->table, r->ntable, &r->model.cfg, &r->ts, r->err,
+                            sizeof r->err))
+        return fail(r, 1, "cannot resume from %s: %s", path, r->err);
+    return true;
+}
 
-    FILE *log = fopen(s.log_path, o->resume ? "a" : "w");
-    if (!log) {
-        fprintf(stderr, "gpt train: cannot write the loss log %s: %s\n", s.log_path, strerror(errno));
-        rc = 1;
-        goto done;
-    }
-    if (!o->resume)
-        fprintf(log, "step,batch_loss,train_loss,val_loss,elapsed_s,rss_mib\n");
+/* A new model and optimizer from the options; the generators seeded by --seed. */
+static bool init(train_run *r)
+{
+    const gpt_options *o = &r->o;
+    gpt_config cfg = gpt_options_config(o, r->data.vocab.size);
+    if (!gpt_init(&r->model, &cfg, (uint64_t)o->seed, r->err, sizeof r->err))
+        return fail(r, 2, "%s", r->err);
+    nn_adamw_init(&r->opt, &r->model.params, (float)o->lr);
+    r->ts.evaluated_at = -1;
+    r->ts.batch_rng = ag_rng_new((uint64_t)o->seed * 3 + 1);
+    r->ts.eval_rng = ag_rng_new((uint64_t)o->seed * 3 + 2);
+    r->ts.dropout_rng = ag_rng_new((uint64_t)o->seed * 3 + 3);
+    return true;
+}
 
-    int64_t B = o->batch_size, T = model.cfg.block_size;
-    printf("%.6f M parameters; vocabulary %d characters; %lld train / %lld val tokens; %d threads; "
-           "matmul %s\n", (double)nn_params_numel(&model.params) / 1e6, data.vocab.size,
-           (long long)data.n_train, (long long)(data.n - data.n_train), ag_get_num_threads(),
-           ag_matmul_backend());
-    if (o->resume)
-        printf("resuming from %s at step %lld\n", o->resume, (long long)ts.step);
-    fflush(stdout);
-
+static void catch_signals(void)
+{
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+}
 
-    ag_ctx *c = ag_ctx_new();
-    *ag_ctx_rng(c) = ts.dropout_rng;
-    ag_index *x = ag_index_new(NULL, NULL, AG_SHAPE(B, T));
-    ag_index *y = ag_index_new(NULL, NULL, AG_SHAPE(B, T));
-    bool tty = isatty(fileno(stderr));
-    double t0 = gpt_now(), train_time = 0, last_print = 0;
-    int64_t tokens_done = 0;
-    float loss_v = NAN;
+/* Output directories, the loss log, the opening lines, the signal handlers,
+ * the step's ctx and the batch. */
+static bool start(train_run *r)
+{
+    const gpt_options *o = &r->o;
+    r->opt.lr = (float)o->lr;
+    r->opt.weight_decay = (float)o->weight_decay;
+    if (!gpt_data_check_block(&r->data, r->model.cfg.block_size, r->err, sizeof r->err) ||
+        !make_dirs(r->out_dir, r->err, sizeof r->err) ||
+        !make_parent(r->ckpt_path, r->err, sizeof r->err) ||
+        !make_parent(r->log_path, r->err, sizeof r->err))
+        return fail(r, 2, "%s", r->err);
+    r->log = fopen(r->log_path, o->resume ? "a" : "w");
+    if (!r->log)
+        return fail(r, 1, "cannot write the loss log %s: %s", r->log_path, strerror(errno));
+    if (!o->resume)
+        fprintf(r->log, "step,batch_loss,train_loss,val_loss,elapsed_s,rss_mib\n");
 
-    for (int64_t iter = ts.step; iter < o->max_iters && !stop_signal; iter++) {
-        if ((iter % o->eval_interval == 0 || iter == o->max_iters - 1) && ts.evaluated_at != iter) {
-            /* eval batches depend only on (seed, step), so an estimate is the
-             * same whether the run was resumed or how often it evaluated */
-            ag_rng er = ag_rng_new(eval_seed(ts.eval_rng.seed, (uint64_t)iter));
-            double tr = estimate(c, &model, &data, 0, B, o->eval_iters, &er, x, y);
-            double va = estimate(c, &model, &data, 1, B, o->eval_iters, &er, x, y);
-            if (stop_signal)
-                break;
-            if (tty)
-                fprintf(stderr, "\r\033[K");
-            printf("step %lld: train loss %.4f, val loss %.4f\n", (long long)iter, tr, va);
-            fflush(stdout);
-            fprintf(log, "%lld,,%.6f,%.6f,%.3f,%.1f\n", (long long)iter, tr, va, gpt_now() - t0,
-                    rss_mib());
-            fflush(log);
-            ts.evaluated_at = iter;
-            ts.step = iter;
-            ts.dropout_rng = *ag_ctx_rng(c);
-            gpt_train_state save = ts;
-            save.batch_size = B, save.max_iters = o->max_iters, save.eval_interval = o->eval_interval;
-            save.eval_iters = o->eval_iters, save.seed = o->seed, save.lr = o->lr;
-            save.weight_decay = o->weight_decay, save.grad_clip = o->grad_clip;
-            if (!gpt_ckpt_save(s.ckpt_path, &model, &data.vocab, &opt, &save, err, sizeof err))
-                fprintf(stderr, "gpt train: warning: %s (training goes on)\n", err);
-        }
+    printf("%.6f M parameters; vocabulary %d characters; %lld train / %lld val tokens; %d threads; "
+           "matmul %s\n", (double)nn_params_numel(&r->model.params) / 1e6, r->data.vocab.size,
+           (long long)r->data.n_train, (long long)(r->data.n - r->data.n_train),
+           ag_get_num_threads(), ag_matmul_backend());
+    if (o->resume)
+        printf("resuming from %s at step %lld\n", o->resume, (long long)r->ts.step);
+    fflush(stdout);
+    catch_signals();
 
-        double ts0 = gpt_now();
-        gpt_batch(&data, 0, B, T, &ts.batch_rng, x, y);
-        ag_ctx_reset(c);
-        ag_tensor *loss = NULL;
-        gpt_forward(c, &model, x, y, true, &loss);
-        loss_v = loss ? loss->data[0] : NAN;
-        if (!isfinite(loss_v)) {
-            fprintf(stderr, "gpt train: the loss became %g at step %lld; stopping. The last good "
-                    "checkpoint is %s\n", (double)loss_v, (long long)iter, s.ckpt_path);
-            rc = 1;
-            break;
-        }
-        nn_params_zero_grad(&model.params);
-        ag_backward(c, loss);
-        const char *bad = NULL;
-        if (!nn_grads_finite(&model.params, &bad)) {
-            fprintf(stderr, "gpt train: the gradient of %s became non-finite at step %lld; "
-                    "stopping. The last good checkpoint is %s\n", bad, (long long)iter, s.ckpt_path);
-            rc = 1;
-            break;
-        }
-        if (o->grad_clip > 0)
-            nn_clip_grad_norm(&model.params, (float)o->grad_clip);
-        nn_adamw_step(&opt);
-        ts.step = iter + 1;
-        train_time += gpt_now() - ts0;
-        tokens_done += B * T;
-        /* memory every 100 steps: the log shows it stays flat */
-        if (iter % 100 == 0)
-            fprintf(log, "%lld,%.6f,,,%.3f,%.1f\n", (long long)iter, (double)loss_v, gpt_now() - t0,
-                    rss_mib());
-        else
-            fprintf(log, "%lld,%.6f,,,%.3f,\n", (long long)iter, (double)loss_v, gpt_now() - t0);
+    int64_t B = o->batch_size, T = r->model.cfg.block_size;
+    r->c = ag_ctx_new();
+    *ag_ctx_rng(r->c) = r->ts.dropout_rng;
+    r->x = ag_index_new(NULL, NULL, AG_SHAPE(B, T));
+    r->y = ag_index_new(NULL, NULL, AG_SHAPE(B, T));
+    r->tty = isatty(fileno(stderr));
+    r->t0 = gpt_now();
+    r->loss = NAN;
+    return true;
+}
 
-        double now = gpt_now();
-        double tps = tokens_done / (train_time > 0 ? train_time : 1e-9);
-        char eta[32];
-        fmt_eta((double)(o->max_iters - iter - 1) * B * T / tps, eta, sizeof eta);
-        if (tty && now - last_print > 0.1) {
-            fprintf(stderr, "\r\033[Kstep %lld/%lld | loss %.4f | %.0f tok/s | ETA %s",
-                    (long long)iter + 1, (long long)o->max_iters, (double)loss_v, tps, eta);
-            last_print = now;
-        } else if (!tty && o->log_interval > 0 && (iter + 1) % o->log_interval == 0)
-            fprintf(stderr, "step %lld/%lld: loss %.4f, %.0f tok/s, ETA %s\n", (long long)iter + 1,
-                    (long long)o->max_iters, (double)loss_v, tps, eta);
-    }
-    if (tty)
+/* The checkpoint with the state and settings as they are now. */
+static bool save(train_run *r)
+{
+    r->ts.dropout_rng = *ag_ctx_rng(r->c);
+    gpt_train_state_settings(&r->ts, &r->o);
+    return gpt_ckpt_save(r->ckpt_path, &r->model, &r->data.vocab, &r->opt, &r->ts, r->err,
+                         sizeof r->err);
+}
+
+/* gpt.py's estimate_loss before step iter: printed, logged, and a
+ * checkpoint saved. False when a signal cut it short. */
+static bool evaluate(train_run *r, int64_t iter)
+{
+    int64_t B = r->o.batch_size, iters = r->o.eval_iters;
+    /* eval batches depend only on (seed, step), so an estimate is the same
+     * whether the run was resumed or how often it evaluated */
+    ag_rng er = ag_rng_new(eval_seed(r->ts.eval_rng.seed, (uint64_t)iter));
+    double tr = estimate(r->c, &r->model, &r->data, 0, B, iters, &er, r->x, r->y);
+    double va = estimate(r->c, &r->model, &r->data, 1, B, iters, &er, r->x, r->y);
+    if (stop_signal)
+        return false;
+    if (r->tty)
         fprintf(stderr, "\r\033[K");
-    fclose(log);
+    printf("step %lld: train loss %.4f, val loss %.4f\n", (long long)iter, tr, va);
+    fflush(stdout);
+    fprintf(r->log, "%lld,,%.6f,%.6f,%.3f,%.1f\n", (long long)iter, tr, va, gpt_now() - r->t0,
+            rss_mib());
+    fflush(r->log);
+    r->ts.evaluated_at = iter;
+    r->ts.step = iter;
+    if (!save(r))
+        fprintf(stderr, "gpt train: warning: %s (training goes on)\n", r->err);
+    return true;
+}
 
-    if (rc == 0) {
-        ts.dropout_rng = *ag_ctx_rng(c);
-        ts.batch_size = B, ts.max_iters = o->max_iters, ts.eval_interval = o->eval_interval;
-        ts.eval_iters = o->eval_iters, ts.seed = o->seed, ts.lr = o->lr;
-        ts.weight_decay = o->weight_decay, ts.grad_clip = o->grad_clip;
-        if (!gpt_ckpt_save(s.ckpt_path, &model, &data.vocab, &opt, &ts, err, sizeof err)) {
-            fprintf(stderr, "gpt train: %s\n", err);
-            rc = 1;
-        } else if (stop_signal) {
-            printf("stopped by %s at step %lld; checkpoint saved to %s (continue with --resume %s)\n",
-                   stop_signal == SIGINT ? "SIGINT" : "SIGTERM", (long long)ts.step, s.ckpt_path,
-                   s.ckpt_path);
-            rc = 128 + stop_signal;
-        } else {
-            printf("trained %lld steps in %.1f s (%.0f tokens/s); checkpoint %s, loss log %s\n",
-                   (long long)ts.step, gpt_now() - t0, tokens_done / (train_time > 0 ? train_time : 1),
-                   s.ckpt_path, s.log_path);
-        }
+/* Step iter: one AdamW update on a random batch, logged. False (rc 1) when
+ * the loss or a gradient is not finite, before the update. */
+static bool step(train_run *r, int64_t iter)
+{
+    const gpt_options *o = &r->o;
+    int64_t B = o->batch_size, T = r->model.cfg.block_size;
+    double t = gpt_now();
+    gpt_batch(&r->data, 0, B, T, &r->ts.batch_rng, r->x, r->y);
+    ag_ctx_reset(r->c);
+    ag_tensor *loss = NULL;
+    gpt_forward(r->c, &r->model, r->x, r->y, true, &loss);
+    r->loss = loss ? loss->data[0] : NAN;
+    if (!isfinite(r->loss))
+        return fail(r, 1, "the loss became %g at step %lld; stopping. The last good checkpoint is %s",
+                    (double)r->loss, (long long)iter, r->ckpt_path);
+    nn_params_zero_grad(&r->model.params);
+    ag_backward(r->c, loss);
+    const char *bad = NULL;
+    if (!nn_grads_finite(&r->model.params, &bad))
+        return fail(r, 1, "the gradient of %s became non-finite at step %lld; stopping. The last "
+                    "good checkpoint is %s", bad, (long long)iter, r->ckpt_path);
+    if (o->grad_clip > 0)
+        nn_clip_grad_norm(&r->model.params, (float)o->grad_clip);
+    nn_adamw_step(&r->opt);
+    r->ts.step = iter + 1;
+    r->train_time += gpt_now() - t;
+    r->tokens_done += B * T;
+    /* memory every 100 steps: the log shows it stays flat */
+    if (iter % 100 == 0)
+        fprintf(r->log, "%lld,%.6f,,,%.3f,%.1f\n", (long long)iter, (double)r->loss,
+                gpt_now() - r->t0, rss_mib());
+    else
+        fprintf(r->log, "%lld,%.6f,,,%.3f,\n", (long long)iter, (double)r->loss, gpt_now() - r->t0);
+    return true;
+}
+
+/* After step iter: on a terminal one line redrawn at most every 0.1 s, else
+ * a line every --log-interval steps. */
+static void progress(train_run *r, int64_t iter)
+{
+    const gpt_options *o = &r->o;
+    double now = gpt_now();
+    double tps = r->tokens_done / (r->train_time > 0 ? r->train_time : 1e-9);
+    char eta[32];
+    fmt_eta((double)(o->max_iters - iter - 1) * o->batch_size * r->model.cfg.block_size / tps, eta,
+            sizeof eta);
+    if (r->tty && now - r->last_print > 0.1) {
+        fprintf(stderr, "\r\033[Kstep %lld/%lld | loss %.4f | %.0f tok/s | ETA %s",
+                (long long)iter + 1, (long long)o->max_iters, (double)r->loss, tps, eta);
+        r->last_print = now;
+    } else if (!r->tty && o->log_interval > 0 && (iter + 1) % o->log_interval == 0)
+        fprintf(stderr, "step %lld/%lld: loss %.4f, %.0f tok/s, ETA %s\n", (long long)iter + 1,
+                (long long)o->max_iters, (double)r->loss, tps, eta);
+}
+
+/* Steps from the state's to --max-iters, evaluating every --eval-interval
+ * steps and before the last, until done, a signal, or a non-finite value. */
+static bool train_loop(train_run *r)
+{
+    const gpt_options *o = &r->o;
+    for (int64_t iter = r->ts.step; iter < o->max_iters && !stop_signal; iter++) {
+        bool eval_due = iter % o->eval_interval == 0 || iter == o->max_iters - 1;
+        if (eval_due && r->ts.evaluated_at != iter && !evaluate(r, iter))
+            break;
+        if (!step(r, iter))
+            break;
+        progress(r, iter);
     }
-    if (rc == 0 && o->sample_tokens > 0) {
-        printf("--- sample ---\n");
-        gpt_sample_opts so = {.max_new_tokens = o->sample_tokens, .temperature = 1.0f, .top_k = 0,
-                              .rng = ag_rng_new((uint64_t)o->seed)};
-        int32_t start = 0; /* gpt.py starts from token 0 */
-        gpt_generate(&model, &data.vocab, &start, 1, &so, stdout);
-        printf("\n");
+    if (r->tty)
+        fprintf(stderr, "\r\033[K");
+    fclose(r->log);
+    r->log = NULL;
+    return r->rc == 0;
+}
+
+/* The last checkpoint and the line that says how the run ended. */
+static bool finish(train_run *r)
+{
+    if (!save(r))
+        return fail(r, 1, "%s", r->err);
+    if (stop_signal) {
+        printf("stopped by %s at step %lld; checkpoint saved to %s (continue with --resume %s)\n",
+               stop_signal == SIGINT ? "SIGINT" : "SIGTERM", (long long)r->ts.step, r->ckpt_path,
+               r->ckpt_path);
+        r->rc = 128 + stop_signal;
+        return false;
     }
-    ag_index_free(x);
-    ag_index_free(y);
-    ag_ctx_free(c);
-done:
-    nn_adamw_free(&opt);
-    gpt_free(&model);
-    gpt_data_free(&data);
-    return rc;
+    printf("trained %lld steps in %.1f s (%.0f tokens/s); checkpoint %s, loss log %s\n",
+           (long long)r->ts.step, gpt_now() - r->t0,
+           r->tokens_done / (r->train_time > 0 ? r->train_time : 1), r->ckpt_path, r->log_path);
+    return true;
+}
+
+/* --sample-tokens characters of text, as gpt.py ends. */
+static void sample(train_run *r)
+{
+    if (r->o.sample_tokens <= 0)
+        return;
+    printf("--- sample ---\n");
+    gpt_sample_opts so = {.max_new_tokens = r->o.sample_tokens, .temperature = 1.0f, .top_k = 0,
+                          .rng = ag_rng_new((uint64_t)r->o.seed)};
+    int32_t first = 0; /* gpt.py starts from token 0 */
+    gpt_generate(&r->model, &r->data.vocab, &first, 1, &so, stdout);
+    printf("\n");
+}
+
+static void cleanup(train_run *r)
+{
+    if (r->log)
+        fclose(r->log);
+    ag_index_free(r->x);
+    ag_index_free(r->y);
+    ag_ctx_free(r->c);
+    nn_adamw_free(&r->opt);
+    gpt_free(&r->model);
+    gpt_data_free(&r->data);
+}
+
+int cmd_train(int argc, char **argv)
+{
+    train_run r;
+    memset(&r, 0, sizeof r);
+    bool ok = parse_flags(&r, argc, argv) && resolve_paths(&r) && load_data(&r) &&
+              (r.o.resume ? resume(&r) : init(&r)) && start(&r) && train_loop(&r) && finish(&r);
+    if (ok)
+        sample(&r);
+    cleanup(&r);
+    return r.rc;
 }

@@ -33,7 +33,7 @@ static bool fuzz_text_one(const uint8_t *data, size_t size)
     size_t k = 0;
     for (int64_t i = 0; i < d.n; i++) {
         FUZZ_CHECK(d.tokens[i] >= 0 && d.tokens[i] < v->size);
-        k += (size_t)utf8_encode(v->chars[d.tokens[i]], text + k);
+        k += (size_t)nn_utf8_encode(v->chars[d.tokens[i]], text + k);
     }
     FUZZ_CHECK(k == size && memcmp(text, data, size) == 0);
     free(text);
