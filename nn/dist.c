@@ -12,6 +12,8 @@
 
 #ifdef NN_HAVE_MPI
 #include <mpi.h>
+#include <pthread.h>
+#include <unistd.h>
 #endif
 
 /* A run of floats in the bucket: grads of one tensor from off (tensor >= 0),
@@ -23,20 +25,87 @@ typedef struct {
 
 static struct {
     bool mpi_on;          /* we called MPI_Init_thread and must finalize */
-    int rank, size;
+    int rank, size, local_size;
     size_t bucket_bytes;
     float *bucket;        /* persistent: bucket_bytes / 4 floats */
     size_t bucket_cap;    /* floats */
     segment *segs;
     int nsegs, segs_cap;
     nn_dist_stats stats;
-} g = {.rank = 0, .size = 1, .bucket_bytes = (size_t)4 << 20};
+} g = {.rank = 0, .size = 1, .local_size = 1, .bucket_bytes = (size_t)4 << 20};
 
 static double now_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ---------------------------------------------------------------- watchdog */
+
+#ifdef NN_HAVE_MPI
+/* Open MPI's mpirun ends the job when a rank exits or is killed, but a rank
+ * that stops answering (its host gone, a stuck process) would leave the
+ * others in MPI_Allreduce for ever. The watchdog thread turns such a wait
+ * into an exit once it outlasts the timeout. It never calls MPI (the library
+ * runs at MPI_THREAD_FUNNELED). */
+static struct {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool running, quit;
+    double timeout;       /* seconds; 0 off */
+    double since;         /* when the current collective began; 0 when none */
+    const char *what;
+} wd = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .timeout = 600};
+
+static void *watchdog(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&wd.mu);
+    while (!wd.quit) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&wd.cv, &wd.mu, &ts);
+        double waited = wd.since > 0 ? now_s() - wd.since : 0;
+        if (!wd.quit && wd.timeout > 0 && waited > wd.timeout) {
+            fprintf(stderr, "nn_dist: rank %d has waited %.0f s in %s for the other ranks (timeout "
+                    "%.0f s, NN_DIST_TIMEOUT): one of them is gone or stuck; exiting\n", g.rank,
+                    waited, wd.what, wd.timeout);
+            fflush(stderr);
+            _exit(1);
+        }
+    }
+    pthread_mutex_unlock(&wd.mu);
+    return NULL;
+}
+
+static void coll_begin(const char *what)
+{
+    pthread_mutex_lock(&wd.mu);
+    wd.since = now_s();
+    wd.what = what;
+    pthread_mutex_unlock(&wd.mu);
+}
+
+static void coll_end(void)
+{
+    pthread_mutex_lock(&wd.mu);
+    wd.since = 0;
+    pthread_mutex_unlock(&wd.mu);
+}
+#endif
+
+void nn_dist_set_timeout(double seconds)
+{
+#ifdef NN_HAVE_MPI
+    pthread_mutex_lock(&wd.mu);
+    wd.timeout = seconds > 0 ? seconds : 0;
+    pthread_mutex_unlock(&wd.mu);
+#else
+    (void)seconds;
+#endif
 }
 
 static void *xrealloc(void *p, size_t n)
@@ -93,6 +162,16 @@ bool nn_dist_init(int *argc, char ***argv, char *err, size_t errlen)
     }
     MPI_Comm_rank(MPI_COMM_WORLD, &g.rank);
     MPI_Comm_size(MPI_COMM_WORLD, &g.size);
+    MPI_Comm host;
+    MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &host);
+    MPI_Comm_size(host, &g.local_size);
+    MPI_Comm_free(&host);
+    const char *t = getenv("NN_DIST_TIMEOUT");
+    if (t && *t)
+        nn_dist_set_timeout(atof(t));
+    wd.quit = false;
+    if (pthread_create(&wd.thread, NULL, watchdog, NULL) == 0)
+        wd.running = true;
 #else
     (void)argc, (void)argv, (void)err, (void)errlen;
 #endif
@@ -101,10 +180,19 @@ bool nn_dist_init(int *argc, char ***argv, char *err, size_t errlen)
 
 int nn_dist_rank(void) { return g.rank; }
 int nn_dist_size(void) { return g.size; }
+int nn_dist_local_size(void) { return g.local_size; }
 
 void nn_dist_finalize(void)
 {
 #ifdef NN_HAVE_MPI
+    if (wd.running) {
+        pthread_mutex_lock(&wd.mu);
+        wd.quit = true;
+        pthread_cond_signal(&wd.cv);
+        pthread_mutex_unlock(&wd.mu);
+        pthread_join(wd.thread, NULL);
+        wd.running = false;
+    }
     if (g.mpi_on) {
         MPI_Finalize();
         g.mpi_on = false;
@@ -114,7 +202,7 @@ void nn_dist_finalize(void)
     free(g.segs);
     g.bucket = NULL, g.bucket_cap = 0;
     g.segs = NULL, g.segs_cap = g.nsegs = 0;
-    g.rank = 0, g.size = 1;
+    g.rank = 0, g.size = 1, g.local_size = 1;
 }
 
 _Noreturn void nn_dist_abort(int code)
@@ -133,13 +221,15 @@ _Noreturn void nn_dist_abort(int code)
 /* MPI counts are int: a long run goes in pieces of at most this many elements. */
 #define MAX_COUNT ((int64_t)1 << 30)
 
-static void bcast_floats(float *x, int64_t n)
+static void bcast_bytes(void *x, size_t n)
 {
 #ifdef NN_HAVE_MPI
-    for (int64_t off = 0; off < n; off += MAX_COUNT) {
-        int64_t k = n - off < MAX_COUNT ? n - off : MAX_COUNT;
-        MPI_Bcast(x + off, (int)k, MPI_FLOAT, 0, MPI_COMM_WORLD);
+    coll_begin("a broadcast");
+    for (size_t off = 0; off < n; off += (size_t)MAX_COUNT) {
+        size_t k = n - off < (size_t)MAX_COUNT ? n - off : (size_t)MAX_COUNT;
+        MPI_Bcast((char *)x + off, (int)k, MPI_BYTE, 0, MPI_COMM_WORLD);
     }
+    coll_end();
 #else
     (void)x, (void)n;
 #endif
@@ -148,7 +238,9 @@ static void bcast_floats(float *x, int64_t n)
 static void sum_floats(float *x, int n)
 {
 #ifdef NN_HAVE_MPI
+    coll_begin("the gradient all-reduce");
     MPI_Allreduce(MPI_IN_PLACE, x, n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+    coll_end();
 #else
     (void)x, (void)n;
 #endif
@@ -158,7 +250,9 @@ static void sum_floats(float *x, int n)
 static void allgather_u64(const uint64_t *mine, uint64_t *all, int n)
 {
 #ifdef NN_HAVE_MPI
+    coll_begin("an all-gather");
     MPI_Allgather(mine, n, MPI_UINT64_T, all, n, MPI_UINT64_T, MPI_COMM_WORLD);
+    coll_end();
 #else
     memcpy(all, mine, (size_t)n * sizeof *mine);
 #endif
@@ -170,10 +264,18 @@ void nn_dist_allreduce_doubles(double *x, int n, nn_dist_op op)
         return;
 #ifdef NN_HAVE_MPI
     MPI_Op mop = op == NN_DIST_MAX ? MPI_MAX : op == NN_DIST_MIN ? MPI_MIN : MPI_SUM;
+    coll_begin("an all-reduce");
     MPI_Allreduce(MPI_IN_PLACE, x, n, MPI_DOUBLE, mop, MPI_COMM_WORLD);
+    coll_end();
 #else
     (void)x, (void)op;
 #endif
+}
+
+void nn_dist_broadcast(void *buf, size_t n)
+{
+    if (g.size > 1)
+        bcast_bytes(buf, n);
 }
 
 /* ---------------------------------------------------------------- parameters */
@@ -204,7 +306,7 @@ void nn_dist_broadcast_params(nn_params *p)
         return;
     check_layout(p);
     for (int i = 0; i < p->n; i++)
-        bcast_floats(p->items[i]->data, p->items[i]->numel);
+        bcast_bytes(p->items[i]->data, (size_t)p->items[i]->numel * sizeof(float));
 }
 
 void nn_dist_set_bucket_bytes(size_t bytes)

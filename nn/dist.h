@@ -41,7 +41,17 @@ void nn_dist_finalize(void);
 /* Stops every rank with exit status code (MPI_Abort on the world); exit(code) with one rank. */
 _Noreturn void nn_dist_abort(int code);
 
-/* Every rank's parameters become rank 0's, byte for byte (MPI_Bcast, in buckets). */
+/* Ranks on this host (MPI_COMM_TYPE_SHARED): for sharing its cores among them. 1 without MPI. */
+int nn_dist_local_size(void);
+/* A collective that waits longer than this for the other ranks (one is gone,
+ * say its host, or stuck) makes this rank print why and exit(1), which ends
+ * the job: never a hang. Default 600 s, or $NN_DIST_TIMEOUT at init; 0 for
+ * none. A watchdog thread checks it each second. */
+void nn_dist_set_timeout(double seconds);
+
+/* Rank 0's bytes [0, n) into every rank's buf (MPI_Bcast). */
+void nn_dist_broadcast(void *buf, size_t n);
+/* Every rank's parameters become rank 0's, byte for byte (MPI_Bcast). */
 void nn_dist_broadcast_params(nn_params *p);
 
 /* grad <- (sum over ranks of grad) / size for every parameter that requires

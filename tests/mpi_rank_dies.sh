@@ -1,8 +1,8 @@
 #!/bin/sh
-# A rank killed with SIGKILL must end the whole job, never hang it: runs
-# `mpirun -np 2 ... PROGRAM ARGS...` (the program makes its last rank die while
-# the others wait in a collective) and passes when mpirun exits non-zero
-# within LIMIT seconds. Usage: mpi_rank_dies.sh MPIRUN LIMIT PROGRAM [ARGS...]
+# A rank that dies (SIGKILL) or stops answering must end the whole job, never
+# hang it: runs `mpirun -np 2 ... PROGRAM ARGS...` (the program makes its last
+# rank fail while the others wait in a collective) and passes when mpirun
+# exits non-zero within LIMIT seconds. Usage: mpi_rank_dies.sh MPIRUN LIMIT PROGRAM [ARGS...]
 set -u
 mpirun=$1 limit=$2
 shift 2

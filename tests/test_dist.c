@@ -7,9 +7,9 @@
  * larger than all of them, and the parameter check catches one flipped bit
  * and names the rank.
  *
- * `test_dist --die` is the crash drill (tests/mpi_rank_dies.sh): the last
- * rank kills itself with SIGKILL while the others wait in an all-reduce,
- * which must end the job instead of hanging it. */
+ * `test_dist --die` and `--hang` are the crash drills (tests/mpi_rank_dies.sh):
+ * the last rank kills itself with SIGKILL, or stops answering, while the
+ * others wait in an all-reduce; either must end the job instead of hanging it. */
 #include "test_util.h"
 
 #include <signal.h>
@@ -47,6 +47,17 @@ static void test_rank_and_size(void **state)
     assert_in_range(nn_dist_rank(), 0, nn_dist_size() - 1);
     if (expect_size > 1)
         assert_true(nn_dist_available());
+}
+
+static void test_local_size_and_broadcast_bytes(void **state)
+{
+    (void)state;
+    /* every test rank runs on this host */
+    assert_int_equal(nn_dist_local_size(), nn_dist_size());
+    char buf[40];
+    snprintf(buf, sizeof buf, "from rank %d", nn_dist_rank());
+    nn_dist_broadcast(buf, sizeof buf);
+    assert_string_equal(buf, "from rank 0");
 }
 
 static void test_broadcast_makes_params_equal(void **state)
@@ -232,6 +243,25 @@ static int die(void)
     return 0;
 }
 
+/* The last rank stops answering (a lost host, a stuck process) while the
+ * others wait on it with a 2 s timeout: their watchdog must end the job. */
+static int hang(void)
+{
+    if (nn_dist_size() < 2) {
+        fprintf(stderr, "--hang needs 2 or more ranks\n");
+        return 2;
+    }
+    if (nn_dist_rank() == nn_dist_size() - 1) {
+        sleep(60); /* bounded, should mpirun fail to end it */
+        return 3;
+    }
+    nn_dist_set_timeout(2);
+    double x = 1;
+    nn_dist_allreduce_doubles(&x, 1, NN_DIST_SUM); /* the watchdog exits from here */
+    fprintf(stderr, "rank %d: the all-reduce returned without the stuck rank\n", nn_dist_rank());
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     char err[256];
@@ -241,10 +271,13 @@ int main(int argc, char **argv)
     }
     if (argc > 1 && strcmp(argv[1], "--die") == 0)
         return die();
+    if (argc > 1 && strcmp(argv[1], "--hang") == 0)
+        return hang();
     if (argc > 1)
         expect_size = atoi(argv[1]);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rank_and_size),
+        cmocka_unit_test(test_local_size_and_broadcast_bytes),
         cmocka_unit_test(test_broadcast_makes_params_equal),
         cmocka_unit_test(test_average_one_float_buckets),
         cmocka_unit_test(test_average_buckets_smaller_than_a_tensor),
