@@ -42,7 +42,7 @@ fi
 # sanitized; b_lundef=false because the sanitizer runtimes are linked into
 # the executables, not into the shared libraries
 if [ ! -d "$build" ]; then
-    CC=clang meson setup "$build" -Dfuzz=true -Dblas=disabled -Dtests=false \
+    CC=clang meson setup "$build" -Dfuzz=true -Dblas=disabled -Dmpi=disabled -Dtests=false \
         -Db_sanitize=address,undefined -Db_lundef=false --buildtype=debugoptimized >/dev/null
 fi
 meson compile -C "$build" fuzz_safetensors fuzz_text fuzz_cli >/dev/null
