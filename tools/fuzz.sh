@@ -8,6 +8,7 @@
 # runtimes) and libomp-dev (clang's OpenMP) when missing. The build is
 # build-fuzz: -Dfuzz=true, ASan + UBSan, and no OpenBLAS (-Dblas=disabled:
 # Debian's OpenBLAS brings GCC's libgomp, which must not meet clang's libomp).
+# Nor MPI (-Dmpi=disabled): the harnesses never start it.
 # The seed corpus tests/fuzz/corpus/<name>/ is only read: what the fuzzer
 # adds goes to a scratch directory ($FUZZ_WORK, default /tmp/agrad-fuzz),
 # so the committed corpus stays small. Crashes, leaks and hangs (-timeout)
