@@ -1,4 +1,5 @@
-/* ag.h - the autograd engine's one public header.
+/* ag.h - the autograd engine's public header for users of its ops; ag_op.h
+ * adds what writing an op takes.
  *
  * Tensors are contiguous row-major float32 arrays of up to AG_MAX_DIMS dims.
  * Ops run eagerly and, while gradients are enabled, record themselves on their
@@ -47,6 +48,14 @@ extern "C" {
 #define AG_VERSION "0.1.0"
 #define AG_MAX_DIMS 6
 
+/* Marks what the shared library exports; it is built with hidden visibility,
+ * so nothing else is. */
+#if defined(__GNUC__) || defined(__clang__)
+#define AG_API __attribute__((visibility("default")))
+#else
+#define AG_API
+#endif
+
 typedef struct ag_ctx ag_ctx;
 typedef struct ag_tensor ag_tensor;
 typedef struct ag_op ag_op;
@@ -66,49 +75,18 @@ typedef struct {
 
 /* ---------------------------------------------------------------- tensors */
 
+/* A tensor as users see it. The engine keeps its own state (the op that
+ * made it, its inputs, ownership) past the end of this struct, in the same
+ * allocation: tensors are made only by the functions below, never declared
+ * by value. data and grad may be read and written; the rest is read-only. */
 struct ag_tensor {
     int ndim;                       /* 0 for a scalar */
     int64_t shape[AG_MAX_DIMS];
     int64_t numel;
     float *data;                    /* numel floats, row-major */
     float *grad;                    /* NULL until a backward reaches it */
-    bool requires_grad;
     const char *name;               /* parameter name, or NULL */
-
-    /* graph; set by ops, read by backward. A leaf has op == NULL. */
-    const ag_op *op;
-    int ninputs;
-    ag_tensor **inputs;
-    int64_t iarg[4];                /* op attributes (axis, sizes, ...) */
-    float farg[2];
-    void *saved;                    /* whatever the op kept for backward */
-
-    /* ownership: the ctx whose arena holds it (NULL: persistent) and that
-     * arena's generation when it was made, to catch use after a reset. */
-    ag_ctx *owner;
-    uint64_t generation;
-    bool retain_grad;
-    bool owns_data;                 /* its data is its own, not a view of another's */
-    bool visited;                   /* set only during a graph traversal */
-    bool released;                  /* ag_release was called on it */
-    int32_t saved_refs;             /* backwards (and live views) that read its data */
-    ag_tensor *view_of;             /* a view's base, whose buffer it shares */
 };
-
-/* An op: its name (for errors and graphs) and its backward, which reads
- * out->grad and accumulates into the grads of out->inputs (see ag_grad_of).
- * no_data says which data the backward never reads: AG_IN(i) for input i,
- * AG_OUT for the output. What it does not read can be freed early by
- * ag_release; leave it 0 (reads everything) when unsure. */
-struct ag_op {
-    const char *name;
-    void (*backward)(ag_ctx *ctx, ag_tensor *out);
-    uint32_t no_data;
-};
-
-#define AG_IN(i) (1u << ((i) < 30 ? (i) : 30))
-#define AG_ALL_IN 0x7fffffffu
-#define AG_OUT (1u << 31)
 
 /* Integer index arrays, for embedding lookups and class targets. */
 typedef struct {
@@ -120,67 +98,76 @@ typedef struct {
 
 /* New tensor of the given shape; with ctx NULL it is persistent (free it
  * with ag_tensor_free), otherwise it lives in ctx's arena. */
-ag_tensor *ag_empty(ag_ctx *ctx, int ndim, const int64_t *shape);
-ag_tensor *ag_zeros(ag_ctx *ctx, int ndim, const int64_t *shape);
-ag_tensor *ag_ones(ag_ctx *ctx, int ndim, const int64_t *shape);
-ag_tensor *ag_full(ag_ctx *ctx, float value, int ndim, const int64_t *shape);
+AG_API ag_tensor *ag_empty(ag_ctx *ctx, int ndim, const int64_t *shape);
+AG_API ag_tensor *ag_zeros(ag_ctx *ctx, int ndim, const int64_t *shape);
+AG_API ag_tensor *ag_ones(ag_ctx *ctx, int ndim, const int64_t *shape);
+AG_API ag_tensor *ag_full(ag_ctx *ctx, float value, int ndim, const int64_t *shape);
 /* Copies numel floats from data. */
-ag_tensor *ag_from_data(ag_ctx *ctx, const float *data, int ndim, const int64_t *shape);
+AG_API ag_tensor *ag_from_data(ag_ctx *ctx, const float *data, int ndim, const int64_t *shape);
 /* 0-dim tensor holding v. */
-ag_tensor *ag_scalar(ag_ctx *ctx, float v);
+AG_API ag_tensor *ag_scalar(ag_ctx *ctx, float v);
 /* Uniform in [lo, hi) / normal(mean, std), drawn from rng, or from ctx's generator
  * (ag_ctx_manual_seed) when rng is NULL, as torch.rand's generator= argument. With
  * ctx NULL the tensor is persistent and rng is required. */
-ag_tensor *ag_rand(ag_ctx *ctx, ag_rng *rng, float lo, float hi, int ndim, const int64_t *shape);
-ag_tensor *ag_randn(ag_ctx *ctx, ag_rng *rng, float mean, float std, int ndim, const int64_t *shape);
+AG_API ag_tensor *ag_rand(ag_ctx *ctx, ag_rng *rng, float lo, float hi, int ndim,
+                          const int64_t *shape);
+AG_API ag_tensor *ag_randn(ag_ctx *ctx, ag_rng *rng, float mean, float std, int ndim,
+                           const int64_t *shape);
 /* Persistent leaf that requires grad and carries a name (copied); zeroed. */
-ag_tensor *ag_param(const char *name, int ndim, const int64_t *shape);
+AG_API ag_tensor *ag_param(const char *name, int ndim, const int64_t *shape);
 /* Frees a persistent tensor (its data, grad and name); no-op for NULL. */
-void ag_tensor_free(ag_tensor *t);
+AG_API void ag_tensor_free(ag_tensor *t);
 
-void ag_set_requires_grad(ag_tensor *t, bool on);
+/* Whether gradients flow to t: set on leaves by ag_set_requires_grad (a
+ * non-leaf is an error there), on op outputs when any input requires grad. */
+AG_API bool ag_requires_grad(const ag_tensor *t);
+AG_API void ag_set_requires_grad(ag_tensor *t, bool on);
+/* The ctx whose arena holds t; NULL for a persistent tensor. */
+AG_API ag_ctx *ag_tensor_ctx(const ag_tensor *t);
 /* Keep a non-leaf's grad after backward (leaves always keep theirs). */
-void ag_retain_grad(ag_tensor *t);
+AG_API void ag_retain_grad(ag_tensor *t);
 /* Sets t's grad to zero (allocating it if it has none). */
-void ag_zero_grad(ag_tensor *t);
+AG_API void ag_zero_grad(ag_tensor *t);
 /* Value of a one-element tensor. */
-float ag_item(const ag_tensor *t);
+AG_API float ag_item(const ag_tensor *t);
 /* "(2, 3, 4)" into buf; returns buf. */
-char *ag_shape_str(const ag_tensor *t, char *buf, size_t n);
-bool ag_same_shape(const ag_tensor *a, const ag_tensor *b);
+AG_API char *ag_shape_str(const ag_tensor *t, char *buf, size_t n);
+/* The same for a shape given as (ndim, shape), with no tensor. */
+AG_API char *ag_fmt_shape(int ndim, const int64_t *shape, char *buf, size_t n);
+AG_API bool ag_same_shape(const ag_tensor *a, const ag_tensor *b);
 /* Writes t as a nested list with its shape to f. */
-void ag_print(FILE *f, const ag_tensor *t);
+AG_API void ag_print(FILE *f, const ag_tensor *t);
 
-ag_index *ag_index_new(ag_ctx *ctx, const int32_t *data, int ndim, const int64_t *shape);
-void ag_index_free(ag_index *ix); /* persistent (ctx NULL) index arrays only */
-
-/* ---------------------------------------------------------------- fills */
-
-ag_rng ag_rng_new(uint64_t seed);
-uint64_t ag_rng_next(ag_rng *r);
-float ag_rng_uniform(ag_rng *r);                /* [0, 1) */
-float ag_rng_normal(ag_rng *r);                 /* N(0, 1) */
-void ag_fill(ag_tensor *t, float v);
-void ag_fill_uniform(ag_tensor *t, ag_rng *r, float lo, float hi);
-void ag_fill_normal(ag_tensor *t, ag_rng *r, float mean, float std);
+AG_API ag_index *ag_index_new(ag_ctx *ctx, const int32_t *data, int ndim, const int64_t *shape);
+AG_API void ag_index_free(ag_index *ix); /* persistent (ctx NULL) index arrays only */
+                          
+                          /* ---------------------------------------------------------------- fills */
+                          
+                          AG_API ag_rng ag_rng_new(uint64_t seed);
+AG_API uint64_t ag_rng_next(ag_rng *r);
+AG_API float ag_rng_uniform(ag_rng *r);                /* [0, 1) */
+                            AG_API float ag_rng_normal(ag_rng *r);                 /* N(0, 1) */
+                            AG_API void ag_fill(ag_tensor *t, float v);
+AG_API void ag_fill_uniform(ag_tensor *t, ag_rng *r, float lo, float hi);
+AG_API void ag_fill_normal(ag_tensor *t, ag_rng *r, float mean, float std);
 
 /* ---------------------------------------------------------------- context */
 
-ag_ctx *ag_ctx_new(void);
-void ag_ctx_free(ag_ctx *ctx);
+AG_API ag_ctx *ag_ctx_new(void);
+AG_API void ag_ctx_free(ag_ctx *ctx);
 /* Drops every tensor made in ctx since the last reset, in O(1). */
-void ag_ctx_reset(ag_ctx *ctx);
+AG_API void ag_ctx_reset(ag_ctx *ctx);
 /* Gradients on (default) or off: with them off, nothing is recorded or saved. */
-void ag_set_grad_enabled(ag_ctx *ctx, bool on);
-bool ag_grad_enabled(const ag_ctx *ctx);
+AG_API void ag_set_grad_enabled(ag_ctx *ctx, bool on);
+AG_API bool ag_grad_enabled(const ag_ctx *ctx);
 /* Seeds ctx's generator (dropout, ag_rand/ag_randn with a ctx). */
-void ag_ctx_manual_seed(ag_ctx *ctx, uint64_t seed);
-ag_rng *ag_ctx_rng(ag_ctx *ctx);
+AG_API void ag_ctx_manual_seed(ag_ctx *ctx, uint64_t seed);
+AG_API ag_rng *ag_ctx_rng(ag_ctx *ctx);
 /* Arena bytes in use now, and the most since ctx was made. */
-size_t ag_ctx_bytes_used(const ag_ctx *ctx);
-size_t ag_ctx_bytes_peak(const ag_ctx *ctx);
+AG_API size_t ag_ctx_bytes_used(const ag_ctx *ctx);
+AG_API size_t ag_ctx_bytes_peak(const ag_ctx *ctx);
 /* Scratch memory from ctx's arena, 64-byte aligned; gone at the next reset. */
-void *ag_ctx_alloc(ag_ctx *ctx, size_t bytes);
+AG_API void *ag_ctx_alloc(ag_ctx *ctx, size_t bytes);
 
 /* ---------------------------------------------------------------- graph */
 
@@ -188,26 +175,18 @@ void *ag_ctx_alloc(ag_ctx *ctx, size_t bytes);
  * for any other shape use ag_backward_with. Leaf grads accumulate across
  * calls until zeroed; non-leaf grads are rebuilt by each call and dropped
  * afterwards unless retained. Returns false (after reporting) on error. */
-bool ag_backward(ag_ctx *ctx, ag_tensor *loss);
+AG_API bool ag_backward(ag_ctx *ctx, ag_tensor *loss);
 /* Same, seeding d(out) = grad_out (same shape as out). */
-bool ag_backward_with(ag_ctx *ctx, ag_tensor *out, const ag_tensor *grad_out);
+AG_API bool ag_backward_with(ag_ctx *ctx, ag_tensor *out, const ag_tensor *grad_out);
 /* A promise not to use t again (as an op input, or its data): its memory
  * goes back to ctx for the step's later tensors as soon as no recorded
  * backward needs it. Layers call it on their intermediates, which keeps a
  * training step's peak memory near what backward really needs. Persistent
  * tensors are left alone. Using t afterwards is an error. */
-void ag_release(ag_ctx *ctx, ag_tensor *t);
+AG_API void ag_release(ag_ctx *ctx, ag_tensor *t);
 /* Writes the graph that made t as Graphviz DOT (ops, shapes, parameter names). */
-void ag_write_dot(FILE *f, const ag_tensor *t);
-bool ag_save_dot(const char *path, const ag_tensor *t);
-
-/* For writing ops: a new output of op over inputs, recorded when gradients
- * are on and any input requires grad. */
-ag_tensor *ag_result(ag_ctx *ctx, const ag_op *op, ag_tensor *const *inputs, int ninputs,
-                     int ndim, const int64_t *shape);
-/* Inside a backward: the grad buffer of t, allocated and zeroed on first use,
- * or NULL when t does not require grad (skip that input). */
-float *ag_grad_of(ag_ctx *ctx, ag_tensor *t);
+AG_API void ag_write_dot(FILE *f, const ag_tensor *t);
+AG_API bool ag_save_dot(const char *path, const ag_tensor *t);
 
 /* ---------------------------------------------------------------- errors */
 
@@ -220,93 +199,96 @@ typedef struct {
 } ag_error_hook;
 /* Installs h with user (h NULL: the default). Returns the hook it replaces,
  * so ag_set_error_handler(old.fn, old.user) restores it exactly. */
-ag_error_hook ag_set_error_handler(ag_error_handler h, void *user);
+AG_API ag_error_hook ag_set_error_handler(ag_error_handler h, void *user);
 /* Reports a printf-style message through the handler. */
-void ag_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+AG_API void ag_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* ---------------------------------------------------------------- threads */
 
 /* Threads for every kernel (and the BLAS). Default: OpenMP's default. */
-void ag_set_num_threads(int n);
-int ag_get_num_threads(void);
+AG_API void ag_set_num_threads(int n);
+AG_API int ag_get_num_threads(void);
 /* Which matmul kernel the build uses: "openblas", "cblas" or "builtin". */
-const char *ag_matmul_backend(void);
+AG_API const char *ag_matmul_backend(void);
 
 /* ---------------------------------------------------------------- ops
  * Binary elementwise ops broadcast as NumPy does: (3,1,4) + (5,4) -> (3,5,4). */
 
-ag_tensor *ag_add(ag_ctx *c, ag_tensor *a, ag_tensor *b);
-ag_tensor *ag_sub(ag_ctx *c, ag_tensor *a, ag_tensor *b);
-ag_tensor *ag_mul(ag_ctx *c, ag_tensor *a, ag_tensor *b);
-ag_tensor *ag_div(ag_ctx *c, ag_tensor *a, ag_tensor *b);
+AG_API ag_tensor *ag_add(ag_ctx *c, ag_tensor *a, ag_tensor *b);
+AG_API ag_tensor *ag_sub(ag_ctx *c, ag_tensor *a, ag_tensor *b);
+AG_API ag_tensor *ag_mul(ag_ctx *c, ag_tensor *a, ag_tensor *b);
+AG_API ag_tensor *ag_div(ag_ctx *c, ag_tensor *a, ag_tensor *b);
 
 /* Elementwise, shape kept. */
-ag_tensor *ag_add_scalar(ag_ctx *c, ag_tensor *a, float s);   /* a + s */
-ag_tensor *ag_mul_scalar(ag_ctx *c, ag_tensor *a, float s);   /* a * s */
-ag_tensor *ag_pow_scalar(ag_ctx *c, ag_tensor *a, float p);   /* a ^ p */
-ag_tensor *ag_neg(ag_ctx *c, ag_tensor *a);
-ag_tensor *ag_exp(ag_ctx *c, ag_tensor *a);
-ag_tensor *ag_log(ag_ctx *c, ag_tensor *a);
-ag_tensor *ag_sqrt(ag_ctx *c, ag_tensor *a);
-ag_tensor *ag_rsqrt(ag_ctx *c, ag_tensor *a);                  /* 1 / sqrt(a) */
-ag_tensor *ag_relu(ag_ctx *c, ag_tensor *a);
-ag_tensor *ag_gelu(ag_ctx *c, ag_tensor *a);                   /* tanh approximation */
-ag_tensor *ag_tanh(ag_ctx *c, ag_tensor *a);
-ag_tensor *ag_sigmoid(ag_ctx *c, ag_tensor *a);
+AG_API ag_tensor *ag_add_scalar(ag_ctx *c, ag_tensor *a, float s);   /* a + s */
+                                AG_API ag_tensor *ag_mul_scalar(ag_ctx *c, ag_tensor *a, float s);   /* a * s */
+                                AG_API ag_tensor *ag_pow_scalar(ag_ctx *c, ag_tensor *a, float p);   /* a ^ p */
+                                AG_API ag_tensor *ag_neg(ag_ctx *c, ag_tensor *a);
+AG_API ag_tensor *ag_exp(ag_ctx *c, ag_tensor *a);
+AG_API ag_tensor *ag_log(ag_ctx *c, ag_tensor *a);
+AG_API ag_tensor *ag_sqrt(ag_ctx *c, ag_tensor *a);
+AG_API ag_tensor *ag_rsqrt(ag_ctx *c, ag_tensor *a);                  /* 1 / sqrt(a) */
+                           AG_API ag_tensor *ag_relu(ag_ctx *c, ag_tensor *a);
+AG_API ag_tensor *ag_gelu(ag_ctx *c, ag_tensor *a);                   /* tanh approximation */
+                          AG_API ag_tensor *ag_tanh(ag_ctx *c, ag_tensor *a);
+AG_API ag_tensor *ag_sigmoid(ag_ctx *c, ag_tensor *a);
 
 /* Reductions over one axis (negative counts from the end); keepdim keeps it as size 1. */
-ag_tensor *ag_sum(ag_ctx *c, ag_tensor *a, int axis, bool keepdim);
-ag_tensor *ag_mean(ag_ctx *c, ag_tensor *a, int axis, bool keepdim);
+AG_API ag_tensor *ag_sum(ag_ctx *c, ag_tensor *a, int axis, bool keepdim);
+AG_API ag_tensor *ag_mean(ag_ctx *c, ag_tensor *a, int axis, bool keepdim);
 /* Max over axis; the grad goes to the first maximum. */
-ag_tensor *ag_max(ag_ctx *c, ag_tensor *a, int axis, bool keepdim);
+AG_API ag_tensor *ag_max(ag_ctx *c, ag_tensor *a, int axis, bool keepdim);
 /* Over all elements -> 0-dim. */
-ag_tensor *ag_sum_all(ag_ctx *c, ag_tensor *a);
-ag_tensor *ag_mean_all(ag_ctx *c, ag_tensor *a);
+AG_API ag_tensor *ag_sum_all(ag_ctx *c, ag_tensor *a);
+AG_API ag_tensor *ag_mean_all(ag_ctx *c, ag_tensor *a);
 
 /* Shape ops. reshape takes one -1 to infer; it shares a's data (a view). */
-ag_tensor *ag_reshape(ag_ctx *c, ag_tensor *a, int ndim, const int64_t *shape);
-ag_tensor *ag_transpose(ag_ctx *c, ag_tensor *a, int axis0, int axis1);
+AG_API ag_tensor *ag_reshape(ag_ctx *c, ag_tensor *a, int ndim, const int64_t *shape);
+AG_API ag_tensor *ag_transpose(ag_ctx *c, ag_tensor *a, int axis0, int axis1);
 /* out.shape[i] = a.shape[perm[i]]; n (the length of perm) must equal a's ndim. */
-ag_tensor *ag_permute(ag_ctx *c, ag_tensor *a, const int *perm, int n);
+AG_API ag_tensor *ag_permute(ag_ctx *c, ag_tensor *a, const int *perm, int n);
 /* Joins n tensors along axis; all other dims equal. */
-ag_tensor *ag_concat(ag_ctx *c, ag_tensor *const *ts, int n, int axis);
+AG_API ag_tensor *ag_concat(ag_ctx *c, ag_tensor *const *ts, int n, int axis);
 /* a[..., start:end, ...] along axis (negative start/end count from the end);
  * a view sharing a's data when every dim before axis has size 1. */
-ag_tensor *ag_slice(ag_ctx *c, ag_tensor *a, int axis, int64_t start, int64_t end);
+AG_API ag_tensor *ag_slice(ag_ctx *c, ag_tensor *a, int axis, int64_t start, int64_t end);
 /* Splits a along axis into n pieces of sizes[i] (summing to the axis size), into out[n];
  * as torch.split(a, sizes, axis). */
-bool ag_split(ag_ctx *c, ag_tensor *a, const int64_t *sizes, int n, int axis, ag_tensor **out);
+AG_API bool ag_split(ag_ctx *c, ag_tensor *a, const int64_t *sizes, int n, int axis,
+                     ag_tensor **out);
 
 /* (..., M, K) @ (..., K, N) -> (..., M, N), batch dims broadcast; both at least 2-D. */
-ag_tensor *ag_matmul(ag_ctx *c, ag_tensor *a, ag_tensor *b);
+AG_API ag_tensor *ag_matmul(ag_ctx *c, ag_tensor *a, ag_tensor *b);
 /* a @ b^T: (..., M, K) @ (..., N, K)^T -> (..., M, N); Linear's x @ W^T, attention's q @ k^T. */
-ag_tensor *ag_matmul_nt(ag_ctx *c, ag_tensor *a, ag_tensor *b);
+AG_API ag_tensor *ag_matmul_nt(ag_ctx *c, ag_tensor *a, ag_tensor *b);
 
 /* x @ w^T + bias, as torch.nn.functional.linear: (..., in) @ (out, in)^T + (out) -> (..., out),
  * and (in) -> (out) for a 1-D x; bias may be NULL. One op: the bias is the GEMM's starting
  * value, not a second pass. */
-ag_tensor *ag_linear(ag_ctx *c, ag_tensor *x, ag_tensor *w, ag_tensor *bias);
+AG_API ag_tensor *ag_linear(ag_ctx *c, ag_tensor *x, ag_tensor *w, ag_tensor *bias);
 
 /* a where mask == 0, value where mask != 0; mask (no grad) broadcasts to a. */
-ag_tensor *ag_masked_fill(ag_ctx *c, ag_tensor *a, const ag_tensor *mask, float value);
+AG_API ag_tensor *ag_masked_fill(ag_ctx *c, ag_tensor *a, const ag_tensor *mask, float value);
 /* (..., T, S): entries with column > row get value (-INFINITY for attention). */
-ag_tensor *ag_causal_mask(ag_ctx *c, ag_tensor *a, float value);
+AG_API ag_tensor *ag_causal_mask(ag_ctx *c, ag_tensor *a, float value);
 
 /* Over one axis, stable for large logits. */
-ag_tensor *ag_softmax(ag_ctx *c, ag_tensor *a, int axis);
-ag_tensor *ag_log_softmax(ag_ctx *c, ag_tensor *a, int axis);
+AG_API ag_tensor *ag_softmax(ag_ctx *c, ag_tensor *a, int axis);
+AG_API ag_tensor *ag_log_softmax(ag_ctx *c, ag_tensor *a, int axis);
 /* Mean over rows n with targets[n] != ignore_index of -log softmax(logits)[n, targets[n]]:
  * (N, C) logits, (N) targets -> 0-dim. Pass ignore_index -100 as PyTorch does. */
-ag_tensor *ag_cross_entropy(ag_ctx *c, ag_tensor *logits, const ag_index *targets, int ignore_index);
+AG_API ag_tensor *ag_cross_entropy(ag_ctx *c, ag_tensor *logits, const ag_index *targets,
+                                   int ignore_index);
 
 /* weight (V, C) gathered by idx (...) -> (..., C); repeated indices add their grads. */
-ag_tensor *ag_embedding(ag_ctx *c, ag_tensor *weight, const ag_index *idx);
+AG_API ag_tensor *ag_embedding(ag_ctx *c, ag_tensor *weight, const ag_index *idx);
 
 /* torch.nn.functional.layer_norm over the last axis, one op: x (..., C), weight (C),
  * bias (C) -> (..., C) = (x - mean) / sqrt(var + eps) * weight + bias per row, var
  * biased; the same function as composing mean, sub, mul, mean, add_scalar, rsqrt,
  * mul, mul, add. */
-ag_tensor *ag_layer_norm(ag_ctx *c, ag_tensor *x, ag_tensor *weight, ag_tensor *bias, float eps);
+AG_API ag_tensor *ag_layer_norm(ag_ctx *c, ag_tensor *x, ag_tensor *weight, ag_tensor *bias,
+                                float eps);
 
 /* Causal self-attention of n_head heads packed side by side, one op:
  * qkv (B, T, 3C) holds q | k | v, each C = n_head * hs wide with head h in
@@ -314,13 +296,13 @@ ag_tensor *ag_layer_norm(ag_ctx *c, ag_tensor *x, ag_tensor *weight, ag_tensor *
  * Per head: dropout(softmax(scale q k^T, entries above the diagonal masked)) @ v,
  * the dropout mask being ag_dropout's over the (B, n_head, T, T) weights; the
  * same function as composing matmul_nt, causal_mask, softmax, dropout, matmul. */
-ag_tensor *ag_attention(ag_ctx *c, ag_tensor *qkv, int n_head, float scale, float dropout,
-                        bool training);
+AG_API ag_tensor *ag_attention(ag_ctx *c, ag_tensor *qkv, int n_head, float scale, float dropout,
+                               bool training);
 
 /* Zeroes each element with probability p and scales the rest by 1/(1-p),
  * using ctx's generator. When !training or p == 0 it returns a new view of a
  * (no copy): releasing either one leaves the other usable. 0 <= p < 1. */
-ag_tensor *ag_dropout(ag_ctx *c, ag_tensor *a, float p, bool training);
+AG_API ag_tensor *ag_dropout(ag_ctx *c, ag_tensor *a, float p, bool training);
 
 /* ---------------------------------------------------------------- gradcheck */
 
@@ -338,14 +320,14 @@ typedef struct {
 } ag_gradcheck_opts;
 
 /* Defaults as documented above. */
-ag_gradcheck_opts ag_gradcheck_defaults(void);
+AG_API ag_gradcheck_opts ag_gradcheck_defaults(void);
 /* Compares ag_backward's gradients of f with respect to each input that
  * requires grad against fourth-order central differences of f: element by
  * element for inputs of at most max_elementwise elements, along random unit
  * directions otherwise. Inputs must be persistent (made with a NULL ctx);
  * their data is restored and their grads left zeroed. opts may be NULL. */
-bool ag_gradcheck(ag_gradcheck_fn f, ag_tensor *const *inputs, int n, void *user,
-                  ag_gradcheck_opts *opts);
+AG_API bool ag_gradcheck(ag_gradcheck_fn f, ag_tensor *const *inputs, int n, void *user,
+                         ag_gradcheck_opts *opts);
 
 #ifdef __cplusplus
 }

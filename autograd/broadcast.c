@@ -38,11 +38,11 @@ static inline int64_t row_offset(int64_t r, int ndim, const int64_t *shape, cons
 }
 
 void ag_accum_reduce(float *dst, const ag_tensor *t, const float *src, const ag_tensor *out,
-                     float scale, bool assign)
+                     float scale, bool overwrite)
 {
     int64_t n = out->numel;
     if (t->numel == n) {
-        if (assign) {
+        if (overwrite) {
             AG_PARALLEL_FOR(n > AG_PAR_MIN, ,
             for (int64_t i = 0; i < n; i++)
                 dst[i] = scale * src[i];
@@ -55,7 +55,7 @@ void ag_accum_reduce(float *dst, const ag_tensor *t, const float *src, const ag_
         }
         return;
     }
-    if (assign) /* the reductions below add up: start them from zero */
+    if (overwrite) /* the reductions below add up: start them from zero */
         memset(dst, 0, (size_t)t->numel * sizeof *dst);
     if (t->numel == 1) {
         double s = 0;
@@ -123,13 +123,13 @@ void ag_accum_reduce(float *dst, const ag_tensor *t, const float *src, const ag_
 }
 
 void ag_sum_product(float *dst, bool per_row, const float *g, const float *x, int64_t rows,
-                    int64_t L, bool assign)
+                    int64_t L, bool overwrite)
 {
     if (per_row) {
         AG_PARALLEL_FOR(rows * L > AG_PAR_MIN, ,
         for (int64_t r = 0; r < rows; r++) {
             float acc = ag_dot(g + r * L, x + r * L, L);
-            dst[r] = (assign ? 0.0f : dst[r]) + acc;
+            dst[r] = (overwrite ? 0.0f : dst[r]) + acc;
         }
         );
         return;
@@ -143,7 +143,7 @@ void ag_sum_product(float *dst, bool per_row, const float *g, const float *x, in
             for (int64_t c = c0; c < c1; c++)
                 acc[c - c0] += g[r * L + c] * x[r * L + c];
         for (int64_t c = c0; c < c1; c++)
-            dst[c] = (assign ? 0.0f : dst[c]) + acc[c - c0];
+            dst[c] = (overwrite ? 0.0f : dst[c]) + acc[c - c0];
     }
     );
 }

@@ -84,7 +84,7 @@ bool ag_gradcheck(ag_gradcheck_fn f, ag_tensor *const *inputs, int n, void *user
     ag_gradcheck_opts *o = opts ? opts : &local;
     o->report[0] = '\0';
     for (int i = 0; i < n; i++)
-        if (!inputs[i] || inputs[i]->owner)
+        if (!inputs[i] || ag_tensor_ctx(inputs[i]))
             return fail(o, "input %d is %s; gradcheck takes persistent tensors (made with a NULL ctx)",
                         i, inputs[i] ? "in a ctx arena" : "NULL");
 
@@ -95,7 +95,7 @@ bool ag_gradcheck(ag_gradcheck_fn f, ag_tensor *const *inputs, int n, void *user
     ag_ctx_reset(p.ctx);
     ag_ctx_manual_seed(p.ctx, p.seed);
     for (int i = 0; i < n; i++)
-        if (inputs[i]->requires_grad)
+        if (ag_requires_grad(inputs[i]))
             ag_zero_grad(inputs[i]);
     ag_tensor *y = f(p.ctx, inputs, n, user);
     if (!y || y->numel != 1) {
@@ -103,13 +103,13 @@ bool ag_gradcheck(ag_gradcheck_fn f, ag_tensor *const *inputs, int n, void *user
         return fail(o, "f returned %s, not a one-element tensor", y ? "a larger tensor" : "NULL");
     }
     double y0 = y->data[0];
-    if (!y->requires_grad || !ag_backward(p.ctx, y)) {
+    if (!ag_requires_grad(y) || !ag_backward(p.ctx, y)) {
         ag_ctx_free(p.ctx);
         return fail(o, "f's output does not depend on any input that requires grad");
     }
     float **grads = calloc((size_t)n, sizeof *grads);
     for (int i = 0; i < n && grads; i++)
-        if (inputs[i]->requires_grad) {
+        if (ag_requires_grad(inputs[i])) {
             grads[i] = malloc((size_t)(inputs[i]->numel ? inputs[i]->numel : 1) * sizeof(float));
             if (grads[i])
                 memcpy(grads[i], inputs[i]->grad, (size_t)inputs[i]->numel * sizeof(float));
@@ -118,7 +118,7 @@ bool ag_gradcheck(ag_gradcheck_fn f, ag_tensor *const *inputs, int n, void *user
     ag_rng rng = ag_rng_new(o->seed ^ 0x5eedULL);
     for (int i = 0; i < n && ok; i++) {
         ag_tensor *t = inputs[i];
-        if (!t->requires_grad)
+        if (!ag_requires_grad(t))
             continue;
         const char *nm = t->name ? t->name : "";
         float *x0 = malloc((size_t)(t->numel ? t->numel : 1) * sizeof(float));
@@ -161,7 +161,7 @@ bool ag_gradcheck(ag_gradcheck_fn f, ag_tensor *const *inputs, int n, void *user
     }
 
     for (int i = 0; i < n; i++) {
-        if (inputs[i]->requires_grad)
+        if (ag_requires_grad(inputs[i]))
             ag_zero_grad(inputs[i]);
         if (grads)
             free(grads[i]);

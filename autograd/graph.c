@@ -8,20 +8,22 @@ static ag_tensor *record(ag_ctx *ctx, const ag_op *op, ag_tensor *const *inputs,
         return out;
     bool needs = false;
     for (int i = 0; i < ninputs; i++)
-        needs = needs || inputs[i]->requires_grad;
+        needs = needs || ag_node_of(inputs[i])->requires_grad;
     if (!needs)
         return out;
-    out->requires_grad = true;
-    out->op = op;
-    out->ninputs = ninputs;
-    out->inputs = ag_arena_alloc(&ctx->arena, (size_t)ninputs * sizeof *out->inputs);
-    memcpy(out->inputs, inputs, (size_t)ninputs * sizeof *out->inputs);
+    ag_node *o = ag_node_of(out);
+    o->requires_grad = true;
+    o->op = op;
+    o->ninputs = ninputs;
+    o->inputs = ag_arena_alloc(&ctx->arena, (size_t)ninputs * sizeof *o->inputs);
+    memcpy(o->inputs, inputs, (size_t)ninputs * sizeof *o->inputs);
     /* count who will read what in backward, so ag_release knows what it may free */
+    uint32_t reads = op->reads ? op->reads : AG_ALL_IN | AG_OUT;
     for (int i = 0; i < ninputs; i++)
-        if (!(op->no_data & AG_IN(i)))
-            inputs[i]->saved_refs++;
-    if (!(op->no_data & AG_OUT))
-        out->saved_refs++;
+        if (reads & AG_IN(i))
+            ag_node_of(inputs[i])->saved_refs++;
+    if (reads & AG_OUT)
+        o->saved_refs++;
     return out;
 }
 
@@ -29,32 +31,32 @@ static ag_tensor *record(ag_ctx *ctx, const ag_op *op, ag_tensor *const *inputs,
  * lets go of its base, which may in turn be free. */
 static void try_free(ag_tensor *t)
 {
-    while (t && t->released && t->saved_refs == 0 && t->data) {
-        ag_tensor *base = t->view_of;
-        if (t->owns_data)
-            ag_buf_release(t->owner, t->data, t->numel);
+    while (t && ag_node_of(t)->released && ag_node_of(t)->saved_refs == 0 && t->data) {
+        ag_node *n = ag_node_of(t);
+        if (n->owns_data)
+            ag_buf_release(n->owner, t->data, t->numel);
         t->data = NULL;
-        if (!base)
+        if (!n->view_of)
             break;
-        base->saved_refs--;
-        t = base;
+        t = n->view_of;
+        ag_node_of(t)->saved_refs--;
     }
 }
 
 void ag_release(ag_ctx *ctx, ag_tensor *t)
 {
     (void)ctx;
-    if (!t || !t->owner || t->released)
+    if (!t || !ag_node_of(t)->owner || ag_node_of(t)->released)
         return;
-    t->released = true;
+    ag_node_of(t)->released = true;
     try_free(t);
 }
 
 void ag_make_view(ag_tensor *view, ag_tensor *base, float *data)
 {
     view->data = data;
-    view->view_of = base;
-    base->saved_refs++; /* the view reads base's buffer until it is freed itself */
+    ag_node_of(view)->view_of = base;
+    ag_node_of(base)->saved_refs++; /* the view reads base's buffer until it is freed itself */
 }
 
 ag_tensor *ag_result(ag_ctx *ctx, const ag_op *op, ag_tensor *const *inputs, int ninputs,
@@ -69,6 +71,21 @@ ag_tensor *ag_result_view(ag_ctx *ctx, const ag_op *op, ag_tensor *const *inputs
     return record(ctx, op, inputs, ninputs, ag_new_header(ctx, ndim, shape));
 }
 
+void *ag_save(ag_ctx *ctx, ag_tensor *out, const void *attr, size_t bytes)
+{
+    ag_node *o = ag_node_of(out);
+    if (!o->op)
+        return NULL;
+    o->saved = ag_arena_alloc(&ctx->arena, bytes);
+    memcpy(o->saved, attr, bytes);
+    return o->saved;
+}
+
+const ag_op *(ag_op_of)(const ag_tensor *t) { return ag_op_of(t); }
+int (ag_num_inputs)(const ag_tensor *out) { return ag_num_inputs(out); }
+ag_tensor *(ag_input)(const ag_tensor *out, int i) { return ag_input(out, i); }
+void *(ag_saved)(const ag_tensor *out) { return ag_saved(out); }
+
 static void zero_floats(float *p, int64_t n)
 {
     AG_PARALLEL_FOR(n > 4 * AG_PAR_MIN, ,
@@ -77,29 +94,31 @@ static void zero_floats(float *p, int64_t n)
     );
 }
 
-float *ag_grad_buf(ag_ctx *ctx, ag_tensor *t, bool *fresh)
+float *ag_grad_buf(ag_ctx *ctx, ag_tensor *t, bool *overwrite)
 {
-    *fresh = false;
-    if (!t->requires_grad)
+    ag_node *n = ag_node_of(t);
+    *overwrite = false;
+    if (!n->requires_grad)
         return NULL;
     if (t->grad)
         return t->grad;
-    if (!t->owner) {
+    if (!n->owner) {
         ag_zero_grad(t);
         return t->grad;
     }
     /* non-leaves get their grad from the ctx running backward; leaves from their own */
-    ag_ctx *home = t->op ? ctx : t->owner;
-    t->grad = t->op ? ag_buf_alloc(home, t->numel)
+    ag_ctx *home = n->op ? ctx : n->owner;
+    t->grad = n->op ? ag_buf_alloc(home, t->numel)
                     : ag_arena_alloc(&home->arena, (size_t)t->numel * sizeof(float));
-    *fresh = true;
+    *overwrite = true;
     return t->grad;
 }
 
 bool ag_grad_pass(ag_tensor *out, ag_tensor *t)
 {
     /* leaves own their grads; a retained grad stays with out */
-    if (!t->requires_grad || t->grad || !t->op || out->retain_grad || !out->grad ||
+    ag_node *n = ag_node_of(t);
+    if (!n->requires_grad || t->grad || !n->op || ag_node_of(out)->retain_grad || !out->grad ||
         t->numel != out->numel)
         return false;
     t->grad = out->grad;
@@ -109,9 +128,9 @@ bool ag_grad_pass(ag_tensor *out, ag_tensor *t)
 
 float *ag_grad_of(ag_ctx *ctx, ag_tensor *t)
 {
-    bool fresh;
-    float *g = ag_grad_buf(ctx, t, &fresh);
-    if (fresh)
+    bool overwrite;
+    float *g = ag_grad_buf(ctx, t, &overwrite);
+    if (overwrite)
         zero_floats(g, t->numel);
     return g;
 }
@@ -126,20 +145,22 @@ ag_tensor **ag_topo_order(ag_ctx *ctx, ag_tensor *root, int64_t *n)
     int64_t ocap = 256;
     ag_tensor **order = ag_scratch(ctx, (size_t)ocap * sizeof *order);
 
-    if (!root->op) {
+    if (!ag_node_of(root)->op) {
         *n = 0;
         return order;
     }
-    root->visited = true;
+    ag_node_of(root)->visited = true;
     stack[sp] = root;
     next[sp++] = 0;
     while (sp) {
         ag_tensor *t = stack[sp - 1];
-        if (next[sp - 1] < t->ninputs) {
-            ag_tensor *in = t->inputs[next[sp - 1]++];
-            if (!in->op || !in->requires_grad || in->visited)
+        ag_node *tn = ag_node_of(t);
+        if (next[sp - 1] < tn->ninputs) {
+            ag_tensor *in = tn->inputs[next[sp - 1]++];
+            ag_node *inn = ag_node_of(in);
+            if (!inn->op || !inn->requires_grad || inn->visited)
                 continue;
-            in->visited = true;
+            inn->visited = true;
             if (sp == cap) {
                 ag_tensor **s2 = ag_scratch(ctx, (size_t)cap * 2 * sizeof *s2);
                 int *n2 = ag_scratch(ctx, (size_t)cap * 2 * sizeof *n2);
@@ -165,7 +186,7 @@ ag_tensor **ag_topo_order(ag_ctx *ctx, ag_tensor *root, int64_t *n)
     /* every visited node ends in order: clearing the marks there leaves
      * none behind for the next traversal, from this ctx or any other */
     for (int64_t i = 0; i < cnt; i++)
-        order[i]->visited = false;
+        ag_node_of(order[i])->visited = false;
     *n = cnt;
     return order;
 }
@@ -190,7 +211,7 @@ static bool run_backward(ag_ctx *ctx, ag_tensor *root, const ag_tensor *seed, bo
                  ag_shape_str(seed, b2, sizeof b2), ag_shape_str(root, b, sizeof b));
         return false;
     }
-    if (!root->requires_grad) {
+    if (!ag_node_of(root)->requires_grad) {
         ag_error("%s: output does not require grad (no input requires it, "
                  "or it was made with gradients off)", who);
         return false;
@@ -213,9 +234,9 @@ static bool run_backward(ag_ctx *ctx, ag_tensor *root, const ag_tensor *seed, bo
         ag_tensor *t = nodes[i];
         if (t->grad) {
             ag_arena_reset(&ctx->scratch, false);
-            t->op->backward(ctx, t);
+            ag_node_of(t)->op->backward(ctx, t);
         }
-        if (t->grad && !t->retain_grad) {
+        if (t->grad && !ag_node_of(t)->retain_grad) {
             ag_buf_release(ctx, t->grad, t->numel);
             t->grad = NULL;
         }

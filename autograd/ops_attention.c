@@ -23,6 +23,12 @@ typedef struct {
     uint64_t seed;
 } geom;
 
+/* what backward needs: the geometry, and P (B, H, T, T) */
+typedef struct {
+    geom g;
+    const float *P;
+} attention_saved;
+
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
 /* Where a (batch, head) pair's (T, hs) matrices start: in the packed
@@ -38,18 +44,18 @@ static int64_t out_at(const geom *g, int64_t pair)
     return pair / g->H * g->T * g->C + pair % g->H * g->hs;
 }
 
-/* out[e] = (out[e] if accumulate) + sum_j w[j] rows[j ld + e] for e < n, j < m:
+/* out[e] (+)= sum_j w[j] rows[j ld + e] for e < n, j < m:
  * the sum over j kept in registers, eight columns at a time (adding into out
  * row by row would wait on its own stores) */
 static void weighted_rows(float *out, const float *w, const float *rows, int64_t ld, int64_t m,
-                          int64_t n, bool accumulate)
+                          int64_t n, bool overwrite)
 {
     int64_t e = 0;
     for (; e + 8 <= n; e += 8) {
         ag_v8 acc = {0};
         for (int64_t j = 0; j < m; j++)
             acc += w[j] * ag_load8(rows + j * ld + e);
-        if (accumulate)
+        if (!overwrite)
             acc += ag_load8(out + e);
         memcpy(out + e, &acc, sizeof acc);
     }
@@ -57,7 +63,7 @@ static void weighted_rows(float *out, const float *w, const float *rows, int64_t
         float s = 0.0f;
         for (int64_t j = 0; j < m; j++)
             s += w[j] * rows[j * ld + e];
-        out[e] = (accumulate ? out[e] : 0.0f) + s;
+        out[e] = (overwrite ? 0.0f : out[e]) + s;
     }
 }
 
@@ -132,17 +138,18 @@ static void pair_forward_rows(const geom *g, int64_t pair, const float *qkv, flo
         for (int64_t j = 0; j <= t; j++)
             pr[j] = ag_dot(qt, k + j * ld, hs) * g->scale;
         softmax_dropout_row(g, pair, t, pr, dr, t + 1);
-        weighted_rows(o + t * C, dr, v, ld, t + 1, hs, false);
+        weighted_rows(o + t * C, dr, v, ld, t + 1, hs, true);
     }
 }
 
 /* The same pair backward, given go = dL/do. With S = scale q k^T:
  * dD = go v^T, dP = dropout'(dD), dS = P (dP - rowsum(dP P)) scale,
- * dq = dS k, dk = dS^T q, dv = D^T go; beta 0 assigns, 1 accumulates.
+ * dq = dS k, dk = dS^T q, dv = D^T go, each overwritten or added to.
  * a holds dD then dS; d holds D (unused without dropout: D is P). */
 static void pair_backward(const geom *g, int64_t pair, const float *qkv, const float *P,
-                          const float *gout, float *gqkv, float beta, float *a, float *d)
+                          const float *gout, float *gqkv, bool overwrite, float *a, float *d)
 {
+    float beta = overwrite ? 0.0f : 1.0f; /* the GEMMs' */
     int64_t T = g->T, hs = g->hs, C = g->C, ld = 3 * C;
     const float *q = qkv + packed_at(g, pair), *k = q + C, *v = q + 2 * C;
     const float *go = gout + out_at(g, pair);
@@ -193,7 +200,7 @@ static void pair_backward(const geom *g, int64_t pair, const float *qkv, const f
 
 /* pair_backward by rows, the counterpart of pair_forward_rows. */
 static void pair_backward_rows(const geom *g, int64_t pair, const float *qkv, const float *P,
-                               const float *gout, float *gqkv, float beta, float *a)
+                               const float *gout, float *gqkv, bool overwrite, float *a)
 {
     int64_t T = g->T, hs = g->hs, C = g->C, ld = 3 * C;
     const float *q = qkv + packed_at(g, pair), *k = q + C, *v = q + 2 * C;
@@ -201,7 +208,7 @@ static void pair_backward_rows(const geom *g, int64_t pair, const float *qkv, co
     float *gq = gqkv + packed_at(g, pair), *gk = gq + C, *gv = gq + 2 * C;
     bool drop = g->p > 0.0f;
     float inv = 1.0f / (1.0f - g->p);
-    if (beta == 0.0f)
+    if (overwrite) /* the loops below add into dk and dv */
         for (int64_t t = 0; t < T; t++)
             for (int64_t e = 0; e < hs; e++)
                 gk[t * ld + e] = gv[t * ld + e] = 0.0f;
@@ -238,7 +245,7 @@ static void pair_backward_rows(const geom *g, int64_t pair, const float *qkv, co
             for (int64_t e = 0; e < hs; e++)
                 gkj[e] += ds * qt[e];
         }
-        weighted_rows(gqt, ar, k, ld, t + 1, hs, beta != 0.0f);
+        weighted_rows(gqt, ar, k, ld, t + 1, hs, overwrite);
     }
 }
 
@@ -258,22 +265,12 @@ static void forward_pair(const geom *g, int64_t pr, const float *qkv, float *out
 }
 
 static void backward_pair(const geom *g, int64_t pr, const float *qkv, const float *P,
-                          const float *gout, float *gqkv, float beta, float *a, float *d)
+                          const float *gout, float *gqkv, bool overwrite, float *a, float *d)
 {
     if (by_rows(g))
-        pair_backward_rows(g, pr, qkv, P, gout, gqkv, beta, a);
+        pair_backward_rows(g, pr, qkv, P, gout, gqkv, overwrite, a);
     else
-        pair_backward(g, pr, qkv, P, gout, gqkv, beta, a, d);
-}
-
-static geom geom_of(const ag_tensor *out)
-{
-    geom g = {.T = out->shape[1], .H = out->iarg[1], .C = out->shape[2]};
-    g.hs = g.C / g.H;
-    g.scale = out->farg[0];
-    g.p = out->farg[1];
-    g.seed = (uint64_t)out->iarg[0];
-    return g;
+        pair_backward(g, pr, qkv, P, gout, gqkv, overwrite, a, d);
 }
 
 /* enough work per call to wake the other threads */
@@ -284,18 +281,18 @@ static bool parallel_worth(const geom *g, int64_t pairs)
 
 static void attention_backward(ag_ctx *ctx, ag_tensor *out)
 {
-    ag_tensor *x = out->inputs[0];
-    bool fresh;
-    float *gx = ag_grad_buf(ctx, x, &fresh);
+    ag_tensor *x = ag_input(out, 0);
+    bool overwrite;
+    float *gx = ag_grad_buf(ctx, x, &overwrite);
     if (!gx)
         return;
-    geom g = geom_of(out);
+    const attention_saved *s = ag_saved(out);
+    geom g = s->g;
     int64_t pairs = out->shape[0] * g.H, tile = g.T * g.T;
     bool par = parallel_worth(&g, pairs);
     int nt = par ? omp_get_max_threads() : 1;
     float *scratch = ag_scratch(ctx, (size_t)(2 * nt * tile) * sizeof(float));
-    const float *P = out->saved;
-    float beta = fresh ? 0.0f : 1.0f;
+    const float *P = s->P;
     /* each thread its own two tiles; pairs handed out as threads come free */
     if (par) {
 #pragma omp parallel num_threads(nt)
@@ -303,17 +300,17 @@ static void attention_backward(ag_ctx *ctx, ag_tensor *out)
             float *a = scratch + 2 * omp_get_thread_num() * tile;
 #pragma omp for schedule(dynamic)
             for (int64_t pr = 0; pr < pairs; pr++)
-                backward_pair(&g, pr, x->data, P + pr * tile, out->grad, gx, beta, a, a + tile);
+                backward_pair(&g, pr, x->data, P + pr * tile, out->grad, gx, overwrite, a, a + tile);
         }
     } else {
         for (int64_t pr = 0; pr < pairs; pr++)
-            backward_pair(&g, pr, x->data, P + pr * tile, out->grad, gx, beta, scratch,
+            backward_pair(&g, pr, x->data, P + pr * tile, out->grad, gx, overwrite, scratch,
                           scratch + tile);
     }
 }
 
 /* backward reads qkv and the saved P, not the output */
-static const ag_op attention_op = {"attention", attention_backward, AG_OUT};
+static const ag_op attention_op = {"attention", attention_backward, AG_IN(0)};
 
 ag_tensor *ag_attention(ag_ctx *c, ag_tensor *qkv, int n_head, float scale, float dropout,
                         bool training)
@@ -336,20 +333,17 @@ ag_tensor *ag_attention(ag_ctx *c, ag_tensor *qkv, int n_head, float scale, floa
     if (!out)
         return NULL;
     float p = training ? dropout : 0.0f;
-    out->iarg[0] = p > 0.0f ? (int64_t)ag_rng_next(&c->rng) : 0;
-    out->iarg[1] = n_head;
-    out->farg[0] = scale;
-    out->farg[1] = p;
-    geom g = geom_of(out);
+    geom g = {.T = T, .H = n_head, .hs = C / n_head, .C = C, .scale = scale, .p = p,
+              .seed = p > 0.0f ? ag_rng_next(&c->rng) : 0};
     int64_t pairs = B * n_head, tile = T * T;
     bool par = parallel_worth(&g, pairs);
     int nt = par ? omp_get_max_threads() : 1;
     /* P is kept for backward when the op was recorded; otherwise one tile per thread */
-    bool keep_p = out->op != NULL;
+    bool keep_p = ag_op_of(out) != NULL;
     float *P = keep_p ? ag_ctx_alloc(c, (size_t)(pairs * tile) * sizeof(float)) : NULL;
     int64_t per_thread = (keep_p ? 0 : tile) + (p > 0.0f ? tile : 0);
     float *scratch = per_thread ? ag_buf_alloc(c, nt * per_thread) : NULL;
-    out->saved = P;
+    ag_save(c, out, &(attention_saved){.g = g, .P = P}, sizeof(attention_saved));
     if (par) {
 #pragma omp parallel num_threads(nt)
         {

@@ -1,30 +1,41 @@
 /* ops_binary.c - add, sub, mul, div with NumPy broadcasting.
- * (..a) op (..b) -> broadcast(a, b); backward sums over the broadcast dims. */
+ * (..a) op (..b) -> broadcast(a, b); backward sums over the broadcast dims.
+ *
+ * Each op is one line of BINARY_OPS; the enum, the kernel's cases, the
+ * ag_op table and the public functions are generated from it. */
 #include "internal.h"
 
-enum { ADD, SUB, MUL, DIV };
+/* X(name, out = f(x, y), its backward, what that backward reads) */
+#define BINARY_OPS(X)                                                                       \
+    X(add, x + y, add_backward, AG_NO_DATA)                                                 \
+    X(sub, x - y, sub_backward, AG_NO_DATA)                                                 \
+    X(mul, x * y, mul_backward, AG_IN(0) | AG_IN(1))                                        \
+    X(div, x / y, div_backward, AG_IN(1) | AG_OUT)
 
-static const char *const names[] = {"add", "sub", "mul", "div"};
+#define KIND(name, fwd, bwd, reads) BINARY_##name,
+typedef enum { BINARY_OPS(KIND) BINARY_COUNT } binary_kind;
+#undef KIND
 
-static inline void row(int kind, float *o, const float *a, int64_t sa, const float *b, int64_t sb,
-                       int64_t n, bool acc)
+static inline void row(binary_kind kind, float *o, const float *a, int64_t sa, const float *b, int64_t sb,
+                       int64_t n, bool overwrite)
 {
     /* sa, sb are 0 (broadcast) or 1; the branches let each loop vectorize.
-     * acc adds into o (a backward accumulating a grad) instead of writing it. */
+     * o is overwritten or, in a backward adding to a grad, added to. */
 #define LOOP(EXPR)                                                                       \
     if (sa && sb)                                                                        \
-        for (int64_t i = 0; i < n; i++) { float x = a[i], y = b[i]; o[i] = (acc ? o[i] : 0.0f) + (EXPR); } \
+        for (int64_t i = 0; i < n; i++) { float x = a[i], y = b[i]; o[i] = (overwrite ? 0.0f : o[i]) + (EXPR); } \
     else if (sa)                                                                         \
-        for (int64_t i = 0; i < n; i++) { float x = a[i], y = b[0]; o[i] = (acc ? o[i] : 0.0f) + (EXPR); } \
+        for (int64_t i = 0; i < n; i++) { float x = a[i], y = b[0]; o[i] = (overwrite ? 0.0f : o[i]) + (EXPR); } \
     else if (sb)                                                                         \
-        for (int64_t i = 0; i < n; i++) { float x = a[0], y = b[i]; o[i] = (acc ? o[i] : 0.0f) + (EXPR); } \
+        for (int64_t i = 0; i < n; i++) { float x = a[0], y = b[i]; o[i] = (overwrite ? 0.0f : o[i]) + (EXPR); } \
     else                                                                                 \
-        for (int64_t i = 0; i < n; i++) { float x = a[0], y = b[0]; o[i] = (acc ? o[i] : 0.0f) + (EXPR); }
+        for (int64_t i = 0; i < n; i++) { float x = a[0], y = b[0]; o[i] = (overwrite ? 0.0f : o[i]) + (EXPR); }
     switch (kind) {
-    case ADD: LOOP(x + y) break;
-    case SUB: LOOP(x - y) break;
-    case MUL: LOOP(x * y) break;
-    default: LOOP(x / y) break;
+#define CASE(name, fwd, bwd, reads) case BINARY_##name: LOOP(fwd) break;
+        BINARY_OPS(CASE)
+#undef CASE
+    case BINARY_COUNT:
+        break;
     }
 #undef LOOP
 }
@@ -50,8 +61,10 @@ static int row_mode(const ag_tensor *t, const ag_tensor *out, int64_t rows, int6
     return suffix ? SUFFIX : GENERAL;
 }
 
-/* out = a op b over out's shape, a and b read through broadcast strides */
-static void binary_kernel(int kind, ag_tensor *out, const ag_tensor *a, const ag_tensor *b, bool acc)
+/* out = a op b over out's shape, a and b read through broadcast strides.
+ * Reads only the tensors' public part (shape, data): the backwards pass
+ * stack copies of out that point at grad or scratch memory. */
+static void binary_kernel(binary_kind kind, ag_tensor *out, const ag_tensor *a, const ag_tensor *b, bool overwrite)
 {
     int nd = out->ndim;
     if (nd == 0 || (ag_same_shape(a, out) && ag_same_shape(b, out))) {
@@ -61,7 +74,7 @@ static void binary_kernel(int kind, ag_tensor *out, const ag_tensor *a, const ag
         for (int64_t c = 0; c < nchunks; c++) {
             int64_t i0 = c * chunk, len = i0 + chunk < n ? chunk : n - i0;
             row(kind, out->data + i0, a->data + (a->numel == 1 ? 0 : i0), a->numel != 1,
-                b->data + (b->numel == 1 ? 0 : i0), b->numel != 1, len, acc);
+                b->data + (b->numel == 1 ? 0 : i0), b->numel != 1, len, overwrite);
         }
         );
         return;
@@ -74,7 +87,7 @@ static void binary_kernel(int kind, ag_tensor *out, const ag_tensor *a, const ag
         bool ua = ma == FULL || ma == SUFFIX, ub = mb == FULL || mb == SUFFIX;
         AG_PARALLEL_FOR(out->numel > AG_PAR_MIN, ,
         for (int64_t r = 0; r < rows; r++)
-            row(kind, out->data + r * L, a->data + r * ra, ua, b->data + r * rb, ub, L, acc);
+            row(kind, out->data + r * L, a->data + r * ra, ua, b->data + r * rb, ub, L, overwrite);
         );
         return;
     }
@@ -91,36 +104,43 @@ static void binary_kernel(int kind, ag_tensor *out, const ag_tensor *a, const ag
             ob += k * sb[d];
         }
         row(kind, out->data + r * L, a->data + oa, sa[nd - 1] != 0, b->data + ob,
-            sb[nd - 1] != 0, L, acc);
+            sb[nd - 1] != 0, L, overwrite);
     }
     );
 }
 
-static void binary_backward(ag_ctx *ctx, ag_tensor *out)
+/* add, sub: each input's grad is g (b's is -g for sub), summed over the
+ * dims it was broadcast along */
+static void sum_backward(ag_ctx *ctx, ag_tensor *out, float b_sign)
 {
-    int kind = (int)out->iarg[0];
-    ag_tensor *a = out->inputs[0], *b = out->inputs[1];
-    bool fa, fb;
+    ag_tensor *a = ag_input(out, 0), *b = ag_input(out, 1);
+    bool overwrite_a, overwrite_b;
     const float *g = out->grad;
-    int64_t n = out->numel;
-
-    if (kind == ADD || kind == SUB) {
-        /* b first: a of out's shape may then take g's buffer (b == a has a grad by then) */
-        float *gb = ag_grad_buf(ctx, b, &fb);
-        if (gb)
-            ag_accum_reduce(gb, b, g, out, kind == ADD ? 1.0f : -1.0f, fb);
-        if (ag_same_shape(a, out) && ag_grad_pass(out, a))
-            return;
-        float *ga = ag_grad_buf(ctx, a, &fa);
-        if (ga)
-            ag_accum_reduce(ga, a, g, out, 1.0f, fa);
+    /* b first: a of out's shape may then take g's buffer (b == a has a grad by then) */
+    float *gb = ag_grad_buf(ctx, b, &overwrite_b);
+    if (gb)
+        ag_accum_reduce(gb, b, g, out, b_sign, overwrite_b);
+    if (ag_same_shape(a, out) && ag_grad_pass(out, a))
         return;
-    }
-    float *ga = ag_grad_buf(ctx, a, &fa), *gb = ag_grad_buf(ctx, b, &fb);
-    /* mul: ga = g*b, gb = g*a; div: ga = g/b, gb = -g*a/b^2 = -g*out/b.
-     * An input of out's shape takes its grad in one pass; a bias-like or
-     * per-row factor of mul sums g*a in one pass; anything else is formed
-     * over out's shape in scratch, then summed down. */
+    float *ga = ag_grad_buf(ctx, a, &overwrite_a);
+    if (ga)
+        ag_accum_reduce(ga, a, g, out, 1.0f, overwrite_a);
+}
+
+static void add_backward(ag_ctx *ctx, ag_tensor *out) { sum_backward(ctx, out, 1.0f); }
+static void sub_backward(ag_ctx *ctx, ag_tensor *out) { sum_backward(ctx, out, -1.0f); }
+
+/* mul: ga = g*b, gb = g*a; div: ga = g/b, gb = -g*a/b^2 = -g*out/b.
+ * An input of out's shape takes its grad in one pass; a bias-like or
+ * per-row factor of mul sums g*a in one pass; anything else is formed
+ * over out's shape in scratch, then summed down. */
+static void product_backward(ag_ctx *ctx, ag_tensor *out, bool div)
+{
+    ag_tensor *a = ag_input(out, 0), *b = ag_input(out, 1);
+    bool overwrite_a, overwrite_b;
+    int64_t n = out->numel;
+    binary_kind ka = div ? BINARY_div : BINARY_mul; /* ga = g ka b */
+    float *ga = ag_grad_buf(ctx, a, &overwrite_a), *gb = ag_grad_buf(ctx, b, &overwrite_b);
     ag_tensor gt = *out;
     gt.data = out->grad;
     float *tmp = NULL;
@@ -128,67 +148,66 @@ static void binary_backward(ag_ctx *ctx, ag_tensor *out)
         if (ag_same_shape(a, out)) {
             ag_tensor dst = *out;
             dst.data = ga;
-            binary_kernel(kind == MUL ? MUL : DIV, &dst, &gt, b, !fa);
+            binary_kernel(ka, &dst, &gt, b, overwrite_a);
         } else {
             ag_tensor t = *out;
             t.data = tmp = ag_scratch(ctx, (size_t)n * sizeof(float));
-            binary_kernel(kind == MUL ? MUL : DIV, &t, &gt, b, false);
-            ag_accum_reduce(ga, a, tmp, out, 1.0f, fa);
+            binary_kernel(ka, &t, &gt, b, true);
+            ag_accum_reduce(ga, a, tmp, out, 1.0f, overwrite_a);
         }
     }
     if (!gb)
         return;
     int64_t L = out->ndim ? out->shape[out->ndim - 1] : 1, rows = L ? n / L : 0;
     int mb = row_mode(b, out, rows, L);
-    if (kind == MUL && ag_same_shape(b, out)) {
+    if (!div && ag_same_shape(b, out)) {
         ag_tensor dst = *out;
         dst.data = gb;
-        binary_kernel(MUL, &dst, &gt, a, !fb);
-    } else if (kind == MUL && ag_same_shape(a, out) && (mb == SUFFIX || mb == PER_ROW)) {
-        ag_sum_product(gb, mb == PER_ROW, out->grad, a->data, rows, L, fb);
+        binary_kernel(BINARY_mul, &dst, &gt, a, overwrite_b);
+    } else if (!div && ag_same_shape(a, out) && (mb == SUFFIX || mb == PER_ROW)) {
+        ag_sum_product(gb, mb == PER_ROW, out->grad, a->data, rows, L, overwrite_b);
     } else {
         ag_tensor t = *out;
         t.data = tmp ? tmp : ag_scratch(ctx, (size_t)n * sizeof(float));
-        if (kind == MUL)
-            binary_kernel(MUL, &t, &gt, a, false);
+        if (!div)
+            binary_kernel(BINARY_mul, &t, &gt, a, true);
         else {
-            binary_kernel(MUL, &t, &gt, out, false);
-            binary_kernel(DIV, &t, &t, b, false);
+            binary_kernel(BINARY_mul, &t, &gt, out, true);
+            binary_kernel(BINARY_div, &t, &t, b, true);
         }
-        ag_accum_reduce(gb, b, t.data, out, kind == MUL ? 1.0f : -1.0f, fb);
+        ag_accum_reduce(gb, b, t.data, out, div ? -1.0f : 1.0f, overwrite_b);
     }
 }
 
-static const ag_op ops[] = {
-    /* what each backward reads: add/sub nothing; mul a and b; div b and the output */
-    {"add", binary_backward, AG_IN(0) | AG_IN(1) | AG_OUT},
-    {"sub", binary_backward, AG_IN(0) | AG_IN(1) | AG_OUT},
-    {"mul", binary_backward, AG_OUT},
-    {"div", binary_backward, AG_IN(0)},
-};
+static void mul_backward(ag_ctx *ctx, ag_tensor *out) { product_backward(ctx, out, false); }
+static void div_backward(ag_ctx *ctx, ag_tensor *out) { product_backward(ctx, out, true); }
 
-static ag_tensor *binary(ag_ctx *c, int kind, ag_tensor *a, ag_tensor *b)
+#define OP(name, fwd, bwd, reads) [BINARY_##name] = {#name, bwd, reads},
+static const ag_op ops[] = {BINARY_OPS(OP)};
+#undef OP
+_Static_assert(sizeof ops / sizeof *ops == BINARY_COUNT, "one ag_op per binary kind");
+
+static ag_tensor *binary(ag_ctx *c, binary_kind kind, ag_tensor *a, ag_tensor *b)
 {
     ag_tensor *in[2] = {a, b};
-    if (!ag_check_inputs(names[kind], in, 2))
+    if (!ag_check_inputs(ops[kind].name, in, 2))
         return NULL;
     int nd;
     int64_t shape[AG_MAX_DIMS];
     if (!ag_broadcast_shape(a, b, &nd, shape)) {
         char sa[128], sb[128];
-        ag_error("%s: shapes %s and %s do not broadcast", names[kind], ag_shape_str(a, sa, sizeof sa),
+        ag_error("%s: shapes %s and %s do not broadcast", ops[kind].name, ag_shape_str(a, sa, sizeof sa),
                  ag_shape_str(b, sb, sizeof sb));
         return NULL;
     }
     ag_tensor *out = ag_result(c, &ops[kind], in, 2, nd, shape);
     if (!out)
         return NULL;
-    out->iarg[0] = kind;
-    binary_kernel(kind, out, a, b, false);
+    binary_kernel(kind, out, a, b, true);
     return out;
 }
 
-ag_tensor *ag_add(ag_ctx *c, ag_tensor *a, ag_tensor *b) { return binary(c, ADD, a, b); }
-ag_tensor *ag_sub(ag_ctx *c, ag_tensor *a, ag_tensor *b) { return binary(c, SUB, a, b); }
-ag_tensor *ag_mul(ag_ctx *c, ag_tensor *a, ag_tensor *b) { return binary(c, MUL, a, b); }
-ag_tensor *ag_div(ag_ctx *c, ag_tensor *a, ag_tensor *b) { return binary(c, DIV, a, b); }
+#define PUBLIC(name, fwd, bwd, reads)                                                      \
+    ag_tensor *ag_##name(ag_ctx *c, ag_tensor *a, ag_tensor *b) { return binary(c, BINARY_##name, a, b); }
+BINARY_OPS(PUBLIC)
+#undef PUBLIC

@@ -3,27 +3,33 @@
  * threads and backward regenerates it instead of storing it. */
 #include "internal.h"
 
-/* y = x * keep / (1 - p); with accumulate, y += ... (backward into an existing grad) */
-static void kernel(float *y, const float *x, int64_t n, uint64_t seed, float p, bool accumulate)
+typedef struct {
+    uint64_t seed; /* this call's: the keep mask is a function of it */
+    float p;
+} dropout_attr;
+
+/* y (+)= x * keep / (1 - p) */
+static void kernel(float *y, const float *x, int64_t n, uint64_t seed, float p, bool overwrite)
 {
     float scale = 1.0f / (1.0f - p);
     AG_PARALLEL_FOR(n > AG_PAR_MIN / 4, ,
     for (int64_t i = 0; i < n; i++) {
         float v = ag_dropout_keep(seed, i, p) ? x[i] * scale : 0.0f;
-        y[i] = accumulate ? y[i] + v : v;
+        y[i] = overwrite ? v : y[i] + v;
     }
     );
 }
 
 static void dropout_backward(ag_ctx *ctx, ag_tensor *out)
 {
-    bool fresh;
-    float *gx = ag_grad_buf(ctx, out->inputs[0], &fresh);
+    bool overwrite;
+    float *gx = ag_grad_buf(ctx, ag_input(out, 0), &overwrite);
+    const dropout_attr *at = ag_saved(out);
     if (gx)
-        kernel(gx, out->grad, out->numel, (uint64_t)out->iarg[0], out->farg[0], !fresh);
+        kernel(gx, out->grad, out->numel, at->seed, at->p, overwrite);
 }
 
-static const ag_op dropout_op = {"dropout", dropout_backward, AG_IN(0) | AG_OUT};
+static const ag_op dropout_op = {"dropout", dropout_backward, AG_NO_DATA};
 
 ag_tensor *ag_dropout(ag_ctx *c, ag_tensor *a, float p, bool training)
 {
@@ -44,9 +50,8 @@ ag_tensor *ag_dropout(ag_ctx *c, ag_tensor *a, float p, bool training)
     ag_tensor *out = ag_result(c, &dropout_op, &a, 1, a->ndim, a->shape);
     if (!out)
         return NULL;
-    uint64_t seed = ag_rng_next(&c->rng);
-    out->iarg[0] = (int64_t)seed;
-    out->farg[0] = p;
-    kernel(out->data, a->data, a->numel, seed, p, false);
+    dropout_attr at = {.seed = ag_rng_next(&c->rng), .p = p};
+    ag_save(c, out, &at, sizeof at);
+    kernel(out->data, a->data, a->numel, at.seed, p, true);
     return out;
 }

@@ -2,14 +2,20 @@
  * Backward scatters each row's grad back; repeated indices add up. */
 #include "internal.h"
 
+typedef struct {
+    const int32_t *idx; /* a copy of the indices */
+    int64_t n;          /* how many */
+} embedding_attr;
+
 static void embedding_backward(ag_ctx *ctx, ag_tensor *out)
 {
-    ag_tensor *w = out->inputs[0];
+    ag_tensor *w = ag_input(out, 0);
     float *gw = ag_grad_of(ctx, w);
     if (!gw)
         return;
-    const int32_t *idx = out->saved;
-    int64_t n = out->iarg[0], C = w->shape[1];
+    const embedding_attr *at = ag_saved(out);
+    const int32_t *idx = at->idx;
+    int64_t n = at->n, C = w->shape[1];
     /* split by columns, not rows: two rows may scatter into the same weight row */
     AG_PARALLEL_FOR(n * C > AG_PAR_MIN && C >= 32, ,
     for (int64_t c0 = 0; c0 < C; c0 += 16) {
@@ -24,7 +30,7 @@ static void embedding_backward(ag_ctx *ctx, ag_tensor *out)
     );
 }
 
-static const ag_op embedding_op = {"embedding", embedding_backward, AG_IN(0) | AG_OUT};
+static const ag_op embedding_op = {"embedding", embedding_backward, AG_NO_DATA};
 
 ag_tensor *ag_embedding(ag_ctx *c, ag_tensor *weight, const ag_index *idx)
 {
@@ -53,8 +59,7 @@ ag_tensor *ag_embedding(ag_ctx *c, ag_tensor *weight, const ag_index *idx)
         return NULL;
     int32_t *saved = ag_ctx_alloc(c, (size_t)idx->numel * sizeof *saved);
     memcpy(saved, idx->data, (size_t)idx->numel * sizeof *saved);
-    out->saved = saved;
-    out->iarg[0] = idx->numel;
+    ag_save(c, out, &(embedding_attr){.idx = saved, .n = idx->numel}, sizeof(embedding_attr));
     AG_PARALLEL_FOR(idx->numel * C > AG_PAR_MIN, ,
     for (int64_t r = 0; r < idx->numel; r++)
         memcpy(out->data + r * C, weight->data + (int64_t)saved[r] * C, (size_t)C * sizeof(float));

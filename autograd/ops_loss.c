@@ -7,17 +7,18 @@ typedef struct {
     const int32_t *targets;
     double *lse;  /* double: m + log(sum) in float would round to m's precision at large logits */
     int64_t count;
+    int ignore_index;
 } ce_saved;
 
 static void ce_backward(ag_ctx *ctx, ag_tensor *out)
 {
-    ag_tensor *x = out->inputs[0];
+    ag_tensor *x = ag_input(out, 0);
     float *gx = ag_grad_of(ctx, x);
     if (!gx)
         return;
-    const ce_saved *s = out->saved;
+    const ce_saved *s = ag_saved(out);
     int64_t N = x->shape[0], C = x->shape[1];
-    int ignore = (int)out->iarg[0];
+    int ignore = s->ignore_index;
     float scale = out->grad[0] / (float)s->count;
     AG_PARALLEL_FOR(N * C > AG_PAR_MIN, ,
     for (int64_t n = 0; n < N; n++) {
@@ -33,7 +34,7 @@ static void ce_backward(ag_ctx *ctx, ag_tensor *out)
     );
 }
 
-static const ag_op ce_op = {"cross_entropy", ce_backward, AG_OUT};
+static const ag_op ce_op = {"cross_entropy", ce_backward, AG_IN(0)};
 
 ag_tensor *ag_cross_entropy(ag_ctx *c, ag_tensor *logits, const ag_index *targets, int ignore_index)
 {
@@ -68,8 +69,8 @@ ag_tensor *ag_cross_entropy(ag_ctx *c, ag_tensor *logits, const ag_index *target
     s->targets = tg;
     s->lse = ag_ctx_alloc(c, (size_t)N * sizeof(double));
     s->count = count;
-    out->saved = s;
-    out->iarg[0] = ignore_index;
+    s->ignore_index = ignore_index;
+    ag_node_of(out)->saved = s;
     double total = 0;
     AG_PARALLEL_FOR(N * C > AG_PAR_MIN, reduction(+ : total),
     for (int64_t n = 0; n < N; n++) {

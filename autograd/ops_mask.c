@@ -25,8 +25,8 @@ static uint8_t *expand_mask(ag_ctx *c, const ag_tensor *a, const ag_tensor *mask
 
 static void masked_fill_backward(ag_ctx *ctx, ag_tensor *out)
 {
-    float *gx = ag_grad_of(ctx, out->inputs[0]);
-    const uint8_t *m = out->saved;
+    float *gx = ag_grad_of(ctx, ag_input(out, 0));
+    const uint8_t *m = ag_saved(out);
     if (gx)
         AG_PARALLEL_FOR(out->numel > AG_PAR_MIN, ,
         for (int64_t i = 0; i < out->numel; i++)
@@ -34,7 +34,7 @@ static void masked_fill_backward(ag_ctx *ctx, ag_tensor *out)
         );
 }
 
-static const ag_op masked_fill_op = {"masked_fill", masked_fill_backward, AG_IN(0) | AG_OUT};
+static const ag_op masked_fill_op = {"masked_fill", masked_fill_backward, AG_NO_DATA};
 
 ag_tensor *ag_masked_fill(ag_ctx *c, ag_tensor *a, const ag_tensor *mask, float value)
 {
@@ -56,7 +56,7 @@ ag_tensor *ag_masked_fill(ag_ctx *c, ag_tensor *a, const ag_tensor *mask, float 
     if (!out)
         return NULL;
     uint8_t *m = expand_mask(c, a, mask);
-    out->saved = m;
+    ag_node_of(out)->saved = m;
     AG_PARALLEL_FOR(a->numel > AG_PAR_MIN, ,
     for (int64_t i = 0; i < a->numel; i++)
         out->data[i] = m[i] ? value : a->data[i];
@@ -67,7 +67,7 @@ ag_tensor *ag_masked_fill(ag_ctx *c, ag_tensor *a, const ag_tensor *mask, float 
 /* ---- causal mask over the last two dims (..., T, S): column s > row t gets value */
 
 static void causal_kernel(float *y, const float *x, int64_t rows, int64_t T, int64_t S,
-                          float value, bool back)
+                          float value, bool overwrite)
 {
     AG_PARALLEL_FOR(rows * S > AG_PAR_MIN, ,
     for (int64_t r = 0; r < rows; r++) {
@@ -75,7 +75,7 @@ static void causal_kernel(float *y, const float *x, int64_t rows, int64_t T, int
         float *yr = y + r * S;
         const float *xr = x + r * S;
         int64_t keep = t + 1 < S ? t + 1 : S;
-        if (back) { /* y is the input grad, x the output grad */
+        if (!overwrite) { /* a backward adding into a grad: nothing masked to write */
             for (int64_t s = 0; s < keep; s++)
                 yr[s] += xr[s];
         } else {
@@ -90,15 +90,15 @@ static void causal_kernel(float *y, const float *x, int64_t rows, int64_t T, int
 
 static void causal_backward(ag_ctx *ctx, ag_tensor *out)
 {
-    bool fresh;
-    float *gx = ag_grad_buf(ctx, out->inputs[0], &fresh);
+    bool overwrite;
+    float *gx = ag_grad_buf(ctx, ag_input(out, 0), &overwrite);
     int64_t T = out->shape[out->ndim - 2], S = out->shape[out->ndim - 1];
-    /* a fresh grad is the forward itself with 0 as the masked value */
+    /* an overwritten grad is the forward itself with 0 as the masked value */
     if (gx)
-        causal_kernel(gx, out->grad, out->numel / (S ? S : 1), T, S, 0.0f, !fresh);
+        causal_kernel(gx, out->grad, out->numel / (S ? S : 1), T, S, 0.0f, overwrite);
 }
 
-static const ag_op causal_op = {"causal_mask", causal_backward, AG_IN(0) | AG_OUT};
+static const ag_op causal_op = {"causal_mask", causal_backward, AG_NO_DATA};
 
 ag_tensor *ag_causal_mask(ag_ctx *c, ag_tensor *a, float value)
 {
@@ -113,6 +113,6 @@ ag_tensor *ag_causal_mask(ag_ctx *c, ag_tensor *a, float value)
     if (!out)
         return NULL;
     int64_t T = a->shape[a->ndim - 2], S = a->shape[a->ndim - 1];
-    causal_kernel(out->data, a->data, a->numel / (S ? S : 1), T, S, value, false);
+    causal_kernel(out->data, a->data, a->numel / (S ? S : 1), T, S, value, true);
     return out;
 }

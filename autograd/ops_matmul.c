@@ -12,6 +12,7 @@ typedef struct {
     int64_t *oa, *ob;              /* element offset of each batch's A and B */
     bool a_bcast, b_bcast;         /* an input's batch is shared by several outputs */
     bool fold;                     /* A's batches fold into M: B is one matrix */
+    bool nt;                       /* B is used transposed (matmul_nt, linear) */
 } plan;
 
 /* Offsets of t's matrices for each output batch, t broadcast over (nbd, bshape). */
@@ -69,31 +70,32 @@ static int64_t *seq_offsets(ag_ctx *c, int64_t nb, int64_t step)
     return o;
 }
 
-static void matmul_backward(ag_ctx *ctx, ag_tensor *out)
+/* The products' grads, and with bias (linear's), the bias's. */
+static void product_grads(ag_ctx *ctx, ag_tensor *out, ag_tensor *bias)
 {
-    ag_tensor *a = out->inputs[0], *b = out->inputs[1];
-    const plan *p = out->saved;
-    bool nt = out->iarg[0];
+    ag_tensor *a = ag_input(out, 0), *b = ag_input(out, 1);
+    const plan *p = ag_saved(out);
+    bool nt = p->nt;
     int64_t M = a->shape[a->ndim - 2], K = a->shape[a->ndim - 1];
     int64_t N = out->shape[out->ndim - 1];
-    bool fa, fb;
-    float *ga = ag_grad_buf(ctx, a, &fa), *gb = ag_grad_buf(ctx, b, &fb);
+    bool overwrite_a, overwrite_b;
+    float *ga = ag_grad_buf(ctx, a, &overwrite_a), *gb = ag_grad_buf(ctx, b, &overwrite_b);
     const float *g = out->grad;
     int64_t *oc = seq_offsets(ctx, p->nb, M * N);
-    /* A fresh grad is written with beta 0 where one GEMM covers each of its
-     * elements once; where broadcast batches add up, it is zeroed first. */
-    if (fa && !p->fold && p->a_bcast)
+    /* A grad to overwrite is written with beta 0 where one GEMM covers each
+     * of its elements once; where broadcast batches add up, it is zeroed first. */
+    if (overwrite_a && !p->fold && p->a_bcast)
         memset(ga, 0, (size_t)a->numel * sizeof *ga);
-    if (fb && !p->fold && p->b_bcast)
+    if (overwrite_b && !p->fold && p->b_bcast)
         memset(gb, 0, (size_t)b->numel * sizeof *gb);
-    if (out->ninputs == 3) { /* linear's bias: column sums of the output grad */
-        bool fc;
-        float *gc = ag_grad_buf(ctx, out->inputs[2], &fc);
+    if (bias) { /* column sums of the output grad */
+        bool overwrite_c;
+        float *gc = ag_grad_buf(ctx, bias, &overwrite_c);
         if (gc)
-            ag_accum_reduce(gc, out->inputs[2], g, out, 1.0f, fc);
+            ag_accum_reduce(gc, bias, g, out, 1.0f, overwrite_c);
     }
-    float beta_a = fa && (p->fold || !p->a_bcast) ? 0.0f : 1.0f;
-    float beta_b = fb && (p->fold || !p->b_bcast) ? 0.0f : 1.0f;
+    float beta_a = overwrite_a && (p->fold || !p->a_bcast) ? 0.0f : 1.0f;
+    float beta_b = overwrite_b && (p->fold || !p->b_bcast) ? 0.0f : 1.0f;
 
     if (p->fold) {
         int64_t R = p->nb * M; /* all of A's rows at once */
@@ -120,9 +122,17 @@ static void matmul_backward(ag_ctx *ctx, ag_tensor *out)
     }
 }
 
-static const ag_op matmul_op = {"matmul", matmul_backward, AG_OUT};
-static const ag_op matmul_nt_op = {"matmul_nt", matmul_backward, AG_OUT};
-static const ag_op linear_op = {"linear", matmul_backward, AG_IN(2) | AG_OUT};
+static void matmul_backward(ag_ctx *ctx, ag_tensor *out) { product_grads(ctx, out, NULL); }
+
+/* linear's inputs: x, w, and the bias when it has one */
+static void linear_backward(ag_ctx *ctx, ag_tensor *out)
+{
+    product_grads(ctx, out, ag_num_inputs(out) > 2 ? ag_input(out, 2) : NULL);
+}
+
+static const ag_op matmul_op = {"matmul", matmul_backward, AG_IN(0) | AG_IN(1)};
+static const ag_op matmul_nt_op = {"matmul_nt", matmul_backward, AG_IN(0) | AG_IN(1)};
+static const ag_op linear_op = {"linear", linear_backward, AG_IN(0) | AG_IN(1)};
 
 /* a @ op(b) (+ bias on every row, for linear), recorded as op. */
 static ag_tensor *matmul(ag_ctx *c, const ag_op *op, ag_tensor *a, ag_tensor *b, ag_tensor *bias,
@@ -141,7 +151,7 @@ static ag_tensor *matmul(ag_ctx *c, const ag_op *op, ag_tensor *a, ag_tensor *b,
     }
     int64_t M = a->shape[a->ndim - 2], K = a->shape[a->ndim - 1];
     int64_t Kb = b->shape[b->ndim - (nt ? 1 : 2)], N = b->shape[b->ndim - (nt ? 2 : 1)];
-    /* the batch dims broadcast like elementwise shapes */
+    /* the batch dims broadcast like elementwise shapes (stack copies: public part only) */
     ag_tensor ba = *a, bb = *b;
     ba.ndim -= 2;
     bb.ndim -= 2;
@@ -164,8 +174,8 @@ static ag_tensor *matmul(ag_ctx *c, const ag_op *op, ag_tensor *a, ag_tensor *b,
     p->a_bcast = offsets(c, a, nbd, shape, nb, &p->oa);
     p->b_bcast = offsets(c, b, nbd, shape, nb, &p->ob);
     p->fold = !p->a_bcast && b->numel == K * N;
-    out->saved = p;
-    out->iarg[0] = nt;
+    p->nt = nt;
+    ag_node_of(out)->saved = p;
     float beta = 0.0f;
     if (bias) { /* rows start as the bias and the product adds to them: no second pass */
         int64_t rows = nb * M;

@@ -37,9 +37,9 @@ static void norm_rows(float *y, const float *x, const float *w, const float *b, 
 }
 
 /* Rows [r0, r1) of backward. With xh = (x - mean) rstd and gh = g w:
- * gx = rstd (gh - mean(gh) - xh mean(gh xh)) (assigned or added);
+ * gx (+)= rstd (gh - mean(gh) - xh mean(gh xh));
  * gw_part += g xh, gb_part += g over the rows. xh: 2C floats of scratch. */
-static void norm_grad_rows(float *gx, bool assign, float *gw_part, float *gb_part, const float *g,
+static void norm_grad_rows(float *gx, bool overwrite, float *gw_part, float *gb_part, const float *g,
                            const float *x, const float *w, const norm_saved *s, int64_t r0,
                            int64_t r1, int64_t C, float *xh)
 {
@@ -58,7 +58,7 @@ static void norm_grad_rows(float *gx, bool assign, float *gw_part, float *gb_par
 #pragma omp simd
             for (int64_t j = 0; j < C; j++) {
                 float v = rs * (gr[j] * w[j] - m1 - xh[j] * m2);
-                gxr[j] = assign ? v : gxr[j] + v;
+                gxr[j] = overwrite ? v : gxr[j] + v;
             }
         if (gw_part)
 #pragma omp simd
@@ -73,27 +73,27 @@ static void norm_grad_rows(float *gx, bool assign, float *gw_part, float *gb_par
 
 static void norm_backward(ag_ctx *ctx, ag_tensor *out)
 {
-    ag_tensor *x = out->inputs[0], *w = out->inputs[1], *b = out->inputs[2];
-    bool fx, fw, fb;
-    float *gx = ag_grad_buf(ctx, x, &fx), *gw = ag_grad_buf(ctx, w, &fw);
-    float *gb = ag_grad_buf(ctx, b, &fb);
+    ag_tensor *x = ag_input(out, 0), *w = ag_input(out, 1), *b = ag_input(out, 2);
+    bool overwrite_x, overwrite_w, overwrite_b;
+    float *gx = ag_grad_buf(ctx, x, &overwrite_x), *gw = ag_grad_buf(ctx, w, &overwrite_w);
+    float *gb = ag_grad_buf(ctx, b, &overwrite_b);
     int64_t C = out->shape[out->ndim - 1], rows = out->numel / C;
     bool par = out->numel > AG_PAR_MIN;
     int nt = par ? omp_get_max_threads() : 1;
     /* per thread: gw and gb partial sums, and two rows of scratch */
     float *part = ag_scratch(ctx, (size_t)(nt * 4 * C) * sizeof(float));
     memset(part, 0, (size_t)(nt * 4 * C) * sizeof(float));
-    const norm_saved *s = out->saved;
+    const norm_saved *s = ag_saved(out);
     if (par) {
 #pragma omp parallel num_threads(nt)
         {
             int id = omp_get_thread_num(), n = omp_get_num_threads();
             float *p = part + id * 4 * C;
-            norm_grad_rows(gx, fx, gw ? p : NULL, gb ? p + C : NULL, out->grad, x->data, w->data,
+            norm_grad_rows(gx, overwrite_x, gw ? p : NULL, gb ? p + C : NULL, out->grad, x->data, w->data,
                            s, rows * id / n, rows * (id + 1) / n, C, p + 2 * C);
         }
     } else {
-        norm_grad_rows(gx, fx, gw ? part : NULL, gb ? part + C : NULL, out->grad, x->data, w->data,
+        norm_grad_rows(gx, overwrite_x, gw ? part : NULL, gb ? part + C : NULL, out->grad, x->data, w->data,
                        s, 0, rows, C, part + 2 * C);
     }
     for (int64_t j = 0; j < C; j++) {
@@ -103,14 +103,14 @@ static void norm_backward(ag_ctx *ctx, ag_tensor *out)
             sb += part[t * 4 * C + C + j];
         }
         if (gw)
-            gw[j] = (fw ? 0.0f : gw[j]) + sw;
+            gw[j] = (overwrite_w ? 0.0f : gw[j]) + sw;
         if (gb)
-            gb[j] = (fb ? 0.0f : gb[j]) + sb;
+            gb[j] = (overwrite_b ? 0.0f : gb[j]) + sb;
     }
 }
 
 /* backward reads x and w, and the saved row statistics; not b, not the output */
-static const ag_op norm_op = {"layer_norm", norm_backward, AG_IN(2) | AG_OUT};
+static const ag_op norm_op = {"layer_norm", norm_backward, AG_IN(0) | AG_IN(1)};
 
 ag_tensor *ag_layer_norm(ag_ctx *c, ag_tensor *x, ag_tensor *w, ag_tensor *b, float eps)
 {
@@ -137,7 +137,7 @@ ag_tensor *ag_layer_norm(ag_ctx *c, ag_tensor *x, ag_tensor *w, ag_tensor *b, fl
     norm_saved *s = ag_ctx_alloc(c, sizeof *s);
     s->mean = ag_ctx_alloc(c, (size_t)rows * sizeof(float));
     s->rstd = ag_ctx_alloc(c, (size_t)rows * sizeof(float));
-    out->saved = s;
+    ag_node_of(out)->saved = s;
     if (x->numel > AG_PAR_MIN) {
 #pragma omp parallel
         {

@@ -3,6 +3,12 @@
  * the output is (outer, inner), shaped with or without the kept axis. */
 #include "internal.h"
 
+typedef struct {
+    int64_t outer, n, inner; /* the input as (outer, n, inner), n reduced */
+    float scale;             /* sum: 1, mean: 1 / n */
+    const int32_t *arg;      /* max: the k of each maximum, (outer, inner) */
+} reduce_attr;
+
 /* y[o, i] = scale * sum_k x[o, k, i] */
 static void sum_kernel(float *y, const float *x, int64_t outer, int64_t n, int64_t inner,
                        float scale)
@@ -42,22 +48,23 @@ static void sum_kernel(float *y, const float *x, int64_t outer, int64_t n, int64
 
 static void sum_backward(ag_ctx *ctx, ag_tensor *out)
 {
-    ag_tensor *x = out->inputs[0];
-    bool fresh;
-    float *gx = ag_grad_buf(ctx, x, &fresh);
+    ag_tensor *x = ag_input(out, 0);
+    bool overwrite;
+    float *gx = ag_grad_buf(ctx, x, &overwrite);
     if (!gx)
         return;
-    int64_t outer = out->iarg[0], n = out->iarg[1], inner = out->iarg[2];
-    float scale = out->farg[0];
+    const reduce_attr *at = ag_saved(out);
+    int64_t outer = at->outer, n = at->n, inner = at->inner;
+    float scale = at->scale;
     const float *g = out->grad;
-    /* gx[o, k, i] += scale * g[o, i] (= when fresh); rows of n*inner per o
+    /* gx[o, k, i] (+)= scale * g[o, i]; rows of n*inner per o
      * keep the inner loop long */
-#define ACC(I, V) gx[I] = (fresh ? 0.0f : gx[I]) + (V)
+#define PUT(I, V) gx[I] = (overwrite ? 0.0f : gx[I]) + (V)
     if (outer == 1) { /* sum over everything, or over the first axis: split the rows */
         AG_PARALLEL_FOR(x->numel > AG_PAR_MIN, ,
         for (int64_t k = 0; k < n; k++)
             for (int64_t i = 0; i < inner; i++)
-                ACC(k * inner + i, scale * g[i]);
+                PUT(k * inner + i, scale * g[i]);
         );
         return;
     }
@@ -68,14 +75,14 @@ static void sum_backward(ag_ctx *ctx, ag_tensor *out)
         if (inner == 1) {
             float v = scale * go[0];
             for (int64_t k = 0; k < n; k++)
-                ACC(base + k, v);
+                PUT(base + k, v);
         } else
             for (int64_t k = 0; k < n; k++)
                 for (int64_t i = 0; i < inner; i++)
-                    ACC(base + k * inner + i, scale * go[i]);
+                    PUT(base + k * inner + i, scale * go[i]);
     }
     );
-#undef ACC
+#undef PUT
 }
 
 /* y[o, i] = max_k x[o, k, i], arg[o, i] = the first k reaching it */
@@ -103,20 +110,21 @@ static void max_kernel(float *y, int32_t *arg, const float *x, int64_t outer, in
 
 static void max_backward(ag_ctx *ctx, ag_tensor *out)
 {
-    ag_tensor *x = out->inputs[0];
+    ag_tensor *x = ag_input(out, 0);
     float *gx = ag_grad_of(ctx, x);
     if (!gx)
         return;
-    int64_t outer = out->iarg[0], n = out->iarg[1], inner = out->iarg[2];
-    const int32_t *arg = out->saved;
+    const reduce_attr *at = ag_saved(out);
+    int64_t outer = at->outer, n = at->n, inner = at->inner;
+    const int32_t *arg = at->arg;
     for (int64_t o = 0; o < outer; o++)
         for (int64_t i = 0; i < inner; i++)
             gx[(o * n + arg[o * inner + i]) * inner + i] += out->grad[o * inner + i];
 }
 
-static const ag_op sum_op = {"sum", sum_backward, AG_IN(0) | AG_OUT};
-static const ag_op mean_op = {"mean", sum_backward, AG_IN(0) | AG_OUT};
-static const ag_op max_op = {"max", max_backward, AG_IN(0) | AG_OUT};
+static const ag_op sum_op = {"sum", sum_backward, AG_NO_DATA};
+static const ag_op mean_op = {"mean", sum_backward, AG_NO_DATA};
+static const ag_op max_op = {"max", max_backward, AG_NO_DATA};
 
 static ag_tensor *reduce(ag_ctx *c, const ag_op *op, ag_tensor *a, int axis, bool keepdim,
                          bool all)
@@ -128,7 +136,7 @@ static ag_tensor *reduce(ag_ctx *c, const ag_op *op, ag_tensor *a, int axis, boo
     if (all) {
         n = a->numel;
     } else {
-        if (!ag_norm_axis(op->name, a, &axis))
+        if (!ag_resolve_axis(op->name, a, &axis))
             return NULL;
         for (int i = 0; i < axis; i++)
             outer *= a->shape[i];
@@ -150,17 +158,16 @@ static ag_tensor *reduce(ag_ctx *c, const ag_op *op, ag_tensor *a, int axis, boo
     ag_tensor *out = ag_result(c, op, &a, 1, nd, shape);
     if (!out)
         return NULL;
-    out->iarg[0] = outer;
-    out->iarg[1] = n;
-    out->iarg[2] = inner;
+    reduce_attr at = {.outer = outer, .n = n, .inner = inner, .scale = 1.0f};
     if (op == &max_op) {
         int32_t *arg = ag_ctx_alloc(c, (size_t)out->numel * sizeof *arg);
         max_kernel(out->data, arg, a->data, outer, n, inner);
-        out->saved = arg;
+        at.arg = arg;
     } else {
-        out->farg[0] = op == &mean_op ? 1.0f / (float)n : 1.0f;
-        sum_kernel(out->data, a->data, outer, n, inner, out->farg[0]);
+        at.scale = op == &mean_op ? 1.0f / (float)n : 1.0f;
+        sum_kernel(out->data, a->data, outer, n, inner, at.scale);
     }
+    ag_save(c, out, &at, sizeof at);
     return out;
 }
 

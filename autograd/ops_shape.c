@@ -7,16 +7,16 @@
 
 static void reshape_backward(ag_ctx *ctx, ag_tensor *out)
 {
-    ag_tensor *x = out->inputs[0];
+    ag_tensor *x = ag_input(out, 0);
     if (ag_grad_pass(out, x))
         return;
-    bool fresh;
-    float *gx = ag_grad_buf(ctx, x, &fresh);
+    bool overwrite;
+    float *gx = ag_grad_buf(ctx, x, &overwrite);
     if (gx)
-        ag_accum_reduce(gx, x, out->grad, out, 1.0f, fresh);
+        ag_accum_reduce(gx, x, out->grad, out, 1.0f, overwrite);
 }
 
-static const ag_op reshape_op = {"reshape", reshape_backward, AG_IN(0) | AG_OUT};
+static const ag_op reshape_op = {"reshape", reshape_backward, AG_NO_DATA};
 
 ag_tensor *ag_reshape(ag_ctx *c, ag_tensor *a, int ndim, const int64_t *shape)
 {
@@ -55,11 +55,15 @@ ag_tensor *ag_reshape(ag_ctx *c, ag_tensor *a, int ndim, const int64_t *shape)
 
 /* ---- permute: out.shape[i] = in.shape[perm[i]], materialized */
 
+typedef struct {
+    int64_t perm[AG_MAX_DIMS]; /* resolved: out axis i is input axis perm[i] */
+} permute_attr;
+
 /* Rows [rows id / nt, rows (id + 1) / nt) of permute_kernel: the input offset
  * steps along like an odometer, divisions only at the start of the run. */
 static void permute_rows(int id, int nt, int nd, const int64_t *st, int64_t L, int64_t sl,
                          int64_t rows, const ag_tensor *out, float *in_buf, float *out_buf,
-                         bool back, bool assign)
+                         bool to_in, bool overwrite)
 {
     int64_t r0 = rows * id / nt, r1 = rows * (id + 1) / nt;
     int64_t idx[AG_MAX_DIMS], off = 0, q = r0;
@@ -71,10 +75,10 @@ static void permute_rows(int id, int nt, int nd, const int64_t *st, int64_t L, i
     for (int64_t r = r0; r < r1; r++) {
         float *o = out_buf + r * L;
         float *x = in_buf + off;
-        if (back && assign)
+        if (to_in && overwrite)
             for (int64_t i = 0; i < L; i++)
                 x[i * sl] = o[i];
-        else if (back)
+        else if (to_in)
             for (int64_t i = 0; i < L; i++)
                 x[i * sl] += o[i];
         else
@@ -90,11 +94,11 @@ static void permute_rows(int id, int nt, int nd, const int64_t *st, int64_t L, i
     }
 }
 
-/* Copies in to its permutation out, or with back, out back into in (adding,
- * or assigning when assign). Rows of out's last dim; each in element is
- * touched once, so rows run in parallel. */
+/* Copies in to its permutation out, or with to_in, out back into in (a
+ * backward: overwritten or added to). Rows of out's last dim; each in
+ * element is touched once, so rows run in parallel. */
 static void permute_kernel(const ag_tensor *in, const ag_tensor *out, const int64_t *perm,
-                           float *in_buf, float *out_buf, bool back, bool assign)
+                           float *in_buf, float *out_buf, bool to_in, bool overwrite)
 {
     int nd = out->ndim;
     int64_t ist[AG_MAX_DIMS], st[AG_MAX_DIMS];
@@ -107,28 +111,29 @@ static void permute_kernel(const ag_tensor *in, const ag_tensor *out, const int6
     if (out->numel > AG_PAR_MIN) {
 #pragma omp parallel
         permute_rows(omp_get_thread_num(), omp_get_num_threads(), nd, st, L, sl, rows, out, in_buf,
-                     out_buf, back, assign);
+                     out_buf, to_in, overwrite);
     } else {
-        permute_rows(0, 1, nd, st, L, sl, rows, out, in_buf, out_buf, back, assign);
+        permute_rows(0, 1, nd, st, L, sl, rows, out, in_buf, out_buf, to_in, overwrite);
     }
 }
 
 static void permute_backward(ag_ctx *ctx, ag_tensor *out)
 {
-    ag_tensor *x = out->inputs[0];
-    bool fresh;
-    float *gx = ag_grad_buf(ctx, x, &fresh);
+    ag_tensor *x = ag_input(out, 0);
+    bool overwrite;
+    float *gx = ag_grad_buf(ctx, x, &overwrite);
+    const permute_attr *at = ag_saved(out);
     if (gx)
-        permute_kernel(x, out, out->saved, gx, out->grad, true, fresh);
+        permute_kernel(x, out, at->perm, gx, out->grad, true, overwrite);
 }
 
-static const ag_op permute_op = {"permute", permute_backward, AG_IN(0) | AG_OUT};
-static const ag_op transpose_op = {"transpose", permute_backward, AG_IN(0) | AG_OUT};
+static const ag_op permute_op = {"permute", permute_backward, AG_NO_DATA};
+static const ag_op transpose_op = {"transpose", permute_backward, AG_NO_DATA};
 
 static ag_tensor *permute(ag_ctx *c, const ag_op *op, ag_tensor *a, const int *perm)
 {
     int64_t shape[AG_MAX_DIMS];
-    int64_t *p = ag_ctx_alloc(c, AG_MAX_DIMS * sizeof *p);
+    permute_attr at = {{0}};
     bool used[AG_MAX_DIMS] = {false};
     for (int i = 0; i < a->ndim; i++) {
         int k = perm[i] < 0 ? perm[i] + a->ndim : perm[i];
@@ -139,14 +144,14 @@ static ag_tensor *permute(ag_ctx *c, const ag_op *op, ag_tensor *a, const int *p
             return NULL;
         }
         used[k] = true;
-        p[i] = k;
+        at.perm[i] = k;
         shape[i] = a->shape[k];
     }
     ag_tensor *out = ag_result(c, op, &a, 1, a->ndim, shape);
     if (!out)
         return NULL;
-    out->saved = p;
-    permute_kernel(a, out, p, a->data, out->data, false, false);
+    ag_save(c, out, &at, sizeof at);
+    permute_kernel(a, out, at.perm, a->data, out->data, false, true);
     return out;
 }
 
@@ -165,8 +170,8 @@ ag_tensor *ag_permute(ag_ctx *c, ag_tensor *a, const int *perm, int n)
 
 ag_tensor *ag_transpose(ag_ctx *c, ag_tensor *a, int axis0, int axis1)
 {
-    if (!ag_check_inputs("transpose", &a, 1) || !ag_norm_axis("transpose", a, &axis0) ||
-        !ag_norm_axis("transpose", a, &axis1))
+    if (!ag_check_inputs("transpose", &a, 1) || !ag_resolve_axis("transpose", a, &axis0) ||
+        !ag_resolve_axis("transpose", a, &axis1))
         return NULL;
     int perm[AG_MAX_DIMS];
     for (int i = 0; i < a->ndim; i++)
@@ -178,21 +183,21 @@ ag_tensor *ag_transpose(ag_ctx *c, ag_tensor *a, int axis0, int axis1)
 
 /* ---- concat, slice: copies of (outer, n, inner) blocks along one axis */
 
-/* dst rows of dn*inner floats starting at column d0*inner, from src rows of
+/* dst rows of dn*inner floats starting at column d0*inner (+)= src rows of
  * sn*inner floats starting at s0*inner; len*inner floats per row. */
 static void copy_block(float *dst, int64_t dn, int64_t d0, const float *src, int64_t sn,
-                       int64_t s0, int64_t len, int64_t outer, int64_t inner, bool add)
+                       int64_t s0, int64_t len, int64_t outer, int64_t inner, bool overwrite)
 {
     int64_t w = len * inner;
     AG_PARALLEL_FOR(outer * w > AG_PAR_MIN, ,
     for (int64_t o = 0; o < outer; o++) {
         float *d = dst + (o * dn + d0) * inner;
         const float *s = src + (o * sn + s0) * inner;
-        if (add)
+        if (overwrite)
+            memcpy(d, s, (size_t)w * sizeof(float));
+        else
             for (int64_t i = 0; i < w; i++)
                 d[i] += s[i];
-        else
-            memcpy(d, s, (size_t)w * sizeof(float));
     }
     );
 }
@@ -207,23 +212,27 @@ static void outer_inner(const ag_tensor *t, int axis, int64_t *outer, int64_t *i
         *inner *= t->shape[i];
 }
 
+typedef struct {
+    int axis; /* resolved */
+} concat_attr;
+
 static void concat_backward(ag_ctx *ctx, ag_tensor *out)
 {
-    int axis = (int)out->iarg[0];
+    int axis = ((const concat_attr *)ag_saved(out))->axis;
     int64_t outer, inner, off = 0;
     outer_inner(out, axis, &outer, &inner);
-    for (int k = 0; k < out->ninputs; k++) {
-        ag_tensor *x = out->inputs[k];
-        bool fresh; /* each input's grad is exactly its block: a fresh one is copied into */
-        float *gx = ag_grad_buf(ctx, x, &fresh);
+    for (int k = 0; k < ag_num_inputs(out); k++) {
+        ag_tensor *x = ag_input(out, k);
+        bool overwrite; /* each input's grad is exactly its block: it may be overwritten */
+        float *gx = ag_grad_buf(ctx, x, &overwrite);
         if (gx)
             copy_block(gx, x->shape[axis], 0, out->grad, out->shape[axis], off, x->shape[axis],
-                       outer, inner, !fresh);
+                       outer, inner, overwrite);
         off += x->shape[axis];
     }
 }
 
-static const ag_op concat_op = {"concat", concat_backward, AG_ALL_IN | AG_OUT};
+static const ag_op concat_op = {"concat", concat_backward, AG_NO_DATA};
 
 ag_tensor *ag_concat(ag_ctx *c, ag_tensor *const *ts, int n, int axis)
 {
@@ -231,7 +240,7 @@ ag_tensor *ag_concat(ag_ctx *c, ag_tensor *const *ts, int n, int axis)
         ag_error("concat: no tensors");
         return NULL;
     }
-    if (!ag_check_inputs("concat", ts, n) || !ag_norm_axis("concat", ts[0], &axis))
+    if (!ag_check_inputs("concat", ts, n) || !ag_resolve_axis("concat", ts[0], &axis))
         return NULL;
     int64_t shape[AG_MAX_DIMS];
     memcpy(shape, ts[0]->shape, sizeof shape);
@@ -252,35 +261,41 @@ ag_tensor *ag_concat(ag_ctx *c, ag_tensor *const *ts, int n, int axis)
     ag_tensor *out = ag_result(c, &concat_op, ts, n, ts[0]->ndim, shape);
     if (!out)
         return NULL;
-    out->iarg[0] = axis;
+    ag_save(c, out, &(concat_attr){axis}, sizeof(concat_attr));
     int64_t outer, inner, off = 0;
     outer_inner(out, axis, &outer, &inner);
     for (int k = 0; k < n; k++) {
         copy_block(out->data, shape[axis], off, ts[k]->data, ts[k]->shape[axis], 0,
-                   ts[k]->shape[axis], outer, inner, false);
+                   ts[k]->shape[axis], outer, inner, true);
         off += ts[k]->shape[axis];
     }
     return out;
 }
 
+typedef struct {
+    int axis;      /* resolved */
+    int64_t start; /* resolved: out is input[start : start + out's size] along axis */
+} slice_attr;
+
 static void slice_backward(ag_ctx *ctx, ag_tensor *out)
 {
-    ag_tensor *x = out->inputs[0];
+    ag_tensor *x = ag_input(out, 0);
     float *gx = ag_grad_of(ctx, x);
     if (!gx)
         return;
-    int axis = (int)out->iarg[0];
+    const slice_attr *at = ag_saved(out);
+    int axis = at->axis;
     int64_t outer, inner;
     outer_inner(x, axis, &outer, &inner);
-    copy_block(gx, x->shape[axis], out->iarg[1], out->grad, out->shape[axis], 0, out->shape[axis],
-               outer, inner, true);
+    copy_block(gx, x->shape[axis], at->start, out->grad, out->shape[axis], 0, out->shape[axis],
+               outer, inner, false);
 }
 
-static const ag_op slice_op = {"slice", slice_backward, AG_IN(0) | AG_OUT};
+static const ag_op slice_op = {"slice", slice_backward, AG_NO_DATA};
 
 ag_tensor *ag_slice(ag_ctx *c, ag_tensor *a, int axis, int64_t start, int64_t end)
 {
-    if (!ag_check_inputs("slice", &a, 1) || !ag_norm_axis("slice", a, &axis))
+    if (!ag_check_inputs("slice", &a, 1) || !ag_resolve_axis("slice", a, &axis))
         return NULL;
     int64_t n = a->shape[axis], s = start < 0 ? start + n : start, e = end < 0 ? end + n : end;
     if (s < 0 || e > n || s > e) {
@@ -301,18 +316,17 @@ ag_tensor *ag_slice(ag_ctx *c, ag_tensor *a, int axis, int64_t start, int64_t en
                           : ag_result(c, &slice_op, &a, 1, a->ndim, shape);
     if (!out)
         return NULL;
-    out->iarg[0] = axis;
-    out->iarg[1] = s;
+    ag_save(c, out, &(slice_attr){.axis = axis, .start = s}, sizeof(slice_attr));
     if (view)
         ag_make_view(out, a, a->data + s * inner);
     else
-        copy_block(out->data, e - s, 0, a->data, n, s, e - s, outer, inner, false);
+        copy_block(out->data, e - s, 0, a->data, n, s, e - s, outer, inner, true);
     return out;
 }
 
 bool ag_split(ag_ctx *c, ag_tensor *a, const int64_t *sizes, int n, int axis, ag_tensor **out)
 {
-    if (!ag_check_inputs("split", &a, 1) || !ag_norm_axis("split", a, &axis))
+    if (!ag_check_inputs("split", &a, 1) || !ag_resolve_axis("split", a, &axis))
         return false;
     int64_t total = 0;
     for (int k = 0; k < n; k++)

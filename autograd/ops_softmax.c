@@ -3,6 +3,10 @@
  * (outer, n, inner); each (outer, inner) line of n is independent. */
 #include "internal.h"
 
+typedef struct {
+    int64_t outer, n, inner; /* the input as (outer, n, inner), lines of n */
+} softmax_attr;
+
 static void lines(const ag_tensor *t, int axis, int64_t *outer, int64_t *n, int64_t *inner)
 {
     *outer = 1;
@@ -82,16 +86,19 @@ static void forward(float *y, const float *x, int64_t outer, int64_t n, int64_t 
     );
 }
 
-/* softmax: gx += y (g - sum g y);  log_softmax: gx += g - exp(y) sum g */
+static const ag_op softmax_op, log_softmax_op;
+
+/* softmax: gx (+)= y (g - sum g y);  log_softmax: gx (+)= g - exp(y) sum g */
 static void backward(ag_ctx *ctx, ag_tensor *out)
 {
-    ag_tensor *x = out->inputs[0];
-    bool fresh;
-    float *gx = ag_grad_buf(ctx, x, &fresh);
+    ag_tensor *x = ag_input(out, 0);
+    bool overwrite;
+    float *gx = ag_grad_buf(ctx, x, &overwrite);
     if (!gx)
         return;
-    int64_t outer = out->iarg[0], n = out->iarg[1], inner = out->iarg[2];
-    bool log_ = out->iarg[3];
+    const softmax_attr *at = ag_saved(out);
+    int64_t outer = at->outer, n = at->n, inner = at->inner;
+    bool log_ = ag_op_of(out) == &log_softmax_op;
     const float *y = out->data, *g = out->grad;
     if (inner == 1) { /* contiguous rows */
         AG_PARALLEL_FOR(outer * n > AG_PAR_MIN, ,
@@ -102,11 +109,11 @@ static void backward(ag_ctx *ctx, ag_tensor *out)
             if (log_) {
                 s = ag_sumf(gr, n);
                 for (int64_t k = 0; k < n; k++)
-                    xr[k] = (fresh ? 0.0f : xr[k]) + gr[k] - ag_expf(yr[k]) * s;
+                    xr[k] = (overwrite ? 0.0f : xr[k]) + gr[k] - ag_expf(yr[k]) * s;
             } else {
                 s = ag_dot(gr, yr, n);
                 for (int64_t k = 0; k < n; k++)
-                    xr[k] = (fresh ? 0.0f : xr[k]) + yr[k] * (gr[k] - s);
+                    xr[k] = (overwrite ? 0.0f : xr[k]) + yr[k] * (gr[k] - s);
             }
         }
         );
@@ -119,34 +126,34 @@ static void backward(ag_ctx *ctx, ag_tensor *out)
             float s = 0.0f;
             for (int64_t k = 0; k < n; k++)
                 s += log_ ? g[base + k * inner] : g[base + k * inner] * y[base + k * inner];
-            /* a fresh grad is assigned, not added to */
             float *gl = gx + base;
             if (log_)
                 for (int64_t k = 0; k < n; k++)
-                    gl[k * inner] = (fresh ? 0.0f : gl[k * inner]) + g[base + k * inner] -
+                    gl[k * inner] = (overwrite ? 0.0f : gl[k * inner]) + g[base + k * inner] -
                                     ag_expf(y[base + k * inner]) * s;
             else
                 for (int64_t k = 0; k < n; k++)
-                    gl[k * inner] = (fresh ? 0.0f : gl[k * inner]) +
+                    gl[k * inner] = (overwrite ? 0.0f : gl[k * inner]) +
                                     y[base + k * inner] * (g[base + k * inner] - s);
         }
     );
 }
 
-static const ag_op softmax_op = {"softmax", backward, AG_IN(0)};
-static const ag_op log_softmax_op = {"log_softmax", backward, AG_IN(0)};
+static const ag_op softmax_op = {"softmax", backward, AG_OUT};
+static const ag_op log_softmax_op = {"log_softmax", backward, AG_OUT};
 
 static ag_tensor *softmax(ag_ctx *c, ag_tensor *a, int axis, bool log_)
 {
     const ag_op *op = log_ ? &log_softmax_op : &softmax_op;
-    if (!ag_check_inputs(op->name, &a, 1) || !ag_norm_axis(op->name, a, &axis))
+    if (!ag_check_inputs(op->name, &a, 1) || !ag_resolve_axis(op->name, a, &axis))
         return NULL;
     ag_tensor *out = ag_result(c, op, &a, 1, a->ndim, a->shape);
     if (!out)
         return NULL;
-    lines(a, axis, &out->iarg[0], &out->iarg[1], &out->iarg[2]);
-    out->iarg[3] = log_;
-    forward(out->data, a->data, out->iarg[0], out->iarg[1], out->iarg[2], log_);
+    softmax_attr at;
+    lines(a, axis, &at.outer, &at.n, &at.inner);
+    ag_save(c, out, &at, sizeof at);
+    forward(out->data, a->data, at.outer, at.n, at.inner, log_);
     return out;
 }
 

@@ -1,8 +1,10 @@
 /* ops_unary.c - elementwise functions of one tensor, shape kept:
- * scalar add/mul/pow, neg, exp, log, sqrt, rsqrt, relu, gelu, tanh, sigmoid. */
+ * scalar add/mul/pow, neg, exp, log, sqrt, rsqrt, relu, gelu, tanh, sigmoid.
+ *
+ * Each op is one line of UNARY_OPS; the enum, the ag_op table, both kernels'
+ * cases and the public functions are generated from it, so they cannot drift.
+ * Adding an op: one line here, its declaration in ag.h. */
 #include "internal.h"
-
-enum { ADD_S, MUL_S, POW_S, NEG, EXP, LOG, SQRT, RSQRT, RELU, GELU, TANH, SIGMOID };
 
 #define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
 #define GELU_C 0.044715f
@@ -20,105 +22,112 @@ static inline float gelu_grad(float x)
     return 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * du;
 }
 
+/* X(name, args, y = f(x), dx = g * dy/dx, what the backward reads)
+ *   name: the op is ag_<name>;  args: PLAIN (a) or SCALAR (a, float s)
+ *   forward: y from x (and s);  backward: x's grad from g (out's grad), x, y
+ *   and s;  reads: AG_IN(0) when the backward uses x, AG_OUT when it uses y.
+ * A backward that uses what it does not declare computes with g in its place
+ * (never freed memory), so the gradchecks catch a wrong reads column.
+ * relu: y > 0 exactly where x > 0; g is loaded either way, so no branch. */
+#define UNARY_OPS(X)                                                                        \
+    X(add_scalar, SCALAR, x + s,                     g,                          AG_NO_DATA) \
+    X(mul_scalar, SCALAR, x * s,                     g * s,                      AG_NO_DATA) \
+    X(pow_scalar, SCALAR, s == 2.0f ? x * x : powf(x, s), g * s * powf(x, s - 1.0f), AG_IN(0)) \
+    X(neg,        PLAIN,  -x,                        -g,                         AG_NO_DATA) \
+    X(exp,        PLAIN,  expf(x),                   g * y,                      AG_OUT)     \
+    X(log,        PLAIN,  logf(x),                   g / x,                      AG_IN(0))   \
+    X(sqrt,       PLAIN,  sqrtf(x),                  g * 0.5f / y,               AG_OUT)     \
+    X(rsqrt,      PLAIN,  1.0f / sqrtf(x),           g * -0.5f * y * y * y,      AG_OUT)     \
+    X(relu,       PLAIN,  x > 0.0f ? x : 0.0f,       y > 0.0f ? g : 0.0f,        AG_OUT)     \
+    X(gelu,       PLAIN,  gelu(x),                   g * gelu_grad(x),           AG_IN(0))   \
+    X(tanh,       PLAIN,  tanhf(x),                  g * (1.0f - y * y),         AG_OUT)     \
+    X(sigmoid,    PLAIN,  1.0f / (1.0f + expf(-x)),  g * y * (1.0f - y),         AG_OUT)
+
+#define KIND(name, args, fwd, bwd, reads) UNARY_##name,
+typedef enum { UNARY_OPS(KIND) UNARY_COUNT } unary_kind;
+#undef KIND
+
 /* One parallel loop per kind so each body is a straight vectorizable line. */
 #define MAP(N, BODY) AG_PARALLEL_FOR((N) > AG_PAR_MIN, , for (int64_t i = 0; i < (N); i++) { BODY; });
 
-static void forward(int kind, float s, float *y, const float *x, int64_t n)
+static void forward(unary_kind kind, float s, float *yp, const float *xp, int64_t n)
 {
     switch (kind) {
-    case ADD_S: MAP(n, y[i] = x[i] + s) break;
-    case MUL_S: MAP(n, y[i] = x[i] * s) break;
-    case POW_S:
-        if (s == 2.0f) {
-            MAP(n, y[i] = x[i] * x[i])
-        } else {
-            MAP(n, y[i] = powf(x[i], s))
-        }
+#define CASE(name, args, fwd, bwd, reads)                                                  \
+    case UNARY_##name:                                                                     \
+        MAP(n, float x = xp[i]; yp[i] = (fwd))                                             \
         break;
-    case NEG: MAP(n, y[i] = -x[i]) break;
-    case EXP: MAP(n, y[i] = expf(x[i])) break;
-    case LOG: MAP(n, y[i] = logf(x[i])) break;
-    case SQRT: MAP(n, y[i] = sqrtf(x[i])) break;
-    case RSQRT: MAP(n, y[i] = 1.0f / sqrtf(x[i])) break;
-    case RELU: MAP(n, y[i] = x[i] > 0.0f ? x[i] : 0.0f) break;
-    case GELU: MAP(n, y[i] = gelu(x[i])) break;
-    case TANH: MAP(n, y[i] = tanhf(x[i])) break;
-    default: MAP(n, y[i] = 1.0f / (1.0f + expf(-x[i]))) break;
+        UNARY_OPS(CASE)
+#undef CASE
+    case UNARY_COUNT:
+        break;
     }
 }
 
-/* gx += g * dy/dx, written with x and y = f(x); a fresh gx is assigned
- * instead (the compiler splits each loop on the invariant `fresh`). */
-#define ACC(EXPR) gx[i] = (fresh ? 0.0f : gx[i]) + (EXPR)
-static void backward(int kind, float s, float *gx, bool fresh, const float *g, const float *x,
-                     const float *y, int64_t n)
+/* gx (+)= the backward column, with x and y read only where the op says it
+ * reads them (the compiler splits each loop on the invariant `overwrite`). */
+static void backward(unary_kind kind, float s, float *gx, bool overwrite, const float *gp,
+                     const float *xp, const float *yp, int64_t n)
 {
     switch (kind) {
-    case ADD_S: MAP(n, ACC(g[i])) break;
-    case MUL_S: MAP(n, ACC(g[i] * s)) break;
-    case POW_S: MAP(n, ACC(g[i] * s * powf(x[i], s - 1.0f))) break;
-    case NEG: MAP(n, ACC(-g[i])) break;
-    case EXP: MAP(n, ACC(g[i] * y[i])) break;
-    case LOG: MAP(n, ACC(g[i] / x[i])) break;
-    case SQRT: MAP(n, ACC(g[i] * 0.5f / y[i])) break;
-    case RSQRT: MAP(n, ACC(g[i] * -0.5f * y[i] * y[i] * y[i])) break;
-    /* y > 0 exactly where x > 0; g is loaded either way so the loop has no branch */
-    case RELU: MAP(n, float gi = g[i]; ACC(y[i] > 0.0f ? gi : 0.0f)) break;
-    case GELU: MAP(n, ACC(g[i] * gelu_grad(x[i]))) break;
-    case TANH: MAP(n, ACC(g[i] * (1.0f - y[i] * y[i]))) break;
-    default: MAP(n, ACC(g[i] * y[i] * (1.0f - y[i]))) break;
+#define CASE(name, args, fwd, bwd, reads)                                                  \
+    case UNARY_##name: {                                                                   \
+        const float *xr = (reads) & AG_IN(0) ? xp : gp, *yr = (reads) & AG_OUT ? yp : gp;  \
+        MAP(n, float x = xr[i]; float y = yr[i]; float g = gp[i]; AG_UNUSED(x);            \
+            AG_UNUSED(y); gx[i] = (overwrite ? 0.0f : gx[i]) + (bwd))                      \
+        break;                                                                             \
+    }
+        UNARY_OPS(CASE)
+#undef CASE
+    case UNARY_COUNT:
+        break;
     }
 }
-#undef ACC
+
+static void unary_backward(ag_ctx *ctx, ag_tensor *out);
+
+/* what a SCALAR op saves; the kind is the op record's place in ops[] */
+typedef struct {
+    float s;
+} scalar_attr;
+
+#define OP(name, args, fwd, bwd, reads) [UNARY_##name] = {#name, unary_backward, reads},
+static const ag_op ops[] = {UNARY_OPS(OP)};
+#undef OP
+_Static_assert(sizeof ops / sizeof *ops == UNARY_COUNT, "one ag_op per unary kind");
 
 static void unary_backward(ag_ctx *ctx, ag_tensor *out)
 {
-    ag_tensor *x = out->inputs[0];
-    bool fresh;
-    float *gx = ag_grad_buf(ctx, x, &fresh);
+    ag_tensor *x = ag_input(out, 0);
+    bool overwrite;
+    float *gx = ag_grad_buf(ctx, x, &overwrite);
+    const scalar_attr *at = ag_saved(out);
     if (gx)
-        backward((int)out->iarg[0], out->farg[0], gx, fresh, out->grad, x->data, out->data,
-                 out->numel);
+        backward((unary_kind)(ag_op_of(out) - ops), at ? at->s : 0.0f, gx, overwrite, out->grad,
+                 x->data, out->data, out->numel);
 }
 
-static const ag_op ops[] = {
-    /* no_data: what each backward below never reads (x is input 0, y the output) */
-    {"add_scalar", unary_backward, AG_IN(0) | AG_OUT},
-    {"mul_scalar", unary_backward, AG_IN(0) | AG_OUT},
-    {"pow_scalar", unary_backward, AG_OUT},
-    {"neg", unary_backward, AG_IN(0) | AG_OUT},
-    {"exp", unary_backward, AG_IN(0)},
-    {"log", unary_backward, AG_OUT},
-    {"sqrt", unary_backward, AG_IN(0)},
-    {"rsqrt", unary_backward, AG_IN(0)},
-    {"relu", unary_backward, AG_IN(0)},
-    {"gelu", unary_backward, AG_OUT},
-    {"tanh", unary_backward, AG_IN(0)},
-    {"sigmoid", unary_backward, AG_IN(0)},
-};
-
-static ag_tensor *unary(ag_ctx *c, int kind, ag_tensor *a, float s)
+/* at: the scalar of a SCALAR op, NULL for a PLAIN one */
+static ag_tensor *unary(ag_ctx *c, unary_kind kind, ag_tensor *a, const scalar_attr *at)
 {
     if (!ag_check_inputs(ops[kind].name, &a, 1))
         return NULL;
     ag_tensor *out = ag_result(c, &ops[kind], &a, 1, a->ndim, a->shape);
     if (!out)
         return NULL;
-    out->iarg[0] = kind;
-    out->farg[0] = s;
-    forward(kind, s, out->data, a->data, a->numel);
+    if (at)
+        ag_save(c, out, at, sizeof *at);
+    forward(kind, at ? at->s : 0.0f, out->data, a->data, a->numel);
     return out;
 }
 
-ag_tensor *ag_add_scalar(ag_ctx *c, ag_tensor *a, float s) { return unary(c, ADD_S, a, s); }
-ag_tensor *ag_mul_scalar(ag_ctx *c, ag_tensor *a, float s) { return unary(c, MUL_S, a, s); }
-ag_tensor *ag_pow_scalar(ag_ctx *c, ag_tensor *a, float p) { return unary(c, POW_S, a, p); }
-ag_tensor *ag_neg(ag_ctx *c, ag_tensor *a) { return unary(c, NEG, a, 0); }
-ag_tensor *ag_exp(ag_ctx *c, ag_tensor *a) { return unary(c, EXP, a, 0); }
-ag_tensor *ag_log(ag_ctx *c, ag_tensor *a) { return unary(c, LOG, a, 0); }
-ag_tensor *ag_sqrt(ag_ctx *c, ag_tensor *a) { return unary(c, SQRT, a, 0); }
-ag_tensor *ag_rsqrt(ag_ctx *c, ag_tensor *a) { return unary(c, RSQRT, a, 0); }
-ag_tensor *ag_relu(ag_ctx *c, ag_tensor *a) { return unary(c, RELU, a, 0); }
-ag_tensor *ag_gelu(ag_ctx *c, ag_tensor *a) { return unary(c, GELU, a, 0); }
-ag_tensor *ag_tanh(ag_ctx *c, ag_tensor *a) { return unary(c, TANH, a, 0); }
-ag_tensor *ag_sigmoid(ag_ctx *c, ag_tensor *a) { return unary(c, SIGMOID, a, 0); }
+#define PUBLIC_PLAIN(name)                                                                 \
+    ag_tensor *ag_##name(ag_ctx *c, ag_tensor *a) { return unary(c, UNARY_##name, a, NULL); }
+#define PUBLIC_SCALAR(name)                                                                \
+    ag_tensor *ag_##name(ag_ctx *c, ag_tensor *a, float s)                                 \
+    {                                                                                      \
+        return unary(c, UNARY_##name, a, &(scalar_attr){s});                               \
+    }
+#define PUBLIC(name, args, fwd, bwd, reads) PUBLIC_##args(name)
+UNARY_OPS(PUBLIC)
+#undef PUBLIC

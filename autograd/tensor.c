@@ -73,55 +73,54 @@ static bool check_shape(const char *op, int ndim, const int64_t *shape)
     return true;
 }
 
+/* A zeroed node of the given shape, no data: in ctx's arena, or on the heap
+ * (persistent) when ctx is NULL. */
+static ag_node *new_node(ag_ctx *ctx, int ndim, const int64_t *shape)
+{
+    ag_node *n;
+    if (ctx) {
+        n = ag_arena_alloc(&ctx->arena, sizeof *n);
+        memset(n, 0, sizeof *n);
+        n->owner = ctx;
+        n->generation = ctx->generation;
+    } else {
+        n = xcalloc(1, sizeof *n);
+    }
+    n->pub.ndim = ndim;
+    for (int i = 0; i < ndim; i++)
+        n->pub.shape[i] = shape[i];
+    n->pub.numel = ag_shape_numel(ndim, shape);
+    return n;
+}
+
 ag_tensor *ag_new_header(ag_ctx *ctx, int ndim, const int64_t *shape)
 {
     if (!check_shape("tensor", ndim, shape))
         return NULL;
-    ag_tensor *t = ag_arena_alloc(&ctx->arena, sizeof *t);
-    memset(t, 0, sizeof *t);
-    t->owner = ctx;
-    t->generation = ctx->generation;
-    t->ndim = ndim;
-    for (int i = 0; i < ndim; i++)
-        t->shape[i] = shape[i];
-    t->numel = ag_shape_numel(ndim, shape);
-    return t;
+    return &new_node(ctx, ndim, shape)->pub;
 }
 
-/* The header and, for arena tensors, the data in one allocation. `who` is
- * the public function, for the error message. */
+/* A node and its data. `who` is the public function, for the error message. */
 static ag_tensor *new_tensor(const char *who, ag_ctx *ctx, int ndim, const int64_t *shape,
                              bool zero)
 {
     if (!check_shape(who, ndim, shape))
         return NULL;
-    int64_t numel = ag_shape_numel(ndim, shape);
-    ag_tensor *t;
+    ag_node *n = new_node(ctx, ndim, shape);
+    ag_tensor *t = &n->pub;
     if (ctx) {
-        t = ag_arena_alloc(&ctx->arena, sizeof *t);
-        memset(t, 0, sizeof *t);
-        t->data = ag_buf_alloc(ctx, numel);
-        t->owns_data = true;
-        if (zero)
-            memset(t->data, 0, (size_t)numel * sizeof(float));
-        t->owner = ctx;
-        t->generation = ctx->generation;
+        t->data = ag_buf_alloc(ctx, t->numel);
     } else {
-        t = xcalloc(1, sizeof *t);
         void *d = NULL;
-        if (posix_memalign(&d, 64, (size_t)(numel ? numel : 1) * sizeof(float)) != 0) {
+        if (posix_memalign(&d, 64, (size_t)(t->numel ? t->numel : 1) * sizeof(float)) != 0) {
             fprintf(stderr, "ag: out of memory\n");
             abort();
         }
         t->data = d;
-        if (zero)
-            memset(t->data, 0, (size_t)numel * sizeof(float));
-        t->owns_data = true;
     }
-    t->ndim = ndim;
-    for (int i = 0; i < ndim; i++)
-        t->shape[i] = shape[i];
-    t->numel = numel;
+    n->owns_data = true;
+    if (zero)
+        memset(t->data, 0, (size_t)t->numel * sizeof(float));
     return t;
 }
 
@@ -202,7 +201,7 @@ ag_tensor *ag_param(const char *name, int ndim, const int64_t *shape)
     ag_tensor *t = new_tensor("ag_param", NULL, ndim, shape, true);
     if (!t)
         return NULL;
-    t->requires_grad = true;
+    ag_node_of(t)->requires_grad = true;
     if (name) {
         size_t n = strlen(name) + 1;
         char *s = xcalloc(n, 1);
@@ -216,36 +215,42 @@ void ag_tensor_free(ag_tensor *t)
 {
     if (!t)
         return;
-    if (t->owner) {
+    if (ag_node_of(t)->owner) {
         char b[128];
         ag_error("ag_tensor_free: tensor %s%sof shape %s lives in a ctx arena; "
                  "ag_ctx_reset frees it", t->name ? t->name : "", t->name ? " " : "",
                  ag_shape_str(t, b, sizeof b));
         return;
     }
-    if (t->owns_data)
+    if (ag_node_of(t)->owns_data)
         free(t->data);
     free(t->grad);
     free((char *)t->name);
     free(t);
 }
 
+bool ag_requires_grad(const ag_tensor *t) { return ag_node_of(t)->requires_grad; }
+
 void ag_set_requires_grad(ag_tensor *t, bool on)
 {
-    if (t->op) {
-        ag_error("ag_set_requires_grad: tensor made by %s is not a leaf", t->op->name);
+    ag_node *n = ag_node_of(t);
+    if (n->op) {
+        ag_error("ag_set_requires_grad: tensor made by %s is not a leaf", n->op->name);
         return;
     }
-    t->requires_grad = on;
+    n->requires_grad = on;
 }
 
-void ag_retain_grad(ag_tensor *t) { t->retain_grad = true; }
+ag_ctx *ag_tensor_ctx(const ag_tensor *t) { return ag_node_of(t)->owner; }
+
+void ag_retain_grad(ag_tensor *t) { ag_node_of(t)->retain_grad = true; }
 
 void ag_zero_grad(ag_tensor *t)
 {
     if (!t->grad) {
-        if (t->owner)
-            t->grad = ag_arena_alloc(&t->owner->arena, (size_t)t->numel * sizeof(float));
+        ag_ctx *owner = ag_node_of(t)->owner;
+        if (owner)
+            t->grad = ag_arena_alloc(&owner->arena, (size_t)t->numel * sizeof(float));
         else {
             void *g = NULL;
             if (posix_memalign(&g, 64, (size_t)(t->numel ? t->numel : 1) * sizeof(float)) != 0) {
@@ -332,37 +337,4 @@ void ag_index_free(ag_index *ix)
         return;
     free(ix->data);
     free(ix);
-}
-
-bool ag_check_inputs(const char *op, ag_tensor *const *ts, int n)
-{
-    for (int i = 0; i < n; i++) {
-        const ag_tensor *t = ts[i];
-        if (!t)
-            return false; /* an earlier op failed and reported */
-        if (t->released) {
-            ag_error("%s: input %d was given to ag_release and may not be used again", op, i);
-            return false;
-        }
-        if (t->owner && t->generation != t->owner->generation) {
-            ag_error("%s: input %d is from a step whose arena was reset "
-                     "(tensors made in a ctx die at ag_ctx_reset)", op, i);
-            return false;
-        }
-    }
-    return true;
-}
-
-bool ag_norm_axis(const char *op, const ag_tensor *t, int *axis)
-{
-    int a = *axis;
-    if (a < 0)
-        a += t->ndim;
-    if (a < 0 || a >= t->ndim) {
-        char b[128];
-        ag_error("%s: axis %d out of range for shape %s", op, *axis, ag_shape_str(t, b, sizeof b));
-        return false;
-    }
-    *axis = a;
-    return true;
 }

@@ -14,6 +14,13 @@
 
 #include "ag.h"
 
+/* Marks what libagrad-nn exports (built with hidden visibility). */
+#if defined(__GNUC__) || defined(__clang__)
+#define NN_API __attribute__((visibility("default")))
+#else
+#define NN_API
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -25,22 +32,22 @@ typedef struct {
     int n, cap;
 } nn_params;
 
-void nn_params_init(nn_params *p);
+NN_API void nn_params_init(nn_params *p);
 /* New zeroed parameter named prefix + "." + name (or name alone when prefix is
  * NULL or ""), registered in p. NULL (after ag_error) on a duplicate name. */
-ag_tensor *nn_param(nn_params *p, const char *prefix, const char *name, int ndim,
+NN_API ag_tensor *nn_param(nn_params *p, const char *prefix, const char *name, int ndim,
                     const int64_t *shape);
-ag_tensor *nn_params_find(const nn_params *p, const char *name);
+NN_API ag_tensor *nn_params_find(const nn_params *p, const char *name);
 /* Total number of parameter elements. */
-int64_t nn_params_numel(const nn_params *p);
-void nn_params_zero_grad(nn_params *p);
+NN_API int64_t nn_params_numel(const nn_params *p);
+NN_API void nn_params_zero_grad(nn_params *p);
 /* Frees every registered parameter and the registry's own memory. */
-void nn_params_free(nn_params *p);
+NN_API void nn_params_free(nn_params *p);
 /* sqrt(sum of squared grads); scales all grads by max_norm / norm when the
  * norm exceeds max_norm (torch.nn.utils.clip_grad_norm_). Returns the norm. */
-float nn_clip_grad_norm(nn_params *p, float max_norm);
+NN_API float nn_clip_grad_norm(nn_params *p, float max_norm);
 /* true if every grad is finite; else false and *bad names the first parameter that is not. */
-bool nn_grads_finite(const nn_params *p, const char **bad);
+NN_API bool nn_grads_finite(const nn_params *p, const char **bad);
 
 /* ---------------------------------------------------------------- layers */
 
@@ -49,17 +56,17 @@ bool nn_grads_finite(const nn_params *p, const char **bad);
 typedef struct {
     ag_tensor *weight, *bias;
 } nn_linear;
-bool nn_linear_init(nn_linear *l, nn_params *p, const char *prefix, int64_t in, int64_t out,
+NN_API bool nn_linear_init(nn_linear *l, nn_params *p, const char *prefix, int64_t in, int64_t out,
                     bool bias, ag_rng *rng);
-ag_tensor *nn_linear_forward(ag_ctx *c, const nn_linear *l, ag_tensor *x);
+NN_API ag_tensor *nn_linear_forward(ag_ctx *c, const nn_linear *l, ag_tensor *x);
 
 /* Lookup table weight (num, dim), init N(0, 1): idx (...) -> (..., dim). */
 typedef struct {
     ag_tensor *weight;
 } nn_embedding;
-bool nn_embedding_init(nn_embedding *e, nn_params *p, const char *prefix, int64_t num, int64_t dim,
+NN_API bool nn_embedding_init(nn_embedding *e, nn_params *p, const char *prefix, int64_t num, int64_t dim,
                        ag_rng *rng);
-ag_tensor *nn_embedding_forward(ag_ctx *c, const nn_embedding *e, const ag_index *idx);
+NN_API ag_tensor *nn_embedding_forward(ag_ctx *c, const nn_embedding *e, const ag_index *idx);
 
 /* (x - mean) / sqrt(var + eps) * weight + bias over the last dim (biased
  * variance, eps 1e-5): (..., dim) -> (..., dim). weight ones, bias zeros. */
@@ -67,18 +74,18 @@ typedef struct {
     ag_tensor *weight, *bias;
     float eps;
 } nn_layernorm;
-bool nn_layernorm_init(nn_layernorm *ln, nn_params *p, const char *prefix, int64_t dim);
-ag_tensor *nn_layernorm_forward(ag_ctx *c, const nn_layernorm *ln, ag_tensor *x);
+NN_API bool nn_layernorm_init(nn_layernorm *ln, nn_params *p, const char *prefix, int64_t dim);
+NN_API ag_tensor *nn_layernorm_forward(ag_ctx *c, const nn_layernorm *ln, ag_tensor *x);
 /* The same from elementwise primitives (mean, sub, mul, mean, add_scalar, rsqrt,
  * mul, mul, add): the reference nn_layernorm_forward (one ag_layer_norm) is
  * tested against. */
-ag_tensor *nn_layernorm_forward_composed(ag_ctx *c, const nn_layernorm *ln, ag_tensor *x);
+NN_API ag_tensor *nn_layernorm_forward_composed(ag_ctx *c, const nn_layernorm *ln, ag_tensor *x);
 
 /* Dropout with probability p, active only when training. */
 typedef struct {
     float p;
 } nn_dropout;
-ag_tensor *nn_dropout_forward(ag_ctx *c, const nn_dropout *d, ag_tensor *x, bool training);
+NN_API ag_tensor *nn_dropout_forward(ag_ctx *c, const nn_dropout *d, ag_tensor *x, bool training);
 
 /* One head of causal self-attention: key, query, value Linears (n_embd ->
  * head_size, no bias); softmax(mask(q @ k^T * head_size^-0.5)), dropout, @ v.
@@ -88,9 +95,9 @@ typedef struct {
     int64_t head_size;
     nn_dropout dropout;
 } nn_head;
-bool nn_head_init(nn_head *h, nn_params *p, const char *prefix, int64_t n_embd, int64_t head_size,
+NN_API bool nn_head_init(nn_head *h, nn_params *p, const char *prefix, int64_t n_embd, int64_t head_size,
                   float dropout, ag_rng *rng);
-ag_tensor *nn_head_forward(ag_ctx *c, const nn_head *h, ag_tensor *x, bool training);
+NN_API ag_tensor *nn_head_forward(ag_ctx *c, const nn_head *h, ag_tensor *x, bool training);
 
 /* n_head Heads of n_embd / n_head side by side, concatenated on the last dim,
  * then proj (n_embd -> n_embd) and dropout: (B, T, n_embd) -> (B, T, n_embd). */
@@ -100,20 +107,20 @@ typedef struct {
     nn_linear proj;
     nn_dropout dropout;
 } nn_mha;
-bool nn_mha_init(nn_mha *m, nn_params *p, const char *prefix, int64_t n_embd, int n_head,
+NN_API bool nn_mha_init(nn_mha *m, nn_params *p, const char *prefix, int64_t n_embd, int n_head,
                  float dropout, ag_rng *rng);
-ag_tensor *nn_mha_forward(ag_ctx *c, const nn_mha *m, ag_tensor *x, bool training);
+NN_API ag_tensor *nn_mha_forward(ag_ctx *c, const nn_mha *m, ag_tensor *x, bool training);
 /* nn_mha_forward before proj: the heads' outputs side by side, (B, T, C) -> (B, T, C).
  * nn_mha_forward is nn_mha_project(nn_mha_attend(x)). */
-ag_tensor *nn_mha_attend(ag_ctx *c, const nn_mha *m, ag_tensor *x, bool training);
+NN_API ag_tensor *nn_mha_attend(ag_ctx *c, const nn_mha *m, ag_tensor *x, bool training);
 /* nn_mha_forward after the heads: proj, then dropout, (..., C) -> (..., C). */
-ag_tensor *nn_mha_project(ag_ctx *c, const nn_mha *m, ag_tensor *att, bool training);
+NN_API ag_tensor *nn_mha_project(ag_ctx *c, const nn_mha *m, ag_tensor *att, bool training);
 /* The heads' query, key and value weights stacked, (3C, C): all queries, all keys, all values. */
-ag_tensor *nn_mha_qkv_weight(ag_ctx *c, const nn_mha *m);
+NN_API ag_tensor *nn_mha_qkv_weight(ag_ctx *c, const nn_mha *m);
 /* The same as the lecture writes it, one nn_head_forward per head and a concat:
  * the reference nn_mha_forward (which batches the heads) is tested against. */
-ag_tensor *nn_mha_forward_heads(ag_ctx *c, const nn_mha *m, ag_tensor *x, bool training);
-void nn_mha_free(nn_mha *m);
+NN_API ag_tensor *nn_mha_forward_heads(ag_ctx *c, const nn_mha *m, ag_tensor *x, bool training);
+NN_API void nn_mha_free(nn_mha *m);
 
 /* The keys and values one nn_mha has computed for the positions of a sequence
  * so far, so that a new position costs one position's work (sampling). No
@@ -131,22 +138,22 @@ typedef struct {
     int64_t capacity;
 } nn_kv_cache;
 /* A cache of capacity positions for m. false (after ag_error) if capacity < 1. */
-bool nn_kv_cache_init(nn_kv_cache *kc, const nn_mha *m, int64_t capacity);
-void nn_kv_cache_clear(nn_kv_cache *kc);
-void nn_kv_cache_free(nn_kv_cache *kc);
+NN_API bool nn_kv_cache_init(nn_kv_cache *kc, const nn_mha *m, int64_t capacity);
+NN_API void nn_kv_cache_clear(nn_kv_cache *kc);
+NN_API void nn_kv_cache_free(nn_kv_cache *kc);
 /* nn_mha_attend for one new position at kc->len: x (1, 1, C) -> (1, 1, C),
  * each head attending over the positions cached and this one, whose key and
  * value it appends to kc. An error if kc is full or c records gradients. */
-ag_tensor *nn_mha_attend_cached(ag_ctx *c, const nn_mha *m, nn_kv_cache *kc, ag_tensor *x);
+NN_API ag_tensor *nn_mha_attend_cached(ag_ctx *c, const nn_mha *m, nn_kv_cache *kc, ag_tensor *x);
 
 /* net.0 Linear n -> 4n, ReLU, net.2 Linear 4n -> n, dropout: (..., n) -> (..., n). */
 typedef struct {
     nn_linear fc, proj;
     nn_dropout dropout;
 } nn_feedforward;
-bool nn_feedforward_init(nn_feedforward *f, nn_params *p, const char *prefix, int64_t n_embd,
+NN_API bool nn_feedforward_init(nn_feedforward *f, nn_params *p, const char *prefix, int64_t n_embd,
                          float dropout, ag_rng *rng);
-ag_tensor *nn_feedforward_forward(ag_ctx *c, const nn_feedforward *f, ag_tensor *x, bool training);
+NN_API ag_tensor *nn_feedforward_forward(ag_ctx *c, const nn_feedforward *f, ag_tensor *x, bool training);
 
 /* x = x + sa(ln1(x)); x = x + ffwd(ln2(x)): (B, T, n_embd) -> (B, T, n_embd).
  * The three forwards below run that one structure (block.c) and differ only
@@ -156,19 +163,19 @@ typedef struct {
     nn_feedforward ffwd;
     nn_layernorm ln1, ln2;
 } nn_block;
-bool nn_block_init(nn_block *b, nn_params *p, const char *prefix, int64_t n_embd, int n_head,
+NN_API bool nn_block_init(nn_block *b, nn_params *p, const char *prefix, int64_t n_embd, int n_head,
                    float dropout, ag_rng *rng);
 /* The whole sequence, for training and evaluation: (B, T, n_embd) -> (B, T, n_embd). */
-ag_tensor *nn_block_forward(ag_ctx *c, const nn_block *b, ag_tensor *x, bool training);
+NN_API ag_tensor *nn_block_forward(ag_ctx *c, const nn_block *b, ag_tensor *x, bool training);
 /* One new position x (1, 1, n_embd) at kc->len -> (1, 1, n_embd): the heads
  * attend over kc (made for b->sa) and append this position to it. Eval mode;
  * c must have gradients off. */
-ag_tensor *nn_block_forward_cached(ag_ctx *c, const nn_block *b, nn_kv_cache *kc, ag_tensor *x);
+NN_API ag_tensor *nn_block_forward_cached(ag_ctx *c, const nn_block *b, nn_kv_cache *kc, ag_tensor *x);
 /* The last position only: (B, T, n_embd) -> (B, 1, n_embd), the last row of
  * nn_block_forward in eval mode. The heads attend over all T positions; after
  * that no other row reaches the last, so only it goes through proj and ffwd. */
-ag_tensor *nn_block_forward_last(ag_ctx *c, const nn_block *b, ag_tensor *x);
-void nn_block_free(nn_block *b);
+NN_API ag_tensor *nn_block_forward_last(ag_ctx *c, const nn_block *b, ag_tensor *x);
+NN_API void nn_block_free(nn_block *b);
 
 /* ---------------------------------------------------------------- optimizers */
 
@@ -180,9 +187,9 @@ typedef struct {
     int n;                 /* parameters when made: the state's own count */
     bool started;
 } nn_sgd;
-void nn_sgd_init(nn_sgd *o, nn_params *p, float lr, float momentum, float weight_decay);
-void nn_sgd_step(nn_sgd *o);
-void nn_sgd_free(nn_sgd *o);
+NN_API void nn_sgd_init(nn_sgd *o, nn_params *p, float lr, float momentum, float weight_decay);
+NN_API void nn_sgd_step(nn_sgd *o);
+NN_API void nn_sgd_free(nn_sgd *o);
 
 /* torch.optim.AdamW: p -= lr wd p; m, v moving averages with bias correction;
  * p -= lr m_hat / (sqrt(v_hat) + eps). Defaults betas 0.9/0.999, eps 1e-8, wd 0.01.
@@ -194,62 +201,62 @@ typedef struct {
     float **m, **v;
     int n;                 /* parameters when made: the state's own count */
 } nn_adamw;
-void nn_adamw_init(nn_adamw *o, nn_params *p, float lr);
-void nn_adamw_step(nn_adamw *o);
-void nn_adamw_free(nn_adamw *o);
+NN_API void nn_adamw_init(nn_adamw *o, nn_params *p, float lr);
+NN_API void nn_adamw_step(nn_adamw *o);
+NN_API void nn_adamw_free(nn_adamw *o);
 
 /* ---------------------------------------------------------------- safetensors */
 
 /* A safetensors file read into memory: 8-byte little-endian header length,
  * JSON header, raw little-endian data. Only F32 tensors are read. */
 typedef struct nn_st nn_st;
-nn_st *nn_st_open(const char *path, char *err, size_t errlen);
+NN_API nn_st *nn_st_open(const char *path, char *err, size_t errlen);
 /* Parses a file image (copied); for tests and fuzzing. */
-nn_st *nn_st_parse(const void *buf, size_t len, char *err, size_t errlen);
-void nn_st_close(nn_st *f);
-int nn_st_count(const nn_st *f);
-const char *nn_st_name(const nn_st *f, int i);
-bool nn_st_has(const nn_st *f, const char *name);
+NN_API nn_st *nn_st_parse(const void *buf, size_t len, char *err, size_t errlen);
+NN_API void nn_st_close(nn_st *f);
+NN_API int nn_st_count(const nn_st *f);
+NN_API const char *nn_st_name(const nn_st *f, int i);
+NN_API bool nn_st_has(const nn_st *f, const char *name);
 /* The __metadata__ string for key, or NULL. */
-const char *nn_st_meta(const nn_st *f, const char *key);
+NN_API const char *nn_st_meta(const nn_st *f, const char *key);
 /* true if tensor `name` is there as F32 of shape (ndim, shape); else false with the reason. */
-bool nn_st_check(const nn_st *f, const char *name, int ndim, const int64_t *shape, char *err,
+NN_API bool nn_st_check(const nn_st *f, const char *name, int ndim, const int64_t *shape, char *err,
                  size_t errlen);
 /* Copies tensor `name` into dst after checking its dtype and that its shape is (ndim, shape). */
-bool nn_st_read(const nn_st *f, const char *name, float *dst, int ndim, const int64_t *shape,
+NN_API bool nn_st_read(const nn_st *f, const char *name, float *dst, int ndim, const int64_t *shape,
                 char *err, size_t errlen);
 /* Its shape, or false if absent. */
-bool nn_st_shape(const nn_st *f, const char *name, int *ndim, int64_t *shape);
+NN_API bool nn_st_shape(const nn_st *f, const char *name, int *ndim, int64_t *shape);
 /* Bytes of tensor data after the header (a bound on what a valid file can hold). */
-uint64_t nn_st_data_size(const nn_st *f);
+NN_API uint64_t nn_st_data_size(const nn_st *f);
 
 /* Writes code point cp (below 0x110000) as UTF-8 to out; returns the bytes written, 1 to 4. */
-int nn_utf8_encode(uint32_t cp, char out[4]);
+NN_API int nn_utf8_encode(uint32_t cp, char out[4]);
 
 /* Collects tensors (by reference: keep them alive until written) and metadata. */
 typedef struct nn_st_writer nn_st_writer;
-nn_st_writer *nn_st_writer_new(void);
-void nn_st_add(nn_st_writer *w, const char *name, const float *data, int ndim,
+NN_API nn_st_writer *nn_st_writer_new(void);
+NN_API void nn_st_add(nn_st_writer *w, const char *name, const float *data, int ndim,
                const int64_t *shape);
-void nn_st_add_meta(nn_st_writer *w, const char *key, const char *value);
+NN_API void nn_st_add_meta(nn_st_writer *w, const char *key, const char *value);
 /* Writes path + ".tmp", flushes it to disk, then renames it over path, so a
  * crash or a full disk never leaves a half-written path behind. */
-bool nn_st_write(nn_st_writer *w, const char *path, char *err, size_t errlen);
-void nn_st_writer_free(nn_st_writer *w);
+NN_API bool nn_st_write(nn_st_writer *w, const char *path, char *err, size_t errlen);
+NN_API void nn_st_writer_free(nn_st_writer *w);
 
 /* ---------------------------------------------------------------- checkpoints */
 
 /* Adds every parameter under its name, and with opt its state as
  * "optimizer.exp_avg.<name>", "optimizer.exp_avg_sq.<name>" and metadata
  * "optimizer.step". */
-void nn_st_add_params(nn_st_writer *w, const nn_params *p);
-void nn_st_add_adamw(nn_st_writer *w, const nn_adamw *opt);
+NN_API void nn_st_add_params(nn_st_writer *w, const nn_params *p);
+NN_API void nn_st_add_adamw(nn_st_writer *w, const nn_adamw *opt);
 /* Loads every parameter of p by name, checking shapes; fails on the first
  * missing or mismatched tensor, and on tensors the file has that p lacks
  * (other than "optimizer." ones). Everything is checked before anything is
  * copied, so a failed load leaves p (and opt) as they were. */
-bool nn_load_params(const nn_st *f, nn_params *p, char *err, size_t errlen);
-bool nn_load_adamw(const nn_st *f, nn_adamw *opt, char *err, size_t errlen);
+NN_API bool nn_load_params(const nn_st *f, nn_params *p, char *err, size_t errlen);
+NN_API bool nn_load_adamw(const nn_st *f, nn_adamw *opt, char *err, size_t errlen);
 
 #ifdef __cplusplus
 }

@@ -338,16 +338,6 @@ bool nn_st_shape(const nn_st *f, const char *name, int *ndim, int64_t *shape)
     return true;
 }
 
-/* "(2, 3)": nn's one shape formatter that takes no tensor (ag_shape_str takes one). */
-static void fmt_shape(char *b, size_t n, int nd, const int64_t *s)
-{
-    size_t k = (size_t)snprintf(b, n, "(");
-    for (int i = 0; i < nd && k < n; i++)
-        k += (size_t)snprintf(b + k, n - k, i ? ", %lld" : "%lld", (long long)s[i]);
-    if (k < n)
-        snprintf(b + k, n - k, ")");
-}
-
 bool nn_st_check(const nn_st *f, const char *name, int ndim, const int64_t *shape, char *err,
                  size_t errlen)
 {
@@ -361,9 +351,9 @@ bool nn_st_check(const nn_st *f, const char *name, int ndim, const int64_t *shap
         same = e->shape[i] == shape[i];
     if (!same) {
         char a[128], b[128];
-        fmt_shape(a, sizeof a, e->ndim, e->shape);
-        fmt_shape(b, sizeof b, ndim, shape);
-        return nn_seterr(err, errlen, "tensor \"%s\" has shape %s in the file, want %s", name, a, b);
+        return nn_seterr(err, errlen, "tensor \"%s\" has shape %s in the file, want %s", name,
+                         ag_fmt_shape(e->ndim, e->shape, a, sizeof a),
+                         ag_fmt_shape(ndim, shape, b, sizeof b));
     }
     return true;
 }

@@ -75,8 +75,8 @@ static inline void check_module(ag_gradcheck_fn f, fwd *a, ag_tensor *x, nn_para
         in[n++] = x;
     assert_true(p->n > 0 && p->n < 63);
     for (int i = 0; i < p->n; i++) {
-        assert_true(p->items[i]->requires_grad);
-        assert_null(p->items[i]->owner); /* persistent */
+        assert_true(ag_requires_grad(p->items[i]));
+        assert_null(ag_tensor_ctx(p->items[i])); /* persistent */
         in[n++] = p->items[i];
     }
     ag_ctx *c = ag_ctx_new();

@@ -3,6 +3,8 @@
  * labels, edges, escaping). */
 #include "test_util.h"
 
+#include "ag_op.h" /* ag_op_of */
+
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -142,15 +144,15 @@ static void test_constructors_values_and_shapes(void **state)
     assert_int_equal(e->numel, 0);
 
     /* defaults: no grad, leaf, unnamed; params are zeroed, named, requiring grad */
-    assert_false(z->requires_grad);
-    assert_null(z->op);
+    assert_false(ag_requires_grad(z));
+    assert_null(ag_op_of(z));
     assert_null(z->name);
-    assert_ptr_equal(z->owner, c);
+    assert_ptr_equal(ag_tensor_ctx(z), c);
     char name[8] = "fc.w";
     ag_tensor *p = ag_param(name, AG_SHAPE(3));
     name[0] = 'X'; /* the name is copied */
     assert_string_equal(p->name, "fc.w");
-    assert_true(p->requires_grad);
+    assert_true(ag_requires_grad(p));
     for (int i = 0; i < 3; i++)
         assert_true(p->data[i] == 0.0f);
     ag_tensor_free(o);

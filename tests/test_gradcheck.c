@@ -3,12 +3,14 @@
  * naming the input, the element and both values. */
 #include "test_util.h"
 
+#include "ag_op.h" /* user-defined ops */
+
 /* A user-defined op, y = 2x, whose backward can be told to be wrong by a factor. */
 static float planted_factor = 1.0f;
 
 static void twice_backward(ag_ctx *ctx, ag_tensor *out)
 {
-    float *gx = ag_grad_of(ctx, out->inputs[0]);
+    float *gx = ag_grad_of(ctx, ag_input(out, 0));
     if (gx)
         for (int64_t i = 0; i < out->numel; i++)
             gx[i] += 2.0f * planted_factor * out->grad[i];
@@ -82,7 +84,7 @@ static void test_one_percent_off_fails_by_directions(void **state)
 /* An error in one element only is caught and that element is named. */
 static void one_wrong_backward(ag_ctx *ctx, ag_tensor *out)
 {
-    float *gx = ag_grad_of(ctx, out->inputs[0]);
+    float *gx = ag_grad_of(ctx, ag_input(out, 0));
     for (int64_t i = 0; i < out->numel; i++)
         gx[i] += (i == 5 ? 2.02f : 2.0f) * out->grad[i];
 }

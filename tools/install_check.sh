@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 prefix=$(mktemp -d /tmp/agrad-prefix.XXXXXX)
 work=$(mktemp -d /tmp/agrad-user.XXXXXX)
 trap 'rm -rf "$prefix" "$work"' EXIT
-meson setup build-install --prefix="$prefix" -Dtests=false >/dev/null
+meson setup build-install --prefix="$prefix" -Dtests=false -Dwerror=true >/dev/null
 meson install -C build-install >/dev/null
 libdir=$(find "$prefix" -name 'agrad.pc' -exec dirname {} \; | head -n1)
 cp tools/install_check.c "$work/"

@@ -1,8 +1,11 @@
-/* internal.h - what the engine's files share and users don't see. */
+/* internal.h - what the engine's files share and users don't see: the
+ * tensor's private tail, the arena and ctx, and the kernels' helpers. Only
+ * the library's sources (and tests and tools that link its objects) have
+ * this folder on their include path. */
 #ifndef AG_INTERNAL_H
 #define AG_INTERNAL_H
 
-#include "ag.h"
+#include "ag_op.h"
 
 #include <math.h>
 #include <string.h>
@@ -24,6 +27,41 @@
         }                                                                    \
     } while (0)
 #define AG_STR(x) #x
+
+/* ---------------------------------------------------------------- tensors */
+
+/* A tensor with the engine's state after its public part, in one allocation:
+ * every tensor the library hands out is an ag_node, so ag_node_of is a cast. */
+typedef struct {
+    ag_tensor pub;                  /* first */
+
+    /* graph; set by ops, read by backward. A leaf has op == NULL. */
+    const ag_op *op;
+    int ninputs;
+    ag_tensor **inputs;
+    void *saved;                    /* the op's attributes and whatever it kept for backward */
+
+    /* ownership: the ctx whose arena holds it (NULL: persistent) and that
+     * arena's generation when it was made, to catch use after a reset. */
+    ag_ctx *owner;
+    uint64_t generation;
+    ag_tensor *view_of;             /* a view's base, whose buffer it shares */
+    int32_t saved_refs;             /* backwards (and live views) that read its data */
+    bool requires_grad;
+    bool retain_grad;
+    bool owns_data;                 /* its data is its own, not a view of another's */
+    bool visited;                   /* set only during a graph traversal */
+    bool released;                  /* ag_release was called on it */
+} ag_node;
+
+static inline ag_node *ag_node_of(const ag_tensor *t) { return (ag_node *)(uintptr_t)t; }
+
+/* ag_op.h's accessors, inlined inside the library (graph.c defines the
+ * exported functions as (ag_input)(...), which the macros leave alone). */
+#define ag_op_of(t) (ag_node_of(t)->op)
+#define ag_num_inputs(out) (ag_node_of(out)->ninputs)
+#define ag_input(out, i) (ag_node_of(out)->inputs[(i)])
+#define ag_saved(out) ((void *)ag_node_of(out)->saved)
 
 /* ---------------------------------------------------------------- arena */
 
@@ -82,9 +120,12 @@ void ag_buf_release(ag_ctx *ctx, float *buf, int64_t numel);
 /* Points view at data inside base's buffer and keeps that buffer alive for it. */
 void ag_make_view(ag_tensor *view, ag_tensor *base, float *data);
 
-/* ag_grad_of without the zeroing: *fresh says the buffer was just made and
- * holds garbage, so the caller must write (=) every element, not add (+=). */
-float *ag_grad_buf(ag_ctx *ctx, ag_tensor *t, bool *fresh);
+/* overwrite, the one word for how a backward puts a result into a grad:
+ * true writes (=) every element, whatever the buffer held; false adds (+=). */
+
+/* ag_grad_of without the zeroing: *overwrite says the buffer was just made
+ * and holds garbage, so the caller must overwrite every element. */
+float *ag_grad_buf(ag_ctx *ctx, ag_tensor *t, bool *overwrite);
 
 /* For a backward whose input t's grad is exactly out's grad (add, reshape):
  * when t has no grad yet and is not a leaf, out's grad buffer becomes t's
@@ -97,12 +138,8 @@ void *ag_scratch(ag_ctx *ctx, size_t bytes);
 
 /* ---------------------------------------------------------------- checks */
 
-/* Reports the error for the first NULL or stale input; true if all good. */
-bool ag_check_inputs(const char *op, ag_tensor *const *ts, int n);
-/* Normalizes a possibly negative axis of a tensor with ndim dims, or reports. */
-bool ag_norm_axis(const char *op, const ag_tensor *t, int *axis);
-/* "(2, 3)" */
-char *ag_fmt_shape(int ndim, const int64_t *shape, char *buf, size_t n);
+/* Turns axis (negative counts from the end) into an index of t's dims, or reports. */
+bool ag_resolve_axis(const char *op, const ag_tensor *t, int *axis);
 int64_t ag_shape_numel(int ndim, const int64_t *shape);
 
 /* Row-major strides (in elements) of a shape. */
@@ -112,15 +149,15 @@ void ag_strides(int ndim, const int64_t *shape, int64_t *strides);
 bool ag_broadcast_shape(const ag_tensor *a, const ag_tensor *b, int *ndim, int64_t *shape);
 /* Strides of t's elements when t is broadcast to (ndim, shape): 0 on broadcast dims. */
 void ag_broadcast_strides(const ag_tensor *t, int ndim, const int64_t *shape, int64_t *strides);
-/* dst (t's shape) += scale * src (summed over the dims where t was broadcast to
- * src's shape); with assign, dst = ... (dst's old contents are ignored). */
+/* dst (t's shape) (+)= scale * src, summed over the dims where t was broadcast
+ * to src's shape. */
 void ag_accum_reduce(float *dst, const ag_tensor *t, const float *src, const ag_tensor *src_shape,
-                     float scale, bool assign);
+                     float scale, bool overwrite);
 
 /* Sums of the product g * x over rows (rows, L): with per_row, dst[r] (+)= sum_j;
- * else dst[j] (+)= sum_r (a bias-like factor's grad). assign: = instead of +=. */
+ * else dst[j] (+)= sum_r (a bias-like factor's grad). */
 void ag_sum_product(float *dst, bool per_row, const float *g, const float *x, int64_t rows,
-                    int64_t L, bool assign);
+                    int64_t L, bool overwrite);
 
 /* ---------------------------------------------------------------- kernels */
 
@@ -150,19 +187,20 @@ static inline uint64_t ag_hash64(uint64_t seed, uint64_t i)
 
 /* Eight floats as one vector (GCC/clang vector extension): for reductions
  * over short rows, where `omp simd reduction` spills its lanes to the stack
- * and sums them back one by one. */
+ * and sums them back one by one. No function takes or returns one by value:
+ * built without AVX (-Dnative=false) that would be a call across an ABI that
+ * differs between AVX and non-AVX code (GCC's -Wpsabi). */
 typedef float ag_v8 __attribute__((vector_size(32)));
+/* the same, at any float's alignment, and allowed to alias floats */
+typedef float ag_v8u __attribute__((vector_size(32), aligned(4), may_alias));
 
-static inline ag_v8 ag_load8(const float *p)
-{
-    ag_v8 v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
+/* The eight floats at p as a vector value (an unaligned load). */
+#define ag_load8(p) (*(const ag_v8u *)(const void *)(p))
 
-static inline float ag_hsum8(ag_v8 v)
+static inline float ag_hsum8(const ag_v8 *v)
 {
-    return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
+    const ag_v8 x = *v;
+    return ((x[0] + x[4]) + (x[1] + x[5])) + ((x[2] + x[6]) + (x[3] + x[7]));
 }
 
 /* sum of a[i] * b[i], i < n */
@@ -172,7 +210,7 @@ static inline float ag_dot(const float *a, const float *b, int64_t n)
     int64_t i = 0;
     for (; i + 8 <= n; i += 8)
         acc += ag_load8(a + i) * ag_load8(b + i);
-    float s = ag_hsum8(acc);
+    float s = ag_hsum8(&acc);
     for (; i < n; i++)
         s += a[i] * b[i];
     return s;
@@ -185,7 +223,7 @@ static inline float ag_sumf(const float *a, int64_t n)
     int64_t i = 0;
     for (; i + 8 <= n; i += 8)
         acc += ag_load8(a + i);
-    float s = ag_hsum8(acc);
+    float s = ag_hsum8(&acc);
     for (; i < n; i++)
         s += a[i];
     return s;

@@ -1,4 +1,4 @@
-/* dot.c - the recorded graph as Graphviz DOT, like micrograd's draw_dot. */
+/* graphviz.c - the recorded graph as Graphviz DOT, like micrograd's draw_dot. */
 #include "internal.h"
 
 #include <stdlib.h>
@@ -47,7 +47,7 @@ void ag_write_dot(FILE *f, const ag_tensor *root)
     push(&all, root);
     push(&todo, root);
     while (todo.n) {
-        const ag_tensor *t = todo.items[--todo.n];
+        const ag_node *t = ag_node_of(todo.items[--todo.n]);
         for (int i = 0; i < t->ninputs; i++)
             if (!seen(&all, t->inputs[i])) {
                 push(&all, t->inputs[i]);
@@ -67,11 +67,12 @@ void ag_write_dot(FILE *f, const ag_tensor *root)
             fputs(" | ", f);
         }
         fprintf(f, "%s}\"%s];\n", shape, style);
-        if (t->op) {
-            fprintf(f, "  op%p [shape=ellipse, label=\"%s\"];\n", (const void *)t, t->op->name);
+        const ag_node *n = ag_node_of(t);
+        if (n->op) {
+            fprintf(f, "  op%p [shape=ellipse, label=\"%s\"];\n", (const void *)t, n->op->name);
             fprintf(f, "  op%p -> t%p;\n", (const void *)t, (const void *)t);
-            for (int i = 0; i < t->ninputs; i++)
-                fprintf(f, "  t%p -> op%p;\n", (const void *)t->inputs[i], (const void *)t);
+            for (int i = 0; i < n->ninputs; i++)
+                fprintf(f, "  t%p -> op%p;\n", (const void *)n->inputs[i], (const void *)t);
         }
     }
     fprintf(f, "}\n");
