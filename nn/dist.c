@@ -392,7 +392,7 @@ void nn_dist_average_grads(nn_params *p, float *extra, int n_extra)
     size_t fill = 0;
     for (int i = 0; i < p->n; i++) {
         ag_tensor *t = p->items[i];
-        if (!t->requires_grad)
+        if (!ag_requires_grad(t))
             continue;
         if (!t->grad)
             ag_zero_grad(t);
