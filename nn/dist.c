@@ -13,6 +13,7 @@
 #ifdef NN_HAVE_MPI
 #include <mpi.h>
 #include <pthread.h>
+#include <signal.h>
 #include <unistd.h>
 #endif
 
@@ -170,8 +171,14 @@ bool nn_dist_init(int *argc, char ***argv, char *err, size_t errlen)
     if (t && *t)
         nn_dist_set_timeout(atof(t));
     wd.quit = false;
+    /* the thread starts with every signal blocked, so the program's handlers
+     * (gpt train's SIGINT/SIGTERM) run on its own threads */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
     if (pthread_create(&wd.thread, NULL, watchdog, NULL) == 0)
         wd.running = true;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
 #else
     (void)argc, (void)argv, (void)err, (void)errlen;
 #endif
