@@ -128,7 +128,6 @@ bool nn_dist_available(void)
 #endif
 }
 
-#ifdef NN_HAVE_MPI
 /* Whether an MPI launcher started us: Open MPI's mpirun, MPICH's hydra and
  * Slurm (PMI / PMIx) each leave a variable. Without one we stay a single
  * process and never start MPI, so `gpt train` alone behaves as it always has
@@ -140,6 +139,16 @@ static bool launched_by_mpi(void)
         if (getenv(vars[i]))
             return true;
     return false;
+}
+
+#ifndef NN_HAVE_MPI
+/* The number of ranks the launcher says it started, or 0 when it does not say. */
+static long launched_size(void)
+{
+    const char *n = getenv("OMPI_COMM_WORLD_SIZE");
+    if (!n)
+        n = getenv("PMI_SIZE");
+    return n ? atol(n) : 0;
 }
 #endif
 
@@ -180,7 +189,14 @@ bool nn_dist_init(int *argc, char ***argv, char *err, size_t errlen)
         wd.running = true;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
 #else
-    (void)argc, (void)argv, (void)err, (void)errlen;
+    (void)argc, (void)argv;
+    /* N copies of a one-process build would each train alone and write the
+     * same files: refuse instead */
+    if (launched_by_mpi() && launched_size() > 1) {
+        snprintf(err, errlen, "started as one of %ld MPI ranks, but this build has no MPI "
+                 "(install libopenmpi-dev and reconfigure, meson -Dmpi=enabled)", launched_size());
+        return false;
+    }
 #endif
     return true;
 }

@@ -27,8 +27,9 @@ extern "C" {
 
 /* Starts MPI (MPI_Init_thread, FUNNELED) when this build has it and the
  * environment shows an MPI launcher (mpirun / mpiexec / srun); otherwise one
- * process. false with the reason in err when MPI cannot start. Call once,
- * before anything else here; argc/argv may be NULL. */
+ * process. false with the reason in err when MPI cannot start, or when a
+ * launcher started several ranks of a build without MPI (each would train
+ * alone). Call once, before anything else here; argc/argv may be NULL. */
 NN_API bool nn_dist_init(int *argc, char ***argv, char *err, size_t errlen);
 /* true when this build was compiled with MPI (whether or not it was launched by one). */
 NN_API bool nn_dist_available(void);
