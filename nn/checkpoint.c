@@ -27,11 +27,17 @@ void nn_st_add_adamw(nn_st_writer *w, const nn_adamw *opt)
     nn_st_add_meta(w, OPT_PREFIX "step", step);
 }
 
+/* name is there with t's shape, as F32, and every value finite */
+static bool check(const nn_st *f, const char *name, const ag_tensor *t, char *err, size_t errlen)
+{
+    return nn_st_check(f, name, t->ndim, t->shape, err, errlen) && nn_st_finite(f, name, err, errlen);
+}
+
 bool nn_load_params(const nn_st *f, nn_params *p, char *err, size_t errlen)
 {
     for (int i = 0; i < p->n; i++) {
         const ag_tensor *t = p->items[i];
-        if (!nn_st_check(f, t->name, t->ndim, t->shape, err, errlen))
+        if (!check(f, t->name, t, err, errlen))
             return false;
     }
     for (int i = 0; i < nn_st_count(f); i++) {
@@ -62,11 +68,11 @@ bool nn_load_adamw(const nn_st *f, nn_adamw *opt, char *err, size_t errlen)
         for (int i = 0; i < opt->params->n; i++) {
             const ag_tensor *t = opt->params->items[i];
             snprintf(name, sizeof name, OPT_PREFIX "exp_avg.%s", t->name);
-            if (pass == 0 ? !nn_st_check(f, name, t->ndim, t->shape, err, errlen)
+            if (pass == 0 ? !check(f, name, t, err, errlen)
                           : !nn_st_read(f, name, opt->m[i], t->ndim, t->shape, err, errlen))
                 return false;
             snprintf(name, sizeof name, OPT_PREFIX "exp_avg_sq.%s", t->name);
-            if (pass == 0 ? !nn_st_check(f, name, t->ndim, t->shape, err, errlen)
+            if (pass == 0 ? !check(f, name, t, err, errlen)
                           : !nn_st_read(f, name, opt->v[i], t->ndim, t->shape, err, errlen))
                 return false;
         }

@@ -208,7 +208,11 @@ NN_API void nn_adamw_free(nn_adamw *o);
 /* ---------------------------------------------------------------- safetensors */
 
 /* A safetensors file read into memory: 8-byte little-endian header length,
- * JSON header, raw little-endian data. Only F32 tensors are read. */
+ * JSON header, raw little-endian data. Only F32 tensors are read. Opening
+ * checks, as the format requires, that the tensors' data_offsets tile the
+ * data exactly (no overlap, no gap, nothing after the last), and, when the
+ * metadata has "crc32c" (this writer's; PyTorch's files have none), that the
+ * data's CRC-32C matches it. */
 typedef struct nn_st nn_st;
 NN_API nn_st *nn_st_open(const char *path, char *err, size_t errlen);
 /* Parses a file image (copied); for tests and fuzzing. */
@@ -227,8 +231,15 @@ NN_API bool nn_st_read(const nn_st *f, const char *name, float *dst, int ndim, c
                 char *err, size_t errlen);
 /* Its shape, or false if absent. */
 NN_API bool nn_st_shape(const nn_st *f, const char *name, int *ndim, int64_t *shape);
+/* true if every value of F32 tensor `name` is finite; else false naming the
+ * tensor, the first element that is not (flat and as an index) and its value. */
+NN_API bool nn_st_finite(const nn_st *f, const char *name, char *err, size_t errlen);
 /* Bytes of tensor data after the header (a bound on what a valid file can hold). */
 NN_API uint64_t nn_st_data_size(const nn_st *f);
+
+/* CRC-32C (Castagnoli) of buf[0..n) continuing crc (0 to start): what the
+ * writer stores as metadata "crc32c" (8 hex digits) and the reader checks. */
+NN_API uint32_t nn_crc32c(uint32_t crc, const void *buf, size_t n);
 
 /* Writes code point cp (below 0x110000) as UTF-8 to out; returns the bytes written, 1 to 4. */
 NN_API int nn_utf8_encode(uint32_t cp, char out[4]);
@@ -240,7 +251,8 @@ NN_API void nn_st_add(nn_st_writer *w, const char *name, const float *data, int 
                const int64_t *shape);
 NN_API void nn_st_add_meta(nn_st_writer *w, const char *key, const char *value);
 /* Writes path + ".tmp", flushes it to disk, then renames it over path, so a
- * crash or a full disk never leaves a half-written path behind. */
+ * crash or a full disk never leaves a half-written path behind. The metadata
+ * gets "crc32c", the data's checksum (a key of that name may not be added). */
 NN_API bool nn_st_write(nn_st_writer *w, const char *path, char *err, size_t errlen);
 NN_API void nn_st_writer_free(nn_st_writer *w);
 
@@ -252,9 +264,10 @@ NN_API void nn_st_writer_free(nn_st_writer *w);
 NN_API void nn_st_add_params(nn_st_writer *w, const nn_params *p);
 NN_API void nn_st_add_adamw(nn_st_writer *w, const nn_adamw *opt);
 /* Loads every parameter of p by name, checking shapes; fails on the first
- * missing or mismatched tensor, and on tensors the file has that p lacks
- * (other than "optimizer." ones). Everything is checked before anything is
- * copied, so a failed load leaves p (and opt) as they were. */
+ * missing or mismatched tensor, on a value that is not finite (NaN or inf:
+ * the message names the tensor and the element), and on tensors the file
+ * has that p lacks (other than "optimizer." ones). Everything is checked
+ * before anything is copied, so a failed load leaves p (and opt) as they were. */
 NN_API bool nn_load_params(const nn_st *f, nn_params *p, char *err, size_t errlen);
 NN_API bool nn_load_adamw(const nn_st *f, nn_adamw *opt, char *err, size_t errlen);
 

@@ -1,6 +1,6 @@
 /* safetensors_write.c - writing safetensors files (the format is described
  * in safetensors_read.c): F32 tensors by reference and string metadata,
- * written atomically. */
+ * with the data's CRC-32C, written atomically. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,28 +69,49 @@ void nn_st_writer_free(nn_st_writer *w)
     free(w);
 }
 
-/* The JSON header: metadata first, then each tensor at the offset after the
- * one before, padded with spaces to a multiple of 8 bytes as the format asks. */
+/* Floats k .. k+m-1 of e as little-endian bytes, regardless of the host. */
+static void le_bytes(const wentry *e, int64_t k, int64_t m, unsigned char *out)
+{
+    for (int64_t j = 0; j < m; j++) {
+        uint32_t u;
+        memcpy(&u, &e->data[k + j], 4);
+        for (int b = 0; b < 4; b++)
+            out[4 * j + b] = (unsigned char)(u >> (8 * b));
+    }
+}
+
+/* CRC-32C of the data as write_file writes it. */
+static uint32_t data_crc(const nn_st_writer *w)
+{
+    uint32_t crc = 0;
+    unsigned char chunk[4096];
+    for (int i = 0; i < w->n; i++)
+        for (int64_t k = 0; k < w->e[i].numel; k += 1024) {
+            int64_t m = w->e[i].numel - k < 1024 ? w->e[i].numel - k : 1024;
+            le_bytes(&w->e[i], k, m, chunk);
+            crc = nn_crc32c(crc, chunk, (size_t)m * 4);
+        }
+    return crc;
+}
+
+/* The JSON header: metadata first (ending with the data's "crc32c"), then
+ * each tensor at the offset after the one before, padded with spaces to a
+ * multiple of 8 bytes as the format asks. */
 static nn_json_out header(const nn_st_writer *w)
 {
     nn_json_out h = {0};
-    nn_json_put(&h, "{", 1);
-    if (w->nmeta) {
-        nn_json_put(&h, "\"__metadata__\":{", 16);
-        for (int i = 0; i < w->nmeta; i += 2) {
-            if (i)
-                nn_json_put(&h, ",", 1);
-            nn_json_put_string(&h, w->meta[i]);
-            nn_json_put(&h, ":", 1);
-            nn_json_put_string(&h, w->meta[i + 1]);
-        }
-        nn_json_put(&h, "}", 1);
+    nn_json_put(&h, "{\"__metadata__\":{", 17);
+    for (int i = 0; i < w->nmeta; i += 2) {
+        nn_json_put_string(&h, w->meta[i]);
+        nn_json_put(&h, ":", 1);
+        nn_json_put_string(&h, w->meta[i + 1]);
+        nn_json_put(&h, ",", 1);
     }
+    nn_json_putf(&h, "\"crc32c\":\"%08x\"}", (unsigned)data_crc(w));
     uint64_t off = 0;
     for (int i = 0; i < w->n; i++) {
         const wentry *e = &w->e[i];
-        if (i || w->nmeta)
-            nn_json_put(&h, ",", 1);
+        nn_json_put(&h, ",", 1);
         nn_json_put_string(&h, e->name);
         nn_json_put(&h, ":{\"dtype\":\"F32\",\"shape\":[", 25);
         for (int d = 0; d < e->ndim; d++)
@@ -120,12 +141,7 @@ static bool write_file(FILE *fp, const nn_json_out *h, const nn_st_writer *w)
         unsigned char chunk[4096];
         for (int64_t k = 0; ok && k < e->numel; k += 1024) {
             int64_t m = e->numel - k < 1024 ? e->numel - k : 1024;
-            for (int64_t j = 0; j < m; j++) {
-                uint32_t u;
-                memcpy(&u, &e->data[k + j], 4);
-                for (int b = 0; b < 4; b++)
-                    chunk[4 * j + b] = (unsigned char)(u >> (8 * b));
-            }
+            le_bytes(e, k, m, chunk);
             ok = write_all(fp, chunk, (size_t)m * 4);
         }
     }
@@ -140,6 +156,10 @@ bool nn_st_write(nn_st_writer *w, const char *path, char *err, size_t errlen)
             if (strcmp(w->e[i].name, w->e[j].name) == 0)
                 return nn_seterr(err, errlen, "cannot write %s: tensor \"%s\" added twice", path,
                                  w->e[i].name);
+    for (int i = 0; i < w->nmeta; i += 2)
+        if (strcmp(w->meta[i], "crc32c") == 0)
+            return nn_seterr(err, errlen, "cannot write %s: metadata \"crc32c\" is the writer's "
+                             "own (the data's checksum)", path);
     size_t plen = strlen(path);
     char *tmp = malloc(plen + 5);
     if (!tmp)

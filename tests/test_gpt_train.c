@@ -24,7 +24,7 @@ static void test_train_end_to_end(void **state)
     assert_true(gpt_data_load(&d, text_path, err, sizeof err));
     int V = d.vocab.size;
     char want[128];
-    snprintf(want, sizeof want, "; vocabulary %d characters; %lld train / %lld val tokens; 1 threads;",
+    snprintf(want, sizeof want, "; vocabulary %d characters; %lld train / %lld val tokens; 1 thread;",
              V, (long long)d.n_train, (long long)(d.n - d.n_train));
     if (!strstr(OUT(&p), want))
         fail_msg("stdout lacks \"%s\":\n%s", want, OUT(&p));
@@ -386,6 +386,111 @@ static void test_non_finite_loss_stops_training(void **state)
     vocab_free(&v);
 }
 
+/* `gpt train --init-from` a PyTorch state_dict: training starts from its
+ * weights (the first estimate is PyTorch's trained model's, far below a new
+ * model's), with the file's sizes, and the run's own dropout; the
+ * checkpoint it writes is ours. One step: "1 step", one thread: "1 thread". */
+static void test_init_from_torch(void **state)
+{
+    (void)state;
+    char ckpt[700], text[700];
+    snprintf(ckpt, sizeof ckpt, "%s/torch_gpt.safetensors", fixtures);
+    snprintf(text, sizeof text, "%s/torch_gpt.txt", fixtures);
+    double first[2];
+    for (int k = 0; k < 2; k++) {
+        argl a = {0};
+        push(&a, "train", "--data", text, "--batch-size", "8", "--max-iters", "1", "--eval-iters",
+             "20", "--dropout", "0.1", "--lr", "1e-3", "--threads", "1", "--sample-tokens", "0",
+             "--out", tpath(k ? "init_new" : "init_torch"), NULL);
+        if (k) /* a new model of the same sizes */
+            push(&a, "--n-embd", "8", "--n-head", "2", "--n-layer", "2", "--block-size", "8", NULL);
+        else
+            push(&a, "--init-from", ckpt, NULL);
+        proc p;
+        run_ok(&p, &a);
+        eval_line ev[4];
+        assert_int_equal(parse_evals(OUT(&p), ev, 4), 1); /* step 0, the last */
+        first[k] = ev[0].val;
+        assert_non_null(strstr(OUT(&p), "; vocabulary 12 characters; 279 train / 31 val tokens; "
+                                        "1 thread; "));
+        assert_non_null(strstr(OUT(&p), "\ntrained 1 step in "));
+        proc_free(&p);
+    }
+    print_message("first val loss: from PyTorch's weights %.4f, new %.4f\n", first[0], first[1]);
+    assert_true(first[0] < 1.5 && first[1] > 2.2); /* ln 12 = 2.48 */
+    gpt_model m;
+    gpt_vocab v;
+    nn_adamw opt;
+    gpt_train_state ts;
+    char err[512];
+    if (!gpt_ckpt_load(tpath("init_torch/ckpt.safetensors"), &m, &v, &opt, &ts, err, sizeof err))
+        fail_msg("%s", err);
+    assert_int_equal(m.cfg.n_embd, 8);
+    assert_int_equal(m.cfg.n_head, 2);
+    assert_int_equal(m.cfg.n_layer, 2);
+    assert_int_equal(m.cfg.block_size, 8);
+    assert_true(m.cfg.dropout == 0.1f);
+    assert_int_equal(ts.step, 1);
+    assert_int_equal(opt.step, 1);
+    nn_adamw_free(&opt);
+    gpt_free(&m);
+    vocab_free(&v);
+}
+
+/* Text with CRLF line endings trains (each \r a character), with a warning
+ * that counts them and says how to convert the file; plain text gets none. */
+static void test_crlf_warning(void **state)
+{
+    (void)state;
+    size_t len;
+    char *t = read_file(text_path, &len);
+    char *crlf = malloc(2 * len + 1);
+    size_t n = 0, crs = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (t[i] == '\n') {
+            crlf[n++] = '\r';
+            crs++;
+        }
+        crlf[n++] = t[i];
+    }
+    const char *path = tpath("crlf.txt");
+    write_file(path, crlf, n);
+    for (int k = 0; k < 2; k++) {
+        argl a = {0};
+        push(&a, "train", "--data", k ? text_path : path, TINY_MODEL, "--max-iters", "1",
+             "--eval-iters", "1", "--sample-tokens", "0", "--out", tpath(k ? "lf" : "crlf"), NULL);
+        proc p;
+        run_ok(&p, &a);
+        if (k) {
+            assert_string_equal(ERR(&p), "");
+        } else {
+            char want[1600];
+            snprintf(want, sizeof want, "gpt train: warning: %s has %zu carriage returns (\\r, as in "
+                     "Windows CRLF line endings): the model learns each as a character and will "
+                     "print it. To train on plain newlines, convert the file first: sed -i "
+                     "'s/\\r$//' %s (or dos2unix)\n", path, crs, path);
+            assert_string_equal(ERR(&p), want);
+            assert_non_null(strstr(OUT(&p), "; vocabulary 59 characters;")); /* 58 and \r */
+        }
+        proc_free(&p);
+    }
+    /* the count, one line ending: "1 carriage return" */
+    gpt_data d;
+    char err[256];
+    assert_true(gpt_data_from_text(&d, (const unsigned char *)"ab\r\ncd\n", 7, err, sizeof err));
+    assert_int_equal(d.carriage_returns, 1);
+    char *msg = NULL;
+    size_t ml = 0;
+    FILE *mem = open_memstream(&msg, &ml);
+    gpt_data_warn(&d, "x.txt", "gpt train", mem);
+    fclose(mem);
+    assert_non_null(strstr(msg, "x.txt has 1 carriage return (\\r,"));
+    free(msg);
+    gpt_data_free(&d);
+    free(t);
+    free(crlf);
+}
+
 /* the straight run is shared by the resume tests; freed here */
 static int teardown(void **state)
 {
@@ -405,6 +510,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_memory_is_flat),
         cmocka_unit_test(test_same_seed_same_losses),
         cmocka_unit_test(test_non_finite_loss_stops_training),
+        cmocka_unit_test(test_init_from_torch),
+        cmocka_unit_test(test_crlf_warning),
     };
     return cmocka_run_group_tests_name("gpt_train", tests, gpt_setup, teardown);
 }

@@ -5,9 +5,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Draws a token from logits (V) after temperature and top-k. */
+/* Draws a token from logits (V) after temperature and top-k; temperature 0
+ * takes the most likely (the first of equals). -1 when the logits are not
+ * finite: there is nothing to draw from. */
 static int32_t pick(float *logits, float *tmp, int64_t V, const gpt_sample_opts *o, ag_rng *rng)
 {
+    for (int64_t i = 0; i < V; i++)
+        if (!isfinite(logits[i]))
+            return -1;
+    if (o->temperature == 0) {
+        int64_t best = 0;
+        for (int64_t i = 1; i < V; i++)
+            if (logits[i] > logits[best])
+                best = i;
+        return (int32_t)best;
+    }
     for (int64_t i = 0; i < V; i++)
         logits[i] /= o->temperature;
     if (o->top_k > 0 && o->top_k < V) {
@@ -90,6 +102,8 @@ int64_t gpt_generate(const gpt_model *m, const gpt_vocab *v, const int32_t *ctx_
             memcpy(logits, lg, (size_t)V * sizeof *logits);
         }
         int32_t next = pick(logits, scratch, V, o, &o->rng);
+        if (next < 0)
+            break;
         char buf[4];
         fwrite(buf, 1, (size_t)nn_utf8_encode(v->chars[next], buf), out);
         fflush(out);

@@ -8,13 +8,15 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: gpt <command> [flags]\n\n"
+            "usage: gpt <command> [flags]\n"
+            "       gpt --version\n\n"
             "The character-level GPT of Karpathy's \"Let's build GPT\" lecture, in C.\n\n"
             "commands:\n"
             "  train    train on a text file (default data/tinyshakespeare.txt; fetch it with\n"
             "           tools/get_data.sh), printing train/val loss and saving checkpoints\n"
-            "  sample   generate text from a checkpoint\n"
+            "  sample   generate text from a checkpoint (or a gpt.py state_dict)\n"
             "  bench    time training steps and print ms/step, tokens/s, peak memory, GFLOP/s\n\n"
+            "  --version  print the version and the matmul backend (OpenBLAS or built-in)\n\n"
             "Run \"gpt <command> --help\" for its flags. Example:\n"
             "  gpt train --preset tiny && gpt sample --checkpoint runs/tiny/ckpt.safetensors\n");
 }

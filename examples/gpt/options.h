@@ -20,12 +20,13 @@ enum { OPT_TRAIN = 1, OPT_BENCH = 2, OPT_BOTH = OPT_TRAIN | OPT_BENCH };
  *          takes the checkpoint's;
  *   SHAPE  as MODEL, an INT that shapes the weights, so a value given with
  *          --resume (or by --preset) must equal the checkpoint's.
+ * help may start with the value's placeholder and ": " ("FILE: ...", see cli.h).
  * A new setting is one row here, and the code that uses it. */
 #define GPT_OPTIONS(X)                                                                             \
     X(preset, STRING, "preset", NULL, 0, 0, OPT_BOTH, RUN,                                          \
-      "tiny, small, medium or lecture; flags given override it")                                   \
+      "NAME: tiny, small, medium or lecture; flags given override it")                             \
     X(data, STRING, "data", "data/tinyshakespeare.txt", 0, 0, OPT_TRAIN, RUN,                      \
-      "UTF-8 text file to train on")                                                               \
+      "FILE: UTF-8 text to train on")                                                              \
     X(batch_size, INT, "batch-size", 64, 1, 1 << 20, OPT_BOTH, TRAIN, "sequences per batch")       \
     X(block_size, INT, "block-size", 256, 1, 1 << 16, OPT_BOTH, SHAPE, "context length")           \
     X(n_embd, INT, "n-embd", 384, 1, 1 << 16, OPT_BOTH, SHAPE, "embedding width")                  \
@@ -44,11 +45,18 @@ enum { OPT_TRAIN = 1, OPT_BENCH = 2, OPT_BOTH = OPT_TRAIN | OPT_BENCH };
     X(grad_clip, FLOAT, "grad-clip", 0.0, 0, 1e9, OPT_TRAIN, TRAIN,                                \
       "clip the grad norm to this, 0 for off")                                                     \
     X(out, STRING, "out", NULL, 0, 0, OPT_TRAIN, RUN,                                              \
-      "directory for the checkpoint and loss log (default: runs/<preset>)")                        \
+      "DIR: directory for the checkpoint and loss log (default: runs/<preset>, runs/default "      \
+      "without --preset)")                                                                         \
     X(checkpoint, STRING, "checkpoint", NULL, 0, 0, OPT_TRAIN, RUN,                                \
-      "checkpoint file (default: <out>/ckpt.safetensors)")                                         \
-    X(log, STRING, "log", NULL, 0, 0, OPT_TRAIN, RUN, "loss history CSV (default: <out>/loss.csv)") \
-    X(resume, STRING, "resume", NULL, 0, 0, OPT_TRAIN, RUN, "continue training from this checkpoint") \
+      "FILE: checkpoint to write (default: <out>/ckpt.safetensors)")                               \
+    X(log, STRING, "log", NULL, 0, 0, OPT_TRAIN, RUN,                                              \
+      "FILE: loss history CSV (default: <out>/loss.csv)")                                          \
+    X(resume, STRING, "resume", NULL, 0, 0, OPT_TRAIN, RUN,                                        \
+      "FILE: continue training from this checkpoint")                                              \
+    X(init_from, STRING, "init-from", NULL, 0, 0, OPT_TRAIN, RUN,                                  \
+      "FILE: start from these weights (a checkpoint or a gpt.py state_dict), new optimizer")       \
+    X(attention_scale, STRING, "attention-scale", "n_embd", 0, 0, OPT_TRAIN, RUN,                  \
+      "NAME: a state_dict's attention scale: n_embd (gpt.py's) or head_size")                      \
     X(log_interval, INT, "log-interval", 100, 0, 1e9, OPT_TRAIN, RUN,                              \
       "steps between progress lines when not on a terminal, 0 for none")                           \
     X(sample_tokens, INT, "sample-tokens", 500, 0, 1e9, OPT_TRAIN, RUN,                            \

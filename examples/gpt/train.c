@@ -244,7 +244,9 @@ static bool parse_flags(train_run *r, int argc, char **argv)
     /* with --resume the checkpoint sets the architecture (gpt_options_resume
      * names a flag that disagrees), so the defaults' n_head must not be held
      * against a --n-embd that matches it */
-    if (!o->resume && o->n_embd % o->n_head != 0)
+    if (o->resume && o->init_from)
+        return fail_all(r, 2, "give --resume (the whole run) or --init-from (its weights), not both");
+    if (!o->resume && !o->init_from && o->n_embd % o->n_head != 0)
         return fail_all(r, 2, "n_embd %lld is not divisible by n_head %lld", (long long)o->n_embd,
                         (long long)o->n_head);
     if (o->threads > 0)
@@ -285,8 +287,10 @@ static bool resolve_paths(train_run *r)
 static bool load_data(train_run *r)
 {
     const char *path = r->o.data;
-    if (gpt_data_load(&r->data, path, r->err, sizeof r->err))
+    if (gpt_data_load(&r->data, path, r->err, sizeof r->err)) {
+        gpt_data_warn(&r->data, path, "gpt train", stderr);
         return true;
+    }
     fail(r, 1, "%s", r->err);
     if (access(path, F_OK) != 0 && strcmp(path, "data/tinyshakespeare.txt") == 0)
         fprintf(stderr, "gpt train: fetch it with tools/get_data.sh\n");
@@ -371,12 +375,16 @@ static bool resume(train_run *r)
     return true;
 }
 
-/* A new model and optimizer from the options; the generators seeded by --seed. */
+/* A new model (or --init-from's weights) and optimizer from the options;
+ * the generators seeded by --seed. */
 static bool init(train_run *r)
 {
     const gpt_options *o = &r->o;
     gpt_config cfg = gpt_options_config(o, r->data.vocab.size);
-    if (!gpt_init(&r->model, &cfg, (uint64_t)o->seed, r->err, sizeof r->err))
+    if (o->init_from && !gpt_init_from(&r->model, &r->o, r->table, r->ntable, &r->data.vocab,
+                                       r->err, sizeof r->err))
+        return fail(r, 1, "%s", r->err);
+    if (!o->init_from && !gpt_init(&r->model, &cfg, (uint64_t)o->seed, r->err, sizeof r->err))
         return fail(r, 2, "%s", r->err);
     nn_adamw_init(&r->opt, &r->model.params, (float)o->lr);
     r->ts.evaluated_at = -1;
@@ -420,10 +428,10 @@ static bool start(train_run *r)
             fprintf(r->log, "step,batch_loss,train_loss,val_loss,elapsed_s,rss_mib\n");
 
         printf("%.6f M parameters; vocabulary %d characters; %lld train / %lld val tokens; %d "
-               "threads; matmul %s\n", (double)nn_params_numel(&r->model.params) / 1e6,
+               "thread%s; matmul %s\n", (double)nn_params_numel(&r->model.params) / 1e6,
                r->data.vocab.size, (long long)r->data.n_train,
                (long long)(r->data.n - r->data.n_train), ag_get_num_threads(),
-               ag_matmul_backend());
+               ag_get_num_threads() == 1 ? "" : "s", ag_matmul_backend());
         if (r->nranks > 1)
             printf("data parallel: %d ranks x batch %lld = global batch %lld\n", r->nranks,
                    (long long)o->batch_size, (long long)o->batch_size * r->nranks);
@@ -610,8 +618,8 @@ static bool finish(train_run *r)
     }
     if (!r->lead)
         return true;
-    printf("trained %lld steps in %.1f s (%.0f tokens/s); checkpoint %s, loss log %s\n",
-           (long long)r->ts.step, gpt_now() - r->t0,
+    printf("trained %lld step%s in %.1f s (%.0f tokens/s); checkpoint %s, loss log %s\n",
+           (long long)r->ts.step, r->ts.step == 1 ? "" : "s", gpt_now() - r->t0,
            r->tokens_done / (r->train_time > 0 ? r->train_time : 1), r->ckpt_path, r->log_path);
     nn_dist_stats st = nn_dist_get_stats();
     if (r->nranks > 1 && st.calls > 0)
