@@ -282,15 +282,25 @@ bool vocab_equal(const gpt_vocab *a, const gpt_vocab *b)
     return a->size == b->size && memcmp(a->chars, b->chars, (size_t)a->size * sizeof *a->chars) == 0;
 }
 
-void gpt_batch(const gpt_data *d, int split, int64_t B, int64_t T, ag_rng *rng, ag_index *x,
-               ag_index *y)
+void gpt_batch_rows(const gpt_data *d, int split, int64_t B, int64_t first, int64_t count,
+                    int64_t T, ag_rng *rng, ag_index *x, ag_index *y)
 {
     const int32_t *src = split == 0 ? d->tokens : d->tokens + d->n_train;
     int64_t len = split == 0 ? d->n_train : d->n - d->n_train;
     uint64_t range = (uint64_t)(len - T);
     for (int64_t b = 0; b < B; b++) {
+        /* every row's start is drawn, so rng moves on by B whichever rows are kept */
         int64_t start = (int64_t)(ag_rng_next(rng) % range);
-        memcpy(x->data + b * T, src + start, (size_t)T * sizeof(int32_t));
-        memcpy(y->data + b * T, src + start + 1, (size_t)T * sizeof(int32_t));
+        if (b < first || b >= first + count)
+            continue;
+        int64_t row = b - first;
+        memcpy(x->data + row * T, src + start, (size_t)T * sizeof(int32_t));
+        memcpy(y->data + row * T, src + start + 1, (size_t)T * sizeof(int32_t));
     }
+}
+
+void gpt_batch(const gpt_data *d, int split, int64_t B, int64_t T, ag_rng *rng, ag_index *x,
+               ag_index *y)
+{
+    gpt_batch_rows(d, split, B, 0, B, T, rng, x, y);
 }

@@ -57,5 +57,10 @@ void vocab_free(gpt_vocab *v);
  * start drawn uniformly from [0, len - T) as gpt.py's get_batch. */
 void gpt_batch(const gpt_data *d, int split, int64_t B, int64_t T, ag_rng *rng, ag_index *x,
                ag_index *y);
+/* Rows [first, first + count) of the (B, T) batch gpt_batch would draw, into
+ * x, y (count, T): rng advances by all B draws. Data-parallel ranks each take
+ * their slice of one global batch, so N ranks see what one process sees. */
+void gpt_batch_rows(const gpt_data *d, int split, int64_t B, int64_t first, int64_t count,
+                    int64_t T, ag_rng *rng, ag_index *x, ag_index *y);
 
 #endif
