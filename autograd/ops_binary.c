@@ -12,8 +12,8 @@
     X(sub, x - y, sub_backward, AG_NO_DATA)                                                 \
     X(mul, x * y, mul_backward, AG_IN(0) | AG_IN(1))                                        \
     X(div, x / y, div_backward, AG_IN(1) | AG_OUT)                                          \
-    X(maximum, (x < y) | (y != y) ? y : x, maximum_backward, AG_IN(0) | AG_IN(1))            \
-    X(minimum, (y < x) | (y != y) ? y : x, minimum_backward, AG_IN(0) | AG_IN(1))
+    X(maximum, ((x < y) | (y != y)) ? y : x, maximum_backward, AG_IN(0) | AG_IN(1))          \
+    X(minimum, ((y < x) | (y != y)) ? y : x, minimum_backward, AG_IN(0) | AG_IN(1))
 
 /* Kernel lines that only backwards use, no ops: the share of g that input
  * x of maximum(x, y) gets, torch's (half each at a tie, all of it to both

@@ -153,7 +153,7 @@ static void clamp_backward(ag_ctx *ctx, ag_tensor *out)
     int64_t n = out->numel;
     AG_PARALLEL_FOR(n > AG_PAR_MIN, ,
     for (int64_t i = 0; i < n; i++)
-        gx[i] = (overwrite ? 0.0f : gx[i]) + ((xd[i] >= lo) & (xd[i] <= hi) ? g[i] : 0.0f);
+        gx[i] = (overwrite ? 0.0f : gx[i]) + (((xd[i] >= lo) & (xd[i] <= hi)) ? g[i] : 0.0f);
     );
 }
 

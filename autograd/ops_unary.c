@@ -77,21 +77,31 @@ static void forward(unary_kind kind, float s, float *yp, const float *xp, int64_
 }
 
 /* gx (+)= the backward column, with x and y read only where the op says it
- * reads them (the compiler splits each loop on the invariant `overwrite`). */
+ * reads them. A loop apiece for = and +=: GCC vectorizes no select on the
+ * invariant `overwrite`, and splits only small loops on it itself. */
 static void backward(unary_kind kind, float s, float *gx, bool overwrite, const float *gp,
                      const float *xp, const float *yp, int64_t n)
 {
     const bool wide = false;
     switch (kind) {
+#define BWD_BODY(bwd)                                                                      \
+    float x = xr[i], y = yr[i], g = gp[i];                                                 \
+    AG_UNUSED(x);                                                                          \
+    AG_UNUSED(y);                                                                          \
+    bwd
 #define CASE(name, args, fwd, bwd, reads)                                                  \
     case UNARY_##name: {                                                                   \
         const float *xr = (reads) & AG_IN(0) ? xp : gp, *yr = (reads) & AG_OUT ? yp : gp;  \
-        MAP(n, float x = xr[i]; float y = yr[i]; float g = gp[i]; AG_UNUSED(x);            \
-            AG_UNUSED(y); gx[i] = (overwrite ? 0.0f : gx[i]) + (bwd))                      \
+        if (overwrite) {                                                                   \
+            MAP(n, BWD_BODY(gx[i] = (bwd)))                                                \
+        } else {                                                                           \
+            MAP(n, BWD_BODY(gx[i] += (bwd)))                                               \
+        }                                                                                  \
         break;                                                                             \
     }
         UNARY_OPS(CASE)
 #undef CASE
+#undef BWD_BODY
     case UNARY_COUNT:
         break;
     }
@@ -100,8 +110,8 @@ static void backward(unary_kind kind, float s, float *gx, bool overwrite, const 
 /* A PERIODIC op's second pass: the elements whose x the fast sin and cos do
  * not cover, again with libm's. The first pass left y = 0 there, and in a
  * backward gx + g * 0, which this pass completes (the sum is off only for
- * an infinite g there: NaN where it should be inf). yp/gp are NULL in the
- * forward/backward. */
+ * an infinite g there: NaN where it should be inf). The forward passes yp
+ * (gx and gp NULL), the backward gx and gp (yp NULL). */
 static void redo_wide(unary_kind kind, float *yp, float *gx, bool overwrite, const float *gp,
                       const float *xp, int64_t n)
 {

@@ -1,10 +1,9 @@
 /* vmath.h - float exp, log, tanh, sigmoid, silu, softplus, gelu (tanh and
  * erf forms), sin and cos, and the derivatives the backwards use, as
- * branch-free static inline functions: a loop calling one vectorizes at -O3
- * (the release build) with whatever vector unit -march gives. The portable
- * -Dnative=false build runs the same arithmetic, so it gets the same bits:
- * no libm call, no float -> int conversion of an unclamped value, and no
- * fused multiply-add (-std=c11 contracts nothing).
+ * branch-free AG_VINLINE functions: a loop calling one vectorizes at -O3
+ * (the release build) with whatever vector unit -march gives, fusing the
+ * polynomials' multiply-adds where it has FMA. No libm call, and no float ->
+ * int conversion of an unclamped value, so NaN and inf are safe anywhere.
  *
  * Maximum errors against double-precision libm, in ulp of the exact result
  * (a subnormal result's ulp is 2^-149): the bounds tests/test_vmath.c holds
@@ -46,14 +45,19 @@
 #include <stdint.h>
 #include <string.h>
 
-static inline uint32_t ag_f2u(float x)
+/* Every function here is forced inline: a loop that calls one that is not
+ * inlined stays scalar (GCC's limits stop inlining the larger ones once they
+ * have two callers in a file). */
+#define AG_VINLINE static inline __attribute__((always_inline))
+
+AG_VINLINE uint32_t ag_f2u(float x)
 {
     uint32_t u;
     memcpy(&u, &x, sizeof u);
     return u;
 }
 
-static inline float ag_u2f(uint32_t u)
+AG_VINLINE float ag_u2f(uint32_t u)
 {
     float x;
     memcpy(&x, &u, sizeof x);
@@ -63,17 +67,29 @@ static inline float ag_u2f(uint32_t u)
 /* c ? a : b on the bits. GCC turns some float ?: into branches and moves
  * the arithmetic of one side into them; under the default -ftrapping-math it
  * may then not if-convert that arithmetic back, and the loop stays scalar. */
-static inline float ag_vsel(bool c, float a, float b)
+AG_VINLINE float ag_vsel(bool c, float a, float b)
 {
     uint32_t m = 0u - (uint32_t)c;
     return ag_u2f((ag_f2u(a) & m) | (ag_f2u(b) & ~m));
+}
+
+/* a * b + c, fused (one rounding, one instruction) where the target has FMA
+ * (-march=native on most machines); otherwise, as in the portable build,
+ * two roundings. The error bounds above hold either way. */
+AG_VINLINE float ag_vfma(float a, float b, float c)
+{
+#ifdef __FP_FAST_FMAF
+    return fmaf(a, b, c);
+#else
+    return a * b + c;
+#endif
 }
 
 /* p * 2^n for n in [-252, 254] (n as the bits of an int32), in two steps so
  * that each factor is a normal float: results overflow to inf and round into
  * the subnormals correctly (one rounding). Unsigned arithmetic: a NaN
  * argument's garbage n must not overflow (p is NaN then anyway). */
-static inline float ag_vscalef(float p, uint32_t n)
+AG_VINLINE float ag_vscalef(float p, uint32_t n)
 {
     uint32_t n1 = (uint32_t)((int32_t)n >> 1), n2 = n - n1; /* >> is arithmetic in GCC and clang */
     return p * ag_u2f((n1 + 127u) << 23) * ag_u2f((n2 + 127u) << 23);
@@ -87,24 +103,24 @@ static inline float ag_vscalef(float p, uint32_t n)
  * in two parts, the first short enough that hi - n * 0.693359375 is exact;
  * e^r = 1 + r + r^2 P(r), P a degree-4 Chebyshev fit (relative error 1e-8
  * for |r| <= ln2/2) made with mpmath. NaN stays NaN. */
-static inline float ag_vexp_kernel(float xc, float hi, float lo, uint32_t k)
+AG_VINLINE float ag_vexp_kernel(float xc, float hi, float lo, uint32_t k)
 {
-    float v = xc * 1.44269504088896341f + 12582912.0f;
+    float v = ag_vfma(xc, 1.44269504088896341f, 12582912.0f);
     float n = v - 12582912.0f;
-    float r = (hi - n * 0.693359375f) + lo;
-    r = r + n * 2.12194440e-4f;
+    float r = ag_vfma(n, -0.693359375f, hi) + lo;
+    r = ag_vfma(n, 2.12194440e-4f, r);
     float p = 1.3926325618e-3f;
-    p = p * r + 8.3632927530e-3f;
-    p = p * r + 4.1666553763e-2f;
-    p = p * r + 1.6666576306e-1f;
-    p = p * r + 0.5f;
-    float e = p * (r * r) + r + 1.0f;
+    p = ag_vfma(p, r, 8.3632927530e-3f);
+    p = ag_vfma(p, r, 4.1666553763e-2f);
+    p = ag_vfma(p, r, 1.6666576306e-1f);
+    p = ag_vfma(p, r, 0.5f);
+    float e = ag_vfma(p, r * r, r) + 1.0f;
     return ag_vscalef(e, ag_f2u(v) - 0x4b400000u + k);
 }
 
 /* e^x. x is clamped to [-104, 89]: e^-104 rounds to 0 and e^89 overflows,
  * as they should; NaN passes the clamps. */
-static inline float ag_vexpf(float x)
+AG_VINLINE float ag_vexpf(float x)
 {
     float xc = ag_vsel(x < -104.0f, -104.0f, x);
     xc = ag_vsel(xc > 89.0f, 89.0f, xc);
@@ -115,7 +131,7 @@ static inline float ag_vexpf(float x)
  * what hi lacks of a more precise argument. The factor 2^k lets a caller
  * keep full precision where e^(hi + lo) itself is subnormal. Where e^(hi +
  * lo) 2^k < 2^-150, 0. */
-static inline float ag_vexpf_hlk(float hi, float lo, uint32_t k)
+AG_VINLINE float ag_vexpf_hlk(float hi, float lo, uint32_t k)
 {
     const float lowest = -104.0f - 0.693147181f * (float)k;
     float x = hi + lo;
@@ -125,34 +141,34 @@ static inline float ag_vexpf_hlk(float hi, float lo, uint32_t k)
     return ag_vsel(under, 0.0f, ag_vexp_kernel(xc, hi, lo, k));
 }
 
-static inline float ag_ref_expf(float x) { return expf(x); }
+AG_VINLINE float ag_ref_expf(float x) { return expf(x); }
 
 /* ---------------------------------------------------------------- log */
 
 /* k ln2 + log(1 + f) for f in [sqrt(1/2) - 1, sqrt(2) - 1]: Cephes logf's
  * polynomial, ln2 in two parts so that k * 0.693359375 is exact */
-static inline float ag_vlog_combine(float k, float f)
+AG_VINLINE float ag_vlog_combine(float k, float f)
 {
     float p = 7.0376836292e-2f;
-    p = p * f - 1.1514610310e-1f;
-    p = p * f + 1.1676998740e-1f;
-    p = p * f - 1.2420140846e-1f;
-    p = p * f + 1.4249322787e-1f;
-    p = p * f - 1.6668057665e-1f;
-    p = p * f + 2.0000714765e-1f;
-    p = p * f - 2.4999993993e-1f;
-    p = p * f + 3.3333331174e-1f;
+    p = ag_vfma(p, f, -1.1514610310e-1f);
+    p = ag_vfma(p, f, 1.1676998740e-1f);
+    p = ag_vfma(p, f, -1.2420140846e-1f);
+    p = ag_vfma(p, f, 1.4249322787e-1f);
+    p = ag_vfma(p, f, -1.6668057665e-1f);
+    p = ag_vfma(p, f, 2.0000714765e-1f);
+    p = ag_vfma(p, f, -2.4999993993e-1f);
+    p = ag_vfma(p, f, 3.3333331174e-1f);
     float z = f * f;
     float y = p * f * z;
-    y = y + k * -2.12194440e-4f;
-    y = y - 0.5f * z;
-    return (f + y) + k * 0.693359375f;
+    y = ag_vfma(k, -2.12194440e-4f, y);
+    y = ag_vfma(-0.5f, z, y);
+    return ag_vfma(k, 0.693359375f, f + y);
 }
 
 /* log(x): x = 2^e m with m in [sqrt(1/2), sqrt(2)), read off the bits of x
  * less those of sqrt(1/2) (as musl's logf); a subnormal x = j 2^-149 is read
  * through the float of its integer j, which is normal */
-static inline float ag_vlogf(float x)
+AG_VINLINE float ag_vlogf(float x)
 {
     uint32_t u = ag_f2u(x);
     bool sub = u < 0x00800000u; /* +0 and the positive subnormals */
@@ -165,11 +181,11 @@ static inline float ag_vlogf(float x)
     return ag_vsel(x == 0.0f, -INFINITY, r);
 }
 
-static inline float ag_ref_logf(float x) { return logf(x); }
+AG_VINLINE float ag_ref_logf(float x) { return logf(x); }
 
 /* log(1 + u) for u in [0, 1]: 1 + u = 2^k (1 + f), f exact but for the last
  * bit of (u - 1) / 2 when u < 1/2 */
-static inline float ag_vlog1p_unitf(float u)
+AG_VINLINE float ag_vlog1p_unitf(float u)
 {
     bool hi = u > 0.41421356f;
     float f = ag_vsel(hi, (u - 1.0f) * 0.5f, u);
@@ -180,17 +196,17 @@ static inline float ag_vlog1p_unitf(float u)
 
 /* 1 / (1 + e^-x) = e^x / (1 + e^x): the form whose exponential is at most 1,
  * so neither tail overflows and the left one keeps its subnormals */
-static inline float ag_vsigmoidf(float x)
+AG_VINLINE float ag_vsigmoidf(float x)
 {
     float e = ag_vexpf(-fabsf(x));
     return ag_vsel(x >= 0.0f, 1.0f, e) / (1.0f + e);
 }
 
-static inline float ag_ref_sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
+AG_VINLINE float ag_ref_sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
 
 /* sigmoid(x) and 1 - sigmoid(x) = sigmoid(-x), both to full relative
  * precision down to the subnormals of the left tail, e^x's */
-static inline void ag_vsigmoid_pairf(float x, float *s, float *sc)
+AG_VINLINE void ag_vsigmoid_pairf(float x, float *s, float *sc)
 {
     float e = ag_vexpf(-fabsf(x));
     float r = 1.0f / (1.0f + e), er = e * r;
@@ -202,7 +218,7 @@ static inline void ag_vsigmoid_pairf(float x, float *s, float *sc)
 /* The same for v = vh + vl (vl: what vh lacks of a more precise v), the
  * sigmoid times 2^24, so that on the left it stays precise where e^v is
  * subnormal */
-static inline void ag_vsigmoid_pair24f(float vh, float vl, float *s24, float *sc)
+AG_VINLINE void ag_vsigmoid_pair24f(float vh, float vl, float *s24, float *sc)
 {
     bool right = vh >= 0.0f;
     float e24 = ag_vexpf_hlk(-fabsf(vh), ag_vsel(right, -vl, vl), 24), e = e24 * 0x1p-24f;
@@ -213,7 +229,7 @@ static inline void ag_vsigmoid_pair24f(float vh, float vl, float *s24, float *sc
 
 /* x sigmoid(v), v = vh + vl: on the left x e^v / (1 + e^v), with e^v
  * scaled by 2^24 so that x times a subnormal e^v rounds once, at the end */
-static inline float ag_vmul_sigmoidf(float x, float vh, float vl)
+AG_VINLINE float ag_vmul_sigmoidf(float x, float vh, float vl)
 {
     bool right = vh >= 0.0f;
     float e24 = ag_vexpf_hlk(-fabsf(vh), ag_vsel(right, -vl, vl), 24), e = e24 * 0x1p-24f;
@@ -223,36 +239,36 @@ static inline float ag_vmul_sigmoidf(float x, float vh, float vl)
 
 /* tanh(x), odd: for a = |x|, a polynomial below 0.625 (Cephes tanhf), 1 - 2 /
  * (e^2a + 1) above, then x's sign (so tanh(-0) = -0) */
-static inline float ag_vtanhf(float x)
+AG_VINLINE float ag_vtanhf(float x)
 {
     float a = fabsf(x), z = a * a;
     float p = -5.70498872745e-3f;
-    p = p * z + 2.06390887954e-2f;
-    p = p * z - 5.37397155531e-2f;
-    p = p * z + 1.33314422036e-1f;
-    p = p * z - 3.33332819422e-1f;
-    float small = p * z * a + a;
+    p = ag_vfma(p, z, 2.06390887954e-2f);
+    p = ag_vfma(p, z, -5.37397155531e-2f);
+    p = ag_vfma(p, z, 1.33314422036e-1f);
+    p = ag_vfma(p, z, -3.33332819422e-1f);
+    float small = ag_vfma(p * z, a, a);
     float big = 1.0f - 2.0f / (ag_vexpf(a + a) + 1.0f);
     float t = ag_vsel(a < 0.625f, small, big);
     return ag_u2f(ag_f2u(t) | (ag_f2u(x) & 0x80000000u));
 }
 
-static inline float ag_ref_tanhf(float x) { return tanhf(x); }
+AG_VINLINE float ag_ref_tanhf(float x) { return tanhf(x); }
 
 /* silu(x) = x sigmoid(x). Where sigmoid is subnormal (x < -87.3) silu is
  * below 1e-36 and inherits sigmoid's rounding to 2^-149, times |x|. */
-static inline float ag_vsiluf(float x) { return x * ag_vsigmoidf(x); }
-static inline float ag_ref_siluf(float x) { return x / (1.0f + expf(-x)); }
+AG_VINLINE float ag_vsiluf(float x) { return x * ag_vsigmoidf(x); }
+AG_VINLINE float ag_ref_siluf(float x) { return x / (1.0f + expf(-x)); }
 
 /* d silu / dx = s (1 + x (1 - s)), s = sigmoid(x) */
-static inline float ag_vsilu_gradf(float x)
+AG_VINLINE float ag_vsilu_gradf(float x)
 {
     float s, sc;
     ag_vsigmoid_pairf(x, &s, &sc);
     return s * (1.0f + x * sc);
 }
 
-static inline float ag_ref_silu_gradf(float x)
+AG_VINLINE float ag_ref_silu_gradf(float x)
 {
     float s = 1.0f / (1.0f + expf(-x));
     return s * (1.0f + x * (1.0f - s));
@@ -261,19 +277,19 @@ static inline float ag_ref_silu_gradf(float x)
 /* softplus(x) = log(1 + e^x) with PyTorch's beta 1 and threshold 20 (x
  * above 20); below, max(x, 0) + log(1 + e^-|x|), the same function without
  * the overflow or the cancellation */
-static inline float ag_vsoftplusf(float x)
+AG_VINLINE float ag_vsoftplusf(float x)
 {
     float l = ag_vlog1p_unitf(ag_vexpf(-fabsf(x)));
     float r = ag_vsel(x > 0.0f, x, 0.0f) + l;
     return ag_vsel((x > 20.0f) | (x != x), x, r);
 }
 
-static inline float ag_ref_softplusf(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
+AG_VINLINE float ag_ref_softplusf(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
 
 /* d softplus / dx = sigmoid(x), 1 above the threshold */
-static inline float ag_vsoftplus_gradf(float x) { return ag_vsel(x > 20.0f, 1.0f, ag_vsigmoidf(x)); }
+AG_VINLINE float ag_vsoftplus_gradf(float x) { return ag_vsel(x > 20.0f, 1.0f, ag_vsigmoidf(x)); }
 
-static inline float ag_ref_softplus_gradf(float x)
+AG_VINLINE float ag_ref_softplus_gradf(float x)
 {
     float z = expf(x);
     return x > 20.0f ? 1.0f : z / (z + 1.0f);
@@ -287,7 +303,7 @@ static inline float ag_ref_softplus_gradf(float x)
 /* v = 2u = 2 sqrt(2/pi) (x + 0.044715 x^3) as vh + vl, worked in double:
  * e^-|v| magnifies v's rounding |v| times. Past |v| = 1e30 vl is dropped
  * (there sigmoid(v) is 0 or 1, and vl may be inf - inf). */
-static inline void ag_vgelu_arg(float x, float *vh, float *vl)
+AG_VINLINE void ag_vgelu_arg(float x, float *vh, float *vl)
 {
     double xd = x;
     double v = 2.0 * 0.7978845608028654 * xd * (1.0 + 0.044715 * (xd * xd));
@@ -296,14 +312,14 @@ static inline void ag_vgelu_arg(float x, float *vh, float *vl)
 }
 
 /* 0.5 x (1 + tanh(u)) = x sigmoid(2u): no cancellation on the left */
-static inline float ag_vgeluf(float x)
+AG_VINLINE float ag_vgeluf(float x)
 {
     float vh, vl;
     ag_vgelu_arg(x, &vh, &vl);
     return ag_vmul_sigmoidf(x, vh, vl);
 }
 
-static inline float ag_ref_geluf(float x)
+AG_VINLINE float ag_ref_geluf(float x)
 {
     return 0.5f * x * (1.0f + tanhf(AG_GELU_K * (x + AG_GELU_C * x * x * x)));
 }
@@ -312,7 +328,7 @@ static inline float ag_ref_geluf(float x)
  * s = sigmoid(2u). s (1 - s) is formed first, so that a far tail gives 0
  * (and +-inf NaN, as PyTorch: inf * 0); du/dx is capped where it would
  * overflow. */
-static inline float ag_vgelu_gradf(float x)
+AG_VINLINE float ag_vgelu_gradf(float x)
 {
     float vh, vl;
     ag_vgelu_arg(x, &vh, &vl);
@@ -323,7 +339,7 @@ static inline float ag_vgelu_gradf(float x)
     return (s24 + s24 * sc * x * (2.0f * du)) * 0x1p-24f;
 }
 
-static inline float ag_ref_gelu_gradf(float x)
+AG_VINLINE float ag_ref_gelu_gradf(float x)
 {
     float u = AG_GELU_K * (x + AG_GELU_C * x * x * x);
     float th = tanhf(u);
@@ -334,7 +350,7 @@ static inline float ag_ref_gelu_gradf(float x)
 /* ---------------------------------------------------------------- gelu, erf form */
 
 /* -x^2/2 as hi + lo with hi exact: x = xh + xl, xh the top 12 bits, so xh^2 is a float */
-static inline void ag_vneg_half_square(float x, float *hi, float *lo)
+AG_VINLINE void ag_vneg_half_square(float x, float *hi, float *lo)
 {
     float xh = ag_u2f(ag_f2u(x) & 0xfffff000u), xl = x - xh;
     *hi = -0.5f * (xh * xh);
@@ -349,32 +365,32 @@ static inline void ag_vneg_half_square(float x, float *hi, float *lo)
  * - beyond: erfc(|x| / sqrt 2) = e^(-x^2/2) Q(t), t = 1 / (1 + |x| / (2 sqrt 2)),
  *   with -x^2/2 exact; Phi = erfc / 2 on the left, 1 - erfc / 2 on the right.
  * Past |x| = 14.5 Phi is 0 or 1 and phi 0 in float. */
-static inline void ag_vnormal_scaledf(float x, float *cdf, float *pdf)
+AG_VINLINE void ag_vnormal_scaledf(float x, float *cdf, float *pdf)
 {
     float a = fabsf(x);
     bool far = !(a < 14.5f), left = x < 0.0f; /* NaN: far (the caller's x keeps it) */
     a = ag_vsel(far, 14.5f, a);
     float z = a * 0.70710678118654752f, z2 = z * z;
     float p = 7.853861353153693e-5f;
-    p = p * z2 - 8.010193625184903e-4f;
-    p = p * z2 + 5.188327685732524e-3f;
-    p = p * z2 - 2.685381193529856e-2f;
-    p = p * z2 + 1.128358514861418e-1f;
-    p = p * z2 - 3.761262582423300e-1f;
-    p = p * z2 + 1.128379165726710e+0f;
+    p = ag_vfma(p, z2, -8.010193625184903e-4f);
+    p = ag_vfma(p, z2, 5.188327685732524e-3f);
+    p = ag_vfma(p, z2, -2.685381193529856e-2f);
+    p = ag_vfma(p, z2, 1.128358514861418e-1f);
+    p = ag_vfma(p, z2, -3.761262582423300e-1f);
+    p = ag_vfma(p, z2, 1.128379165726710e+0f);
     float half_erf = 0.5f * z * p;
     float t = 1.0f / (1.0f + 0.35355338f * a);
     float q = 4.0287194295451131e-03f;
-    q = q * t - 9.5139243919164340e-02f;
-    q = q * t + 3.9769025351586618e-01f;
-    q = q * t - 6.7061671195547179e-01f;
-    q = q * t + 4.5494533923845387e-01f;
-    q = q * t - 1.3429442920412077e-01f;
-    q = q * t + 2.4486933077569550e-01f;
-    q = q * t + 2.3257113269444643e-01f;
-    q = q * t + 2.8398126665304252e-01f;
-    q = q * t + 2.8195128356690602e-01f;
-    q = q * t + 4.7696007338061891e-06f;
+    q = ag_vfma(q, t, -9.5139243919164340e-02f);
+    q = ag_vfma(q, t, 3.9769025351586618e-01f);
+    q = ag_vfma(q, t, -6.7061671195547179e-01f);
+    q = ag_vfma(q, t, 4.5494533923845387e-01f);
+    q = ag_vfma(q, t, -1.3429442920412077e-01f);
+    q = ag_vfma(q, t, 2.4486933077569550e-01f);
+    q = ag_vfma(q, t, 2.3257113269444643e-01f);
+    q = ag_vfma(q, t, 2.8398126665304252e-01f);
+    q = ag_vfma(q, t, 2.8195128356690602e-01f);
+    q = ag_vfma(q, t, 4.7696007338061891e-06f);
     float hi, lo;
     ag_vneg_half_square(a, &hi, &lo);
     float g = ag_vexpf_hlk(hi, lo, 24u * left);
@@ -388,27 +404,27 @@ static inline void ag_vnormal_scaledf(float x, float *cdf, float *pdf)
 }
 
 /* x Phi(x) = 0.5 x (1 + erf(x / sqrt 2)): PyTorch's gelu(approximate='none') */
-static inline float ag_vgelu_erff(float x)
+AG_VINLINE float ag_vgelu_erff(float x)
 {
     float cdf, pdf;
     ag_vnormal_scaledf(x, &cdf, &pdf);
     return x * cdf * ag_vsel(x < 0.0f, 0x1p-24f, 1.0f);
 }
 
-static inline float ag_ref_gelu_erff(float x)
+AG_VINLINE float ag_ref_gelu_erff(float x)
 {
     return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
 }
 
 /* Phi(x) + x phi(x) */
-static inline float ag_vgelu_erf_gradf(float x)
+AG_VINLINE float ag_vgelu_erf_gradf(float x)
 {
     float cdf, pdf;
     ag_vnormal_scaledf(x, &cdf, &pdf);
     return (cdf + x * pdf) * ag_vsel(x < 0.0f, 0x1p-24f, 1.0f);
 }
 
-static inline float ag_ref_gelu_erf_gradf(float x)
+AG_VINLINE float ag_ref_gelu_erf_gradf(float x)
 {
     return 0.5f * (1.0f + erff(x * 0.70710678118654752f)) +
            x * 0.3989422804014327f * expf(-0.5f * x * x);
@@ -425,39 +441,42 @@ static inline float ag_ref_gelu_erf_gradf(float x)
  * AG_VTRIG_FAST; 0 beyond it and for inf and NaN, where the callers take
  * libm's value instead (a 0 leaves an accumulating backward's sum alone).
  * x = j pi/2 + r, |r| <= pi/4; Cephes' sinf and cosf polynomials for r. */
-static inline float ag_vsincosf(float x, uint32_t quarter)
+AG_VINLINE float ag_vsincosf(float x, uint32_t quarter)
 {
-    float v = x * 0.636619772367581343f + 12582912.0f;
+    float v = ag_vfma(x, 0.636619772367581343f, 12582912.0f);
     float j = v - 12582912.0f; /* round(x 2/pi), whose low bits v's bits hold */
     uint32_t q = ag_f2u(v) + quarter;
-    float r = x - j * 1.5703125f;
-    r = r - j * 4.83751296997070312e-4f;
-    r = r - j * 7.54953362047672272e-8f;
-    r = r - j * 2.56334415e-12f;
+    float r = ag_vfma(j, -1.5703125f, x);
+    r = ag_vfma(j, -4.83751296997070312e-4f, r);
+    r = ag_vfma(j, -7.54953362047672272e-8f, r);
+    r = ag_vfma(j, -2.56334415e-12f, r);
     float z = r * r;
-    float s = ((-1.9515295891e-4f * z + 8.3321608736e-3f) * z - 1.6666654611e-1f) * z * r + r;
-    float c = ((2.443315711809948e-5f * z - 1.388731625493765e-3f) * z +
-               4.166664568298827e-2f) * z * z - 0.5f * z + 1.0f;
+    float ps = ag_vfma(-1.9515295891e-4f, z, 8.3321608736e-3f);
+    ps = ag_vfma(ps, z, -1.6666654611e-1f);
+    float s = ag_vfma(ps * z, r, r);
+    float pc = ag_vfma(2.443315711809948e-5f, z, -1.388731625493765e-3f);
+    pc = ag_vfma(pc, z, 4.166664568298827e-2f);
+    float c = ag_vfma(pc * z, z, ag_vfma(-0.5f, z, 1.0f));
     float y = ag_vsel(q & 1u, c, s);
     y = ag_u2f(ag_f2u(y) ^ ((q & 2u) << 30)); /* quarters 2 and 3: negate */
     return ag_vsel(fabsf(x) <= AG_VTRIG_FAST, y, 0.0f);
 }
 
-static inline float ag_vsinf(float x)
+AG_VINLINE float ag_vsinf(float x)
 {
     return ag_vsel(x == 0.0f, x, ag_vsincosf(x, 0)); /* sin(-0) = -0 */
 }
 
-static inline float ag_vcosf(float x) { return ag_vsincosf(x, 1); }
+AG_VINLINE float ag_vcosf(float x) { return ag_vsincosf(x, 1); }
 
-static inline float ag_ref_sinf(float x) { return sinf(x); }
-static inline float ag_ref_cosf(float x) { return cosf(x); }
+AG_VINLINE float ag_ref_sinf(float x) { return sinf(x); }
+AG_VINLINE float ag_ref_cosf(float x) { return cosf(x); }
 
 /* Whether the fast sin and cos cover x (not inf or NaN). */
-static inline bool ag_vtrig_fast_ok(float x) { return fabsf(x) <= AG_VTRIG_FAST; }
+AG_VINLINE bool ag_vtrig_fast_ok(float x) { return fabsf(x) <= AG_VTRIG_FAST; }
 
 /* Whether they cover every x[i], i < n: one vectorized pass. */
-static inline bool ag_vtrig_fast_all(const float *x, int64_t n)
+AG_VINLINE bool ag_vtrig_fast_all(const float *x, int64_t n)
 {
     int bad = 0;
     for (int64_t i = 0; i < n; i++)
@@ -467,7 +486,7 @@ static inline bool ag_vtrig_fast_all(const float *x, int64_t n)
 
 /* y[i] = sin(x[i]) / cos(x[i]), i < n: the fast form, then libm's for the
  * rare elements beyond AG_VTRIG_FAST. */
-static inline void ag_vsinf_n(float *y, const float *x, int64_t n)
+AG_VINLINE void ag_vsinf_n(float *y, const float *x, int64_t n)
 {
     for (int64_t i = 0; i < n; i++)
         y[i] = ag_vsinf(x[i]);
@@ -477,7 +496,7 @@ static inline void ag_vsinf_n(float *y, const float *x, int64_t n)
                 y[i] = sinf(x[i]);
 }
 
-static inline void ag_vcosf_n(float *y, const float *x, int64_t n)
+AG_VINLINE void ag_vcosf_n(float *y, const float *x, int64_t n)
 {
     for (int64_t i = 0; i < n; i++)
         y[i] = ag_vcosf(x[i]);
