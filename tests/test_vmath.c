@@ -97,11 +97,11 @@ static const fn_case cases[] = {
     {"gelu_erf", ag_vgelu_erff, ag_ref_gelu_erff, d_gelu_erf, 6.5, -1.0f, 10.0f, 9, false, false},
     {"sin", sin_any, ag_ref_sinf, dd_sin, 3.0, -12867.0f, 12867.0f, 4, false, false},
     {"cos", cos_any, ag_ref_cosf, dd_cos, 3.0, -12867.0f, 12867.0f, 4, false, false},
-    {"silu_grad", ag_vsilu_gradf, ag_ref_silu_gradf, d_silu_grad, 4e-7, -80.0f, 80.0f, 2e-6, true, false},
-    {"softplus_grad", ag_vsoftplus_gradf, ag_ref_softplus_gradf, d_softplus_grad, 4e-7, -80.0f,
+    {"silu_grad", ag_vsilu_gradf, ag_ref_silu_gradf, d_silu_grad, 6e-7, -80.0f, 80.0f, 2e-6, true, false},
+    {"softplus_grad", ag_vsoftplus_gradf, ag_ref_softplus_gradf, d_softplus_grad, 6e-7, -80.0f,
      80.0f, 1e-6, true, false},
-    {"gelu_grad", ag_vgelu_gradf, ag_ref_gelu_gradf, d_gelu_grad, 4e-7, -1.0f, 10.0f, 2e-6, true, false},
-    {"gelu_erf_grad", ag_vgelu_erf_gradf, ag_ref_gelu_erf_gradf, d_gelu_erf_grad, 4e-7, -0.5f,
+    {"gelu_grad", ag_vgelu_gradf, ag_ref_gelu_gradf, d_gelu_grad, 6e-7, -1.0f, 10.0f, 2e-6, true, false},
+    {"gelu_erf_grad", ag_vgelu_erf_gradf, ag_ref_gelu_erf_gradf, d_gelu_erf_grad, 6e-7, -0.5f,
      10.0f, 2e-6, true, false},
 };
 

@@ -111,7 +111,22 @@ int main(int argc, char **argv)
     };
     float *x = malloc(N * sizeof *x), *y = malloc(N * sizeof *y);
     uint64_t s = 12345;
-    printf("%d floats, 1 thread, median of %d runs (thread CPU time)\n", N, reps);
+#if defined(__AVX512F__)
+    const char *isa = "AVX-512";
+#elif defined(__AVX2__)
+    const char *isa = "AVX2";
+#elif defined(__AVX__)
+    const char *isa = "AVX";
+#else
+    const char *isa = "SSE2 or other";
+#endif
+#ifdef __FP_FAST_FMAF
+    const char *fma = "with";
+#else
+    const char *fma = "without";
+#endif
+    printf("%d floats, 1 thread, median of %d runs (thread CPU time); built for %s, %s FMA\n", N,
+           reps, isa, fma);
     printf("%-18s %12s %12s %8s\n", "function", "libm ns/el", "ours ns/el", "ratio");
     for (size_t k = 0; k < sizeof fns / sizeof *fns; k++) {
         for (int i = 0; i < N; i++) {

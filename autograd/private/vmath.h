@@ -1,6 +1,6 @@
 /* vmath.h - float exp, log, tanh, sigmoid, silu, softplus, gelu (tanh and
  * erf forms), sin and cos, and the derivatives the backwards use, as
- * branch-free AG_VINLINE functions: a loop calling one vectorizes at -O3
+ * branch-free static inline functions: a loop calling one vectorizes at -O3
  * (the release build) with whatever vector unit -march gives, fusing the
  * polynomials' multiply-adds where it has FMA. No libm call, and no float ->
  * int conversion of an unclamped value, so NaN and inf are safe anywhere.
@@ -9,17 +9,20 @@
  * (a subnormal result's ulp is 2^-149): the bounds tests/test_vmath.c holds
  * them to (every 4099th float bit pattern of both signs, a dense grid over
  * each working range, the special values), and in parentheses the largest
- * seen over every 61st float:
+ * seen over every 61st float, with FMA / without:
  *
- *   exp        1.5 (1.01)   log        1.5 (0.80)   tanh       2 (1.30)
- *   sigmoid    3 (2.33)     softplus   2 (1.62)     silu       3.5 (2.92)
- *   gelu       3.5 (3.04), the tanh form            gelu_erf   6.5 (6.00)
- *   sin, cos   3 (2.35) for |x| <= AG_VTRIG_FAST (12867); beyond it the
- *              array functions (and the ops) redo the element with libm's
+ *   exp       1.5 (1.04 / 1.01)     log       1.5 (0.78 / 0.80)
+ *   tanh      2   (1.30 / 1.30)     sigmoid   3   (2.33 / 2.33)
+ *   softplus  2   (1.62 / 1.62)     silu      3.5 (3.13 / 3.17)
+ *   gelu      3.5 (3.04 / 3.04), the tanh form
+ *   gelu_erf  6.5 (5.92 / 6.00), the erf form
+ *   sin, cos  3   (2.35 / 2.35) for |x| <= AG_VTRIG_FAST (12867); beyond it
+ *             the array functions (and the ops) redo the element with libm's
  *   silu where sigmoid is subnormal (x < -87.3, |silu| < 1e-36): 1.5 |x|
- *              ulp of 2^-149
- *   derivatives (silu, softplus, both gelus): 4e-7 relative, and 1e-7
- *              absolute for |x| < 3, where silu' and gelu' cross zero
+ *             ulp of 2^-149
+ *   derivatives (silu, softplus, both gelus): 6e-7 relative (5.0e-7 the
+ *             largest seen, gelu's); for |x| < 3, where silu' and gelu'
+ *             cross zero, 1.5e-7 absolute below 0.25
  *
  * Special values are libm's and PyTorch's: exp(-inf) = 0, exp(inf) = inf,
  * exp overflows to inf above 88.72 and underflows through the subnormals to
@@ -34,9 +37,10 @@
  * expression the op computed before (PyTorch's formula for the new ones),
  * which the tests and tools/bench_vmath.c run it against.
  *
- * Coefficients: exp, log, tanh, sin and cos use Cephes' single-precision
- * minimax polynomials (S. L. Moshier), erf Cephes' erff; erfc a degree-10
- * Chebyshev fit (relative error 4e-9) made with mpmath. */
+ * Polynomials: log, tanh, sin and cos Cephes' single-precision minimax ones
+ * (S. L. Moshier), erf Cephes' erff's; e^r and erfc Chebyshev fits made
+ * with mpmath (relative errors 1e-8 and 4e-9). tools/bench_vmath.c times
+ * each function against its naive reference. */
 #ifndef AG_VMATH_H
 #define AG_VMATH_H
 
@@ -300,22 +304,28 @@ AG_VINLINE float ag_ref_softplus_gradf(float x)
 #define AG_GELU_K 0.7978845608028654f /* sqrt(2/pi) */
 #define AG_GELU_C 0.044715f
 
-/* v = 2u = 2 sqrt(2/pi) (x + 0.044715 x^3) as vh + vl, worked in double:
- * e^-|v| magnifies v's rounding |v| times. Past |v| = 1e30 vl is dropped
- * (there sigmoid(v) is 0 or 1, and vl may be inf - inf). */
-AG_VINLINE void ag_vgelu_arg(float x, float *vh, float *vl)
+/* The argument of gelu's tanh form, |x| capped at 1e4 (where sigmoid(2u)
+ * is 0 or 1 already; NaN becomes 1e4, the caller's x keeps it) */
+AG_VINLINE float ag_vgelu_cap(float x)
 {
-    double xd = x;
+    return ag_vsel(fabsf(x) < 1e4f, x, ag_u2f(0x461c4000u | (ag_f2u(x) & 0x80000000u)));
+}
+
+/* v = 2u = 2 sqrt(2/pi) (x + 0.044715 x^3) as vh + vl, for x capped:
+ * worked in double, because e^-|v| magnifies v's rounding |v| times */
+AG_VINLINE void ag_vgelu_arg(float xc, float *vh, float *vl)
+{
+    double xd = xc;
     double v = 2.0 * 0.7978845608028654 * xd * (1.0 + 0.044715 * (xd * xd));
     *vh = (float)v;
-    *vl = ag_vsel(fabsf(*vh) < 1e30f, (float)(v - (double)*vh), 0.0f);
+    *vl = (float)(v - (double)*vh);
 }
 
 /* 0.5 x (1 + tanh(u)) = x sigmoid(2u): no cancellation on the left */
 AG_VINLINE float ag_vgeluf(float x)
 {
     float vh, vl;
-    ag_vgelu_arg(x, &vh, &vl);
+    ag_vgelu_arg(ag_vgelu_cap(x), &vh, &vl);
     return ag_vmul_sigmoidf(x, vh, vl);
 }
 
@@ -326,14 +336,12 @@ AG_VINLINE float ag_ref_geluf(float x)
 
 /* 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) du/dx = s + 2 x s (1 - s) du/dx,
  * s = sigmoid(2u). s (1 - s) is formed first, so that a far tail gives 0
- * (and +-inf NaN, as PyTorch: inf * 0); du/dx is capped where it would
- * overflow. */
+ * (and +-inf NaN, as PyTorch: inf * 0). */
 AG_VINLINE float ag_vgelu_gradf(float x)
 {
-    float vh, vl;
-    ag_vgelu_arg(x, &vh, &vl);
-    float du = AG_GELU_K * (1.0f + 3.0f * AG_GELU_C * (x * x));
-    du = ag_vsel(du < 1e30f, du, 1e30f);
+    float xc = ag_vgelu_cap(x), vh, vl;
+    ag_vgelu_arg(xc, &vh, &vl);
+    float du = AG_GELU_K * ag_vfma(3.0f * AG_GELU_C, xc * xc, 1.0f);
     float s24, sc;
     ag_vsigmoid_pair24f(vh, vl, &s24, &sc);
     return (s24 + s24 * sc * x * (2.0f * du)) * 0x1p-24f;
