@@ -12,7 +12,7 @@
 /* X(name, args, y = f(x), dx = g * dy/dx, what the backward reads)
  *   name: the op is ag_<name>;  args: PLAIN (a) or SCALAR (a, float s), or
  *   PERIODIC (a), a PLAIN op written with SIN and COS: vmath's fast sin and
- *   cos, which give 0 beyond |x| <= AG_VTRIG_FAST, and in a second pass over
+ *   cos, which give 0 where |x| > AG_VTRIG_FAST, and in a second pass over
  *   just those elements (rare; inf and NaN among them) libm's;
  *   forward: y from x (and s);  backward: x's grad from g (out's grad), x, y
  *   and s;  reads: AG_IN(0) when the backward uses x, AG_OUT when it uses y.
