@@ -15,19 +15,10 @@ bool nn_swiglu_init(nn_swiglu *f, nn_params *p, const char *prefix, int64_t dim,
     return ok && nn_linear_init(&f->w3, p, name, dim, hidden, false, rng);
 }
 
-/* x * sigmoid(x) */
-static ag_tensor *silu(ag_ctx *c, ag_tensor *x)
-{
-    ag_tensor *s = ag_sigmoid(c, x);
-    ag_tensor *y = ag_mul(c, x, s);
-    ag_release(c, s);
-    return y;
-}
-
 ag_tensor *nn_swiglu_forward(ag_ctx *c, const nn_swiglu *f, ag_tensor *x)
 {
     ag_tensor *a = nn_linear_forward(c, &f->w1, x);                  /* (..., hidden) */
-    ag_tensor *g = silu(c, a);
+    ag_tensor *g = ag_silu(c, a);                                   /* a * sigmoid(a) */
     ag_tensor *b = nn_linear_forward(c, &f->w3, x);                  /* (..., hidden) */
     ag_tensor *h = ag_mul(c, g, b);
     ag_tensor *out = nn_linear_forward(c, &f->w2, h);                /* (..., dim) */
