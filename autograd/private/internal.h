@@ -81,6 +81,9 @@ typedef struct {
     int ngrave;
 } ag_arena;
 
+/* "out of memory allocating <bytes> bytes" (0: the size unknown) through the
+ * error handler, then abort if the handler returns. */
+_Noreturn void ag_oom(size_t bytes);
 void ag_arena_init(ag_arena *a, size_t min_block);
 void ag_arena_free(ag_arena *a);
 void *ag_arena_alloc(ag_arena *a, size_t bytes); /* 64-byte aligned, never NULL */
