@@ -152,14 +152,12 @@ int nn_st_open_temp(const char *path, char **tmp, char *err, size_t errlen)
         if (fd >= 0)
             return fd;
         if (errno != EEXIST) {
-            nn_seterr(err, errlen, "cannot create a temporary file beside %s: %s", path,
-                      strerror(errno));
+            nn_seterr(err, errlen, "cannot create %s: %s", *tmp, strerror(errno));
             break;
         }
     }
     if (errno == EEXIST)
-        nn_seterr(err, errlen, "cannot create a temporary file beside %s: every name tried exists",
-                  path);
+        nn_seterr(err, errlen, "cannot create %s: every name tried exists", *tmp);
     free(*tmp);
     *tmp = NULL;
     return -1;

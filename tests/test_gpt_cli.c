@@ -381,8 +381,11 @@ static void test_help(void **state)
                               "\n  --data FILE            UTF-8 text to train on (default: "
                               "data/tinyshakespeare.txt)\n",
                               "\n  --preset NAME          ",
-                              "\n  --out DIR              directory for the checkpoint and loss log "
-                              "(default: runs/<preset>, runs/default without --preset)\n",
+                              "\n  --out DIR              directory for the checkpoint and loss log, "
+                              "locked while the run lasts (default: the --resume checkpoint's "
+                              "directory, else runs/<preset>, runs/default without --preset)\n",
+                              "\n  --force                start a new run even where a checkpoint "
+                              "or loss log exists, replacing them (default: false)\n",
                               "\n  --checkpoint FILE      ", "\n  --log FILE             ",
                               "\n  --resume FILE          ", "\n  --init-from FILE       "};
     for (size_t i = 0; i < sizeof defaults / sizeof *defaults; i++)
@@ -424,7 +427,8 @@ static void test_resume_with_matching_flags(void **state)
     char want[800];
     snprintf(want, sizeof want, "resuming from %s at step 150\n", ckpt);
     assert_non_null(strstr(OUT(&p), want));
-    assert_non_null(strstr(OUT(&p), "\ntrained 155 steps in "));
+    /* the steps of this invocation, and of the run in all */
+    assert_non_null(strstr(OUT(&p), "\ntrained 5 steps (155 in all) in "));
     proc_free(&p);
 }
 
