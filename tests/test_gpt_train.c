@@ -843,6 +843,47 @@ static void test_out_of_memory(void **state)
 #endif
 }
 
+/* 5. The estimate the refusal rests on: the parameter count exact, the
+ * activations an upper bound on a real training step's arena peak, and not
+ * a loose one (within 1.5x plus the 4 MiB of the arena's first block). */
+static void test_memory_estimate(void **state)
+{
+    (void)state;
+    const int64_t cfgs[][6] = {/* B, T, C, H, L, V */
+                               {8, 16, 32, 4, 2, 65},  {4, 64, 64, 4, 2, 65},
+                               {4, 128, 64, 8, 2, 65}, {2, 64, 256, 4, 1, 65},
+                               {4, 64, 64, 4, 4, 500}, {16, 32, 128, 4, 3, 58}};
+    for (size_t i = 0; i < sizeof cfgs / sizeof *cfgs; i++) {
+        const int64_t *k = cfgs[i];
+        gpt_config cfg = {.vocab_size = k[5], .block_size = k[1], .n_embd = k[2],
+                          .n_head = (int)k[3], .n_layer = (int)k[4], .dropout = 0.2f};
+        gpt_model m;
+        char err[256];
+        assert_true(gpt_init(&m, &cfg, 1, err, sizeof err));
+        assert_int_equal(gpt_param_count(&cfg), nn_params_numel(&m.params));
+        ag_ctx *c = ag_ctx_new();
+        ag_index *x = ag_index_new(NULL, NULL, AG_SHAPE(k[0], k[1]));
+        ag_index *y = ag_index_new(NULL, NULL, AG_SHAPE(k[0], k[1]));
+        for (int64_t j = 0; j < x->numel; j++)
+            x->data[j] = (int32_t)(j % k[5]), y->data[j] = (int32_t)((j * 7) % k[5]);
+        ag_tensor *loss = NULL;
+        gpt_forward(c, &m, x, y, true, &loss);
+        assert_non_null(loss);
+        ag_backward(c, loss);
+        double peak = (double)ag_ctx_bytes_peak(c);
+        gpt_memory est = gpt_train_memory(&cfg, k[0]);
+        double P = (double)nn_params_numel(&m.params);
+        assert_true(est.params == 8 * P && est.optimizer == 8 * P);
+        if (!(est.activations >= peak && est.activations <= 1.5 * peak + (4 << 20)))
+            fail_msg("config %zu: activations estimated %.0f bytes, the step's peak %.0f", i,
+                     est.activations, peak);
+        ag_index_free(x);
+        ag_index_free(y);
+        ag_ctx_free(c);
+        gpt_free(&m);
+    }
+}
+
 /* the straight run is shared by the resume tests; freed here */
 static int teardown(void **state)
 {
@@ -870,6 +911,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_resume_paths),
         cmocka_unit_test(test_eval_progress),
         cmocka_unit_test(test_out_of_memory),
+        cmocka_unit_test(test_memory_estimate),
     };
     return cmocka_run_group_tests_name("gpt_train", tests, gpt_setup, teardown);
 }

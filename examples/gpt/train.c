@@ -548,6 +548,15 @@ static void catch_signals(void)
     sigaction(SIGUSR1, &sa, NULL);
 }
 
+/* stdout took what was printed (a full disk or a closed pipe is an error). */
+static bool stdout_ok(train_run *r)
+{
+    errno = 0;
+    if (fflush(stdout) == 0 && !ferror(stdout))
+        return true;
+    return fail(r, 1, "cannot write to standard output: %s", strerror(errno ? errno : EIO));
+}
+
 /* An exclusive lock on the run directory, <out>/.lock, held until the
  * process ends (flock: the kernel lets go of it however the run ends). The
  * file holds the holder's pid, so a second run names it. */
@@ -664,7 +673,8 @@ static bool start(train_run *r)
                    (long long)o->batch_size, (long long)o->batch_size * r->nranks);
         if (o->resume)
             printf("resuming from %s at step %lld\n", o->resume, (long long)r->ts.step);
-        fflush(stdout);
+        if (!stdout_ok(r))
+            return false;
     }
     catch_signals();
 
@@ -973,11 +983,8 @@ int cmd_train(int argc, char **argv)
               (r.o.resume ? resume(&r) : init(&r)) && start(&r) && train_loop(&r) && finish(&r);
     if (ok)
         sample(&r);
-    /* a full disk or a closed pipe on stdout is an error too */
-    if (r.lead && (fflush(stdout) != 0 || ferror(stdout)) && r.rc == 0) {
-        fprintf(stderr, "gpt train: cannot write to standard output: %s\n", strerror(errno));
-        r.rc = 1;
-    }
+    if (ok && r.lead)
+        stdout_ok(&r);
     cleanup(&r);
     gpt_fatal_errors("gpt", NULL, NULL);
     if (r.lock_fd >= 0)
