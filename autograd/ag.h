@@ -218,6 +218,13 @@ AG_API ag_tensor *ag_add(ag_ctx *c, ag_tensor *a, ag_tensor *b);
 AG_API ag_tensor *ag_sub(ag_ctx *c, ag_tensor *a, ag_tensor *b);
 AG_API ag_tensor *ag_mul(ag_ctx *c, ag_tensor *a, ag_tensor *b);
 AG_API ag_tensor *ag_div(ag_ctx *c, ag_tensor *a, ag_tensor *b);
+/* Elementwise max / min, as torch.maximum / torch.minimum: NaN if either is NaN; at a
+ * tie each input gets half the grad. */
+AG_API ag_tensor *ag_maximum(ag_ctx *c, ag_tensor *a, ag_tensor *b);
+AG_API ag_tensor *ag_minimum(ag_ctx *c, ag_tensor *a, ag_tensor *b);
+/* cond != 0 ? a : b elementwise, cond, a and b broadcast together (torch.where); cond
+ * (no grad, NaN counts as true) is read once, in the forward. */
+AG_API ag_tensor *ag_where(ag_ctx *c, const ag_tensor *cond, ag_tensor *a, ag_tensor *b);
 
 /* Elementwise, shape kept. */
 AG_API ag_tensor *ag_add_scalar(ag_ctx *c, ag_tensor *a, float s);   /* a + s */
@@ -232,6 +239,18 @@ AG_API ag_tensor *ag_rsqrt(ag_ctx *c, ag_tensor *a);                  /* 1 / sqr
 AG_API ag_tensor *ag_gelu(ag_ctx *c, ag_tensor *a);                   /* tanh approximation */
                           AG_API ag_tensor *ag_tanh(ag_ctx *c, ag_tensor *a);
 AG_API ag_tensor *ag_sigmoid(ag_ctx *c, ag_tensor *a);
+AG_API ag_tensor *ag_abs(ag_ctx *c, ag_tensor *a);        /* |a|; the grad is g sign(a), 0 at 0 */
+AG_API ag_tensor *ag_sin(ag_ctx *c, ag_tensor *a);
+AG_API ag_tensor *ag_cos(ag_ctx *c, ag_tensor *a);
+AG_API ag_tensor *ag_silu(ag_ctx *c, ag_tensor *a);       /* a * sigmoid(a) */
+/* log(1 + e^a), and a itself above 20: torch's softplus with beta 1, threshold 20. */
+AG_API ag_tensor *ag_softplus(ag_ctx *c, ag_tensor *a);
+/* The exact gelu, a * Phi(a) = 0.5 a (1 + erf(a / sqrt 2)): torch's approximate='none'
+ * (ag_gelu is approximate='tanh'). */
+AG_API ag_tensor *ag_gelu_erf(ag_ctx *c, ag_tensor *a);
+/* min(max(a, lo), hi), as torch.clamp: either bound may be -INFINITY / INFINITY, hi wins
+ * when lo > hi, NaN stays NaN; the grad passes where lo <= a <= hi, else 0. */
+AG_API ag_tensor *ag_clamp(ag_ctx *c, ag_tensor *a, float lo, float hi);
 
 /* Reductions over one axis (negative counts from the end); keepdim keeps it as size 1. */
 AG_API ag_tensor *ag_sum(ag_ctx *c, ag_tensor *a, int axis, bool keepdim);
