@@ -837,7 +837,11 @@ static void test_out_of_memory(void **state)
         if (!wildmatch("*gpt train: out of memory allocating * bytes\ngpt train: a smaller "
                        "--batch-size, --block-size, --n-embd or --n-layer needs less\n", ERR(&p)))
             fail_msg("unexpected stderr:\n%s", ERR(&p));
-        assert_true(stat(dir, &st) != 0);
+        /* where it fails depends on the matmul's scratch: in the first
+         * evaluation, leaving nothing, or in the step after it, leaving the
+         * evaluation's checkpoint; never an empty directory */
+        if (stat(dir, &st) == 0 && !file_exists(in_dir(dir, "ckpt.safetensors")))
+            fail_msg("%s left behind without a checkpoint", dir);
     }
     proc_free(&p);
 #endif
