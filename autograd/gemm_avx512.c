@@ -1,0 +1,136 @@
+/* gemm_avx512.c - the AVX-512 micro-kernel: a 14 x 32 tile of C held in 28
+ * zmm accumulators. Each step of k loads two vectors of the packed B panel
+ * (32 columns) and broadcasts 14 values of the A micro-panel: 28 FMAs for 16
+ * loads, so the FMA units, not the loads, set the pace, and 28 independent
+ * chains cover the FMA latency on CPUs with two 512-bit FMA ports.
+ *
+ * Compiled with -mavx512f (see meson.build) into a build for any x86-64;
+ * gemm_blocked.c runs it only after CPUID reports AVX-512F. */
+#include "gemm_kernel.h"
+
+#ifdef AG_GEMM_X86
+#include <immintrin.h>
+
+#define MR 14
+#define NR 32
+#define TB 16
+
+/* 16 x 16 transpose in registers: r[s] holds row s; afterwards r[t] holds column t */
+static inline __attribute__((always_inline)) void transpose16(__m512 r[16])
+{
+    __m512 t[16], u[16];
+    for (int i = 0; i < 16; i += 2) { /* pairs of rows interleaved within 128-bit lanes */
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    /* u[4g + c], lane l: column 4l + c of rows 4g .. 4g+3 */
+    for (int g = 0; g < 16; g += 4) {
+        __m512d a = _mm512_castps_pd(t[g]), b = _mm512_castps_pd(t[g + 1]);
+        __m512d c = _mm512_castps_pd(t[g + 2]), d = _mm512_castps_pd(t[g + 3]);
+        u[g] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+        u[g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+        u[g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+        u[g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+    }
+    /* column 4l + c gathers lane l of u[c], u[4 + c], u[8 + c], u[12 + c] */
+    for (int c = 0; c < 4; c++) {
+        __m512 v0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x44);
+        __m512 v1 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xEE);
+        __m512 v2 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x44);
+        __m512 v3 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xEE);
+        r[c] = _mm512_shuffle_f32x4(v0, v2, 0x88);
+        r[4 + c] = _mm512_shuffle_f32x4(v0, v2, 0xDD);
+        r[8 + c] = _mm512_shuffle_f32x4(v1, v3, 0x88);
+        r[12 + c] = _mm512_shuffle_f32x4(v1, v3, 0xDD);
+    }
+}
+
+static void transpose_block(float *dst, const float *src, int64_t ldb, int64_t nj, int64_t nk)
+{
+    __m512 r[16];
+    __mmask16 km = (__mmask16)(nk >= 16 ? 0xFFFF : (1u << nk) - 1);
+    for (int s = 0; s < 16; s++)
+        r[s] = s < nj ? _mm512_maskz_loadu_ps(km, src + s * ldb) : _mm512_setzero_ps();
+    transpose16(r);
+    for (int t = 0; t < nk; t++)
+        _mm512_storeu_ps(dst + t * NR, r[t]);
+}
+
+#include "gemm_pack.h"
+
+#define UNROLL _Pragma("GCC unroll 16")
+
+/* C[m, 32 masked by (m0, m1)] = alpha * A-panel @ B-panel + beta * C, m <= 14
+ * a compile-time constant after inlining, as is the A layout (rows). */
+static inline __attribute__((always_inline)) void tile(const int m, const bool rows, int64_t kc,
+                                                        const float *a, int64_t a_ks,
+                                                        const float *b, float *C, int64_t ldc,
+                                                        float alpha, float beta, __mmask16 m0,
+                                                        __mmask16 m1)
+{
+    __m512 c0[MR], c1[MR];
+    UNROLL for (int r = 0; r < m; r++) {
+        c0[r] = _mm512_setzero_ps();
+        c1[r] = _mm512_setzero_ps();
+        /* C's tile is read (or written) once at the end: start fetching it now */
+        _mm_prefetch((const char *)(C + r * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(C + r * ldc + NR - 1), _MM_HINT_T0);
+    }
+    const int64_t rs = rows ? AG_GEMM_ARS : 1, ks = rows ? 1 : a_ks;
+    for (int64_t k = 0; k < kc; k++) {
+        __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
+        UNROLL for (int r = 0; r < m; r++) {
+            __m512 av = _mm512_set1_ps(a[r * rs]);
+            c0[r] = _mm512_fmadd_ps(av, b0, c0[r]);
+            c1[r] = _mm512_fmadd_ps(av, b1, c1[r]);
+        }
+        a += ks;
+        b += NR;
+    }
+    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    if (beta == 0.0f) {
+        UNROLL for (int r = 0; r < m; r++) {
+            _mm512_mask_storeu_ps(C + r * ldc, m0, _mm512_mul_ps(va, c0[r]));
+            _mm512_mask_storeu_ps(C + r * ldc + 16, m1, _mm512_mul_ps(va, c1[r]));
+        }
+    } else {
+        UNROLL for (int r = 0; r < m; r++) {
+            __m512 x0 = _mm512_maskz_loadu_ps(m0, C + r * ldc);
+            __m512 x1 = _mm512_maskz_loadu_ps(m1, C + r * ldc + 16);
+            if (beta != 1.0f) {
+                x0 = _mm512_mul_ps(vb, x0);
+                x1 = _mm512_mul_ps(vb, x1);
+            }
+            _mm512_mask_storeu_ps(C + r * ldc, m0, _mm512_fmadd_ps(va, c0[r], x0));
+            _mm512_mask_storeu_ps(C + r * ldc + 16, m1, _mm512_fmadd_ps(va, c1[r], x1));
+        }
+    }
+}
+
+static void micro(int64_t m, int64_t n, int64_t kc, const float *a, bool a_rows, int64_t a_ks,
+                  const float *b, float *C, int64_t ldc, float alpha, float beta)
+{
+    __mmask16 m0 = (__mmask16)(n >= 16 ? 0xFFFF : (1u << n) - 1);
+    __mmask16 m1 = (__mmask16)(n >= 32 ? 0xFFFF : n > 16 ? (1u << (n - 16)) - 1 : 0);
+#define CASE(M)                                                                  \
+    case M:                                                                      \
+        if (a_rows)                                                              \
+            tile(M, true, kc, a, a_ks, b, C, ldc, alpha, beta, m0, m1);          \
+        else                                                                     \
+            tile(M, false, kc, a, a_ks, b, C, ldc, alpha, beta, m0, m1);         \
+        break;
+    switch (m) {
+        CASE(14) CASE(13) CASE(12) CASE(11) CASE(10) CASE(9) CASE(8)
+        CASE(7) CASE(6) CASE(5) CASE(4) CASE(3) CASE(2) CASE(1)
+    default:
+        break;
+    }
+#undef CASE
+}
+
+const ag_gemm_kernel ag_gemm_kernel_avx512 = {
+    .name = "avx512", .mr = MR, .nr = NR, .nc = 512,
+    .micro = micro, .pack_a = pack_a, .pack_b = pack_b,
+};
+
+#endif

@@ -1,0 +1,68 @@
+/* gemm_generic.c - the portable micro-kernel: a 6 x 16 tile of C in the
+ * compiler's vector extension, for CPUs without AVX2 (and for aarch64, where
+ * the vectors are NEON's). Compiled with -ffp-contract=fast (meson.build):
+ * -std=c11 alone keeps a * b + c as a multiply and an add, and here the fused
+ * form is both faster and what the tests hold every kernel to. */
+#include "gemm_kernel.h"
+
+#define MR 6
+#define NR 16
+#define TB 4
+
+typedef float v16 __attribute__((vector_size(NR * sizeof(float))));
+
+static void transpose_block(float *dst, const float *src, int64_t ldb, int64_t nj, int64_t nk)
+{
+    for (int64_t t = 0; t < nk; t++)
+        for (int64_t s = 0; s < TB; s++)
+            dst[t * NR + s] = s < nj ? src[s * ldb + t] : 0.0f;
+}
+
+#include "gemm_pack.h"
+
+static inline __attribute__((always_inline)) void tile(const int m, const bool rows, int64_t kc,
+                                                        const float *a, int64_t a_ks,
+                                                        const float *b, float *C, int64_t ldc,
+                                                        int64_t n, float alpha, float beta)
+{
+    v16 acc[MR];
+    for (int r = 0; r < m; r++)
+        acc[r] = (v16){0};
+    const int64_t rs = rows ? AG_GEMM_ARS : 1, ks = rows ? 1 : a_ks;
+    for (int64_t k = 0; k < kc; k++) {
+        v16 bv;
+        memcpy(&bv, b, sizeof bv);
+        for (int r = 0; r < m; r++)
+            acc[r] += a[r * rs] * bv;
+        a += ks;
+        b += NR;
+    }
+    for (int r = 0; r < m; r++)
+        for (int64_t j = 0; j < n; j++) {
+            float *c = C + r * ldc + j;
+            *c = beta == 0.0f ? alpha * acc[r][j] : alpha * acc[r][j] + beta * *c;
+        }
+}
+
+static void micro(int64_t m, int64_t n, int64_t kc, const float *a, bool a_rows, int64_t a_ks,
+                  const float *b, float *C, int64_t ldc, float alpha, float beta)
+{
+#define CASE(M)                                                                  \
+    case M:                                                                      \
+        if (a_rows)                                                              \
+            tile(M, true, kc, a, a_ks, b, C, ldc, n, alpha, beta);               \
+        else                                                                     \
+            tile(M, false, kc, a, a_ks, b, C, ldc, n, alpha, beta);              \
+        break;
+    switch (m) {
+        CASE(6) CASE(5) CASE(4) CASE(3) CASE(2) CASE(1)
+    default:
+        break;
+    }
+#undef CASE
+}
+
+const ag_gemm_kernel ag_gemm_kernel_generic = {
+    .name = "generic", .mr = MR, .nr = NR, .nc = 512,
+    .micro = micro, .pack_a = pack_a, .pack_b = pack_b,
+};
