@@ -55,6 +55,15 @@ static void transpose_block(float *dst, const float *src, int64_t ldb, int64_t n
         _mm256_storeu_ps(dst + t * NR, r[t]);
 }
 
+static inline void copy_row(float *dst, const float *src, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(dst + i, _mm256_loadu_ps(src + i));
+    for (; i < n; i++)
+        dst[i] = src[i];
+}
+
 #include "gemm_pack.h"
 
 #define UNROLL _Pragma("GCC unroll 8")
@@ -62,8 +71,9 @@ static void transpose_block(float *dst, const float *src, int64_t ldb, int64_t n
 /* C[m, n] = alpha * A-panel @ B-panel + beta * C; m <= 6 and the A layout
  * are compile-time constants after inlining. */
 static inline __attribute__((always_inline)) void tile(const int m, const bool rows, int64_t kc,
-                                                        const float *a, int64_t a_ks,
-                                                        const float *b, float *C, int64_t ldc,
+                                                        const float *a, int64_t as,
+                                                        const float *b, int64_t b_ks, float *C,
+                                                        int64_t ldc,
                                                         int64_t n, float alpha, float beta)
 {
     __m256 c0[MR], c1[MR];
@@ -73,16 +83,24 @@ static inline __attribute__((always_inline)) void tile(const int m, const bool r
         _mm_prefetch((const char *)(C + r * ldc), _MM_HINT_T0);
         _mm_prefetch((const char *)(C + r * ldc + NR - 1), _MM_HINT_T0);
     }
-    const int64_t rs = rows ? AG_GEMM_ARS : 1, ks = rows ? 1 : a_ks;
+    /* rows layout: row r at p[r / 3] + (r % 3) as (see gemm_avx512.c) */
+    const float *p[(MR + 2) / 3];
+    UNROLL for (int i = 0; i < (m + 2) / 3; i++)
+        p[i] = a + 3 * i * as;
     for (int64_t k = 0; k < kc; k++) {
-        __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+        __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
         UNROLL for (int r = 0; r < m; r++) {
-            __m256 av = _mm256_broadcast_ss(a + r * rs);
+            __m256 av = _mm256_broadcast_ss(rows ? p[r / 3] + (r % 3) * as : a + r);
             c0[r] = _mm256_fmadd_ps(av, b0, c0[r]);
             c1[r] = _mm256_fmadd_ps(av, b1, c1[r]);
         }
-        a += ks;
-        b += NR;
+        if (rows) {
+            UNROLL for (int i = 0; i < (m + 2) / 3; i++)
+                p[i]++;
+        } else {
+            a += as;
+        }
+        b += b_ks;
     }
     __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
     if (n == NR) {
@@ -109,15 +127,15 @@ static inline __attribute__((always_inline)) void tile(const int m, const bool r
     }
 }
 
-static void micro(int64_t m, int64_t n, int64_t kc, const float *a, bool a_rows, int64_t a_ks,
-                  const float *b, float *C, int64_t ldc, float alpha, float beta)
+static void micro(int64_t m, int64_t n, int64_t kc, const float *a, bool a_rows, int64_t as,
+                  const float *b, int64_t b_ks, float *C, int64_t ldc, float alpha, float beta)
 {
 #define CASE(M)                                                                  \
     case M:                                                                      \
         if (a_rows)                                                              \
-            tile(M, true, kc, a, a_ks, b, C, ldc, n, alpha, beta);               \
+            tile(M, true, kc, a, as, b, b_ks, C, ldc, n, alpha, beta);               \
         else                                                                     \
-            tile(M, false, kc, a, a_ks, b, C, ldc, n, alpha, beta);              \
+            tile(M, false, kc, a, as, b, b_ks, C, ldc, n, alpha, beta);              \
         break;
     switch (m) {
         CASE(6) CASE(5) CASE(4) CASE(3) CASE(2) CASE(1)

@@ -56,6 +56,17 @@ static void transpose_block(float *dst, const float *src, int64_t ldb, int64_t n
         _mm512_storeu_ps(dst + t * NR, r[t]);
 }
 
+static inline void copy_row(float *dst, const float *src, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(dst + i, _mm512_loadu_ps(src + i));
+    if (i < n) {
+        __mmask16 km = (__mmask16)((1u << (n - i)) - 1);
+        _mm512_mask_storeu_ps(dst + i, km, _mm512_maskz_loadu_ps(km, src + i));
+    }
+}
+
 #include "gemm_pack.h"
 
 #define UNROLL _Pragma("GCC unroll 16")
@@ -63,8 +74,9 @@ static void transpose_block(float *dst, const float *src, int64_t ldb, int64_t n
 /* C[m, 32 masked by (m0, m1)] = alpha * A-panel @ B-panel + beta * C, m <= 14
  * a compile-time constant after inlining, as is the A layout (rows). */
 static inline __attribute__((always_inline)) void tile(const int m, const bool rows, int64_t kc,
-                                                        const float *a, int64_t a_ks,
-                                                        const float *b, float *C, int64_t ldc,
+                                                        const float *a, int64_t as,
+                                                        const float *b, int64_t b_ks, float *C,
+                                                        int64_t ldc,
                                                         float alpha, float beta, __mmask16 m0,
                                                         __mmask16 m1)
 {
@@ -76,16 +88,26 @@ static inline __attribute__((always_inline)) void tile(const int m, const bool r
         _mm_prefetch((const char *)(C + r * ldc), _MM_HINT_T0);
         _mm_prefetch((const char *)(C + r * ldc + NR - 1), _MM_HINT_T0);
     }
-    const int64_t rs = rows ? AG_GEMM_ARS : 1, ks = rows ? 1 : a_ks;
+    /* rows layout: row r at p[r / 3] + (r % 3) as, each p one float on per
+     * k: the broadcasts then address base + index, and the 14 rows' pointers
+     * fit in registers (one pointer per row spills) */
+    const float *p[(MR + 2) / 3];
+    UNROLL for (int i = 0; i < (m + 2) / 3; i++)
+        p[i] = a + 3 * i * as;
     for (int64_t k = 0; k < kc; k++) {
-        __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
+        __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
         UNROLL for (int r = 0; r < m; r++) {
-            __m512 av = _mm512_set1_ps(a[r * rs]);
+            __m512 av = _mm512_set1_ps(rows ? p[r / 3][(r % 3) * as] : a[r]);
             c0[r] = _mm512_fmadd_ps(av, b0, c0[r]);
             c1[r] = _mm512_fmadd_ps(av, b1, c1[r]);
         }
-        a += ks;
-        b += NR;
+        if (rows) {
+            UNROLL for (int i = 0; i < (m + 2) / 3; i++)
+                p[i]++;
+        } else {
+            a += as;
+        }
+        b += b_ks;
     }
     __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
     if (beta == 0.0f) {
@@ -107,17 +129,17 @@ static inline __attribute__((always_inline)) void tile(const int m, const bool r
     }
 }
 
-static void micro(int64_t m, int64_t n, int64_t kc, const float *a, bool a_rows, int64_t a_ks,
-                  const float *b, float *C, int64_t ldc, float alpha, float beta)
+static void micro(int64_t m, int64_t n, int64_t kc, const float *a, bool a_rows, int64_t as,
+                  const float *b, int64_t b_ks, float *C, int64_t ldc, float alpha, float beta)
 {
     __mmask16 m0 = (__mmask16)(n >= 16 ? 0xFFFF : (1u << n) - 1);
     __mmask16 m1 = (__mmask16)(n >= 32 ? 0xFFFF : n > 16 ? (1u << (n - 16)) - 1 : 0);
 #define CASE(M)                                                                  \
     case M:                                                                      \
         if (a_rows)                                                              \
-            tile(M, true, kc, a, a_ks, b, C, ldc, alpha, beta, m0, m1);          \
+            tile(M, true, kc, a, as, b, b_ks, C, ldc, alpha, beta, m0, m1);          \
         else                                                                     \
-            tile(M, false, kc, a, a_ks, b, C, ldc, alpha, beta, m0, m1);         \
+            tile(M, false, kc, a, as, b, b_ks, C, ldc, alpha, beta, m0, m1);         \
         break;
     switch (m) {
         CASE(14) CASE(13) CASE(12) CASE(11) CASE(10) CASE(9) CASE(8)

@@ -5,7 +5,9 @@
 #include "gemm_kernel.h"
 
 #include <omp.h>
+#include <stdatomic.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 /* ---------------------------------------------------------------- choice */
 
@@ -63,10 +65,17 @@ typedef struct {
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+/* Row panels of A up to which op(B) (not transposed, whole panels) is read
+ * in place: packing pays only when B is read many times. */
+#define B_IN_PLACE_PANELS 8
+/* Column panels of B up to which op(A) is read in place. */
+#define A_IN_PLACE_PANELS 2
+
 /* Thread id of nt: for each block, packs its share of B's panels, then
  * (after all have packed) runs its share of the block's micro-tiles, taken
  * in row-panel order so each A micro-panel is packed once and meets every B
- * panel while it sits in L1. */
+ * panel while it sits in L1. Small products skip the packing where the
+ * kernel can read the matrix as it is stored (gemm_kernel.h). */
 static void gemm_run(const gemm_job *g, int id, int nt)
 {
     const ag_gemm_kernel *kr = g->k;
@@ -74,29 +83,47 @@ static void gemm_run(const gemm_job *g, int id, int nt)
     float *ap = g->ap + id * g->apn;
     for (int64_t jc = 0; jc < g->N; jc += g->ncb) {
         int64_t nc = min64(g->ncb, g->N - jc), np = cdiv(nc, nr);
+        bool pack_b = g->tb || nc % nr != 0 || mp > B_IN_PLACE_PANELS;
+        bool pack_a = np > A_IN_PLACE_PANELS;
         for (int64_t pc = 0; pc < g->K; pc += g->kcb) {
             int64_t kc = min64(g->kcb, g->K - pc);
-            int64_t p0 = np * id / nt, p1 = np * (id + 1) / nt;
-            if (p1 > p0)
-                kr->pack_b(g->bp + p0 * kc * nr, g->tb, g->B, g->ldb, pc, jc + p0 * nr, kc,
-                           min64(nc, p1 * nr) - p0 * nr);
-            if (nt > 1) {
+            const float *bp = g->bp;
+            int64_t b_ks = nr, b_ps = kc * nr; /* k and panel strides */
+            if (pack_b) {
+                int64_t p0 = np * id / nt, p1 = np * (id + 1) / nt;
+                if (p1 > p0)
+                    kr->pack_b(g->bp + p0 * kc * nr, g->tb, g->B, g->ldb, pc, jc + p0 * nr, kc,
+                               min64(nc, p1 * nr) - p0 * nr);
+                if (nt > 1) {
 #pragma omp barrier
+                }
+            } else {
+                bp = g->B + pc * g->ldb + jc;
+                b_ks = g->ldb;
+                b_ps = nr;
             }
             /* later depth blocks add to what the first one wrote */
             float beta = pc == 0 ? g->beta : 1.0f;
             int64_t tiles = mp * np, t0 = tiles * id / nt, t1 = tiles * (id + 1) / nt;
             int64_t packed = -1;
+            const float *a = ap;
+            int64_t as = g->ta ? mr : AG_GEMM_ARS;
             for (int64_t t = t0; t < t1; t++) {
                 int64_t ir = t / np, jr = t % np, i0 = ir * mr, m = min64(mr, g->M - i0);
                 if (ir != packed) {
-                    kr->pack_a(ap, g->ta, g->A, g->lda, i0, pc, m, kc);
+                    if (pack_a) {
+                        kr->pack_a(ap, g->ta, g->A, g->lda, i0, pc, m, kc);
+                    } else {
+                        a = g->ta ? g->A + pc * g->lda + i0 : g->A + i0 * g->lda + pc;
+                        as = g->lda;
+                    }
                     packed = ir;
                 }
-                kr->micro(m, min64(nr, nc - jr * nr), kc, ap, !g->ta, mr, g->bp + jr * kc * nr,
+                kr->micro(m, min64(nr, nc - jr * nr), kc, a, !g->ta, as, bp + jr * b_ps, b_ks,
                           g->C + i0 * g->ldc + jc + jr * nr, g->ldc, g->alpha, beta);
             }
-            if (nt > 1) { /* B's buffer is refilled next */
+            bool last = jc + nc >= g->N && pc + kc >= g->K;
+            if (pack_b && nt > 1 && !last) { /* B's buffer is refilled next */
 #pragma omp barrier
             }
         }
@@ -112,9 +139,38 @@ static void scale_rows(float *C, int64_t ldc, int64_t M, int64_t N, float beta)
             C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
 }
 
+/* Bytes of L2 per core (0: unknown), asked once. */
+static int64_t l2_bytes(void)
+{
+    static atomic_llong cached = -1;
+    long long v = atomic_load_explicit(&cached, memory_order_relaxed);
+    if (v < 0) {
+        v = 0;
+#ifdef _SC_LEVEL2_CACHE_SIZE
+        long s = sysconf(_SC_LEVEL2_CACHE_SIZE);
+        v = s > 0 ? s : 0;
+#endif
+        atomic_store_explicit(&cached, v, memory_order_relaxed);
+    }
+    return v;
+}
+
+/* Columns of the packed B block: its kc x nc floats fill three quarters of
+ * L2, each A micro-panel streams all of it, and the rest of L2 holds the
+ * A panels and C's lines; the kernel's own guess when L2 is unknown. */
+static int64_t block_cols(const ag_gemm_kernel *k, int64_t kc)
+{
+    int64_t l2 = l2_bytes(), nc = l2 ? l2 * 3 / 4 / (kc * (int64_t)sizeof(float)) : k->nc;
+    nc = nc / k->nr * k->nr;
+    return nc < 4 * k->nr ? 4 * k->nr : nc > 4096 ? 4096 : nc;
+}
+
 /* Below this many multiply-adds a product runs on one thread: waking a
  * team costs more than it saves. */
 #define BLOCKED_PAR_MIN (1 << 18)
+
+/* Floats of the per-thread packing buffer for small products (96 KiB). */
+#define SMALL_BUF (24 * 1024)
 
 void ag_gemm_blocked(const ag_gemm_kernel *k, int nthreads, bool ta, bool tb, int64_t M,
                      int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
@@ -130,7 +186,8 @@ void ag_gemm_blocked(const ag_gemm_kernel *k, int nthreads, bool ta, bool tb, in
                   .beta = beta, .A = A, .B = B, .lda = lda, .ldb = ldb, .ldc = ldc, .C = C};
     /* blocks of equal size rather than full ones and a runt */
     g.kcb = cdiv(K, cdiv(K, AG_GEMM_KC));
-    g.ncb = cdiv(cdiv(N, cdiv(N, k->nc)), k->nr) * k->nr;
+    int64_t ncmax = block_cols(k, g.kcb);
+    g.ncb = cdiv(cdiv(N, cdiv(N, ncmax)), k->nr) * k->nr;
     int64_t tiles = cdiv(M, k->mr) * cdiv(min64(N, g.ncb), k->nr);
     int nt = nthreads;
     if (M * N * K < BLOCKED_PAR_MIN)
@@ -139,10 +196,14 @@ void ag_gemm_blocked(const ag_gemm_kernel *k, int nthreads, bool ta, bool tb, in
         nt = (int)tiles;
     if (nt < 1)
         nt = 1;
-    /* A panel: AG_GEMM_MR_MAX rows of AG_GEMM_ARS, or kc columns of mr */
-    g.apn = cdiv(AG_GEMM_MR_MAX * AG_GEMM_ARS, 16) * 16;
+    /* A panel: mr rows of AG_GEMM_ARS, or kc columns of mr */
+    g.apn = cdiv(k->mr * AG_GEMM_ARS, 16) * 16;
     size_t floats = (size_t)(g.kcb * g.ncb + nt * g.apn);
-    float *buf = aligned_alloc(64, (floats * sizeof(float) + 63) / 64 * 64);
+    /* small products (attention's, per head) use a buffer of the calling
+     * thread's: a malloc would cost a few percent of them */
+    static _Thread_local float small[SMALL_BUF] __attribute__((aligned(64)));
+    float *buf = floats <= SMALL_BUF ? small
+                                     : aligned_alloc(64, (floats * sizeof(float) + 63) / 64 * 64);
     if (!buf) {
         ag_error("matmul: out of memory for a %lld x %lld packing buffer", (long long)g.kcb,
                  (long long)g.ncb);
@@ -156,5 +217,6 @@ void ag_gemm_blocked(const ag_gemm_kernel *k, int nthreads, bool ta, bool tb, in
 #pragma omp parallel num_threads(nt)
         gemm_run(&g, omp_get_thread_num(), omp_get_num_threads());
     }
-    free(buf);
+    if (buf != small)
+        free(buf);
 }

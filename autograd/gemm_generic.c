@@ -5,6 +5,8 @@
  * form is both faster and what the tests hold every kernel to. */
 #include "gemm_kernel.h"
 
+#include <string.h>
+
 #define MR 6
 #define NR 16
 #define TB 4
@@ -18,24 +20,30 @@ static void transpose_block(float *dst, const float *src, int64_t ldb, int64_t n
             dst[t * NR + s] = s < nj ? src[s * ldb + t] : 0.0f;
 }
 
+static inline void copy_row(float *dst, const float *src, int64_t n)
+{
+    memcpy(dst, src, (size_t)n * sizeof *dst);
+}
+
 #include "gemm_pack.h"
 
 static inline __attribute__((always_inline)) void tile(const int m, const bool rows, int64_t kc,
-                                                        const float *a, int64_t a_ks,
-                                                        const float *b, float *C, int64_t ldc,
+                                                        const float *a, int64_t as,
+                                                        const float *b, int64_t b_ks, float *C,
+                                                        int64_t ldc,
                                                         int64_t n, float alpha, float beta)
 {
     v16 acc[MR];
     for (int r = 0; r < m; r++)
         acc[r] = (v16){0};
-    const int64_t rs = rows ? AG_GEMM_ARS : 1, ks = rows ? 1 : a_ks;
+    const int64_t rs = rows ? as : 1, ks = rows ? 1 : as;
     for (int64_t k = 0; k < kc; k++) {
         v16 bv;
         memcpy(&bv, b, sizeof bv);
         for (int r = 0; r < m; r++)
             acc[r] += a[r * rs] * bv;
         a += ks;
-        b += NR;
+        b += b_ks;
     }
     for (int r = 0; r < m; r++)
         for (int64_t j = 0; j < n; j++) {
@@ -44,15 +52,15 @@ static inline __attribute__((always_inline)) void tile(const int m, const bool r
         }
 }
 
-static void micro(int64_t m, int64_t n, int64_t kc, const float *a, bool a_rows, int64_t a_ks,
-                  const float *b, float *C, int64_t ldc, float alpha, float beta)
+static void micro(int64_t m, int64_t n, int64_t kc, const float *a, bool a_rows, int64_t as,
+                  const float *b, int64_t b_ks, float *C, int64_t ldc, float alpha, float beta)
 {
 #define CASE(M)                                                                  \
     case M:                                                                      \
         if (a_rows)                                                              \
-            tile(M, true, kc, a, a_ks, b, C, ldc, n, alpha, beta);               \
+            tile(M, true, kc, a, as, b, b_ks, C, ldc, n, alpha, beta);               \
         else                                                                     \
-            tile(M, false, kc, a, a_ks, b, C, ldc, n, alpha, beta);              \
+            tile(M, false, kc, a, as, b, b_ks, C, ldc, n, alpha, beta);              \
         break;
     switch (m) {
         CASE(6) CASE(5) CASE(4) CASE(3) CASE(2) CASE(1)

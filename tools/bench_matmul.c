@@ -31,18 +31,25 @@ typedef struct {
 } shape;
 
 static const shape shapes[] = {
-    {"lecture ffwd x @ W^T   ", false, true, 16384, 1536, 384},
-    {"lecture ffwd dX = g @ W", false, false, 16384, 384, 1536},
-    {"lecture ffwd dW = g^T x", true, false, 1536, 384, 16384},
-    {"lecture qkv  x @ W^T   ", false, true, 16384, 1152, 384},
-    {"attn    q @ k^T        ", false, true, 256, 256, 64},
-    {"attn    att @ v        ", false, false, 256, 64, 256},
-    {"medium  x @ W^T        ", false, true, 2048, 512, 128},
-    {"medium  dX = g @ W     ", false, false, 2048, 128, 512},
-    {"medium  dW = g^T x     ", true, false, 512, 128, 2048},
-    {"small   x @ W^T        ", false, true, 512, 256, 64},
-    {"small   dW = g^T x     ", true, false, 256, 64, 512},
-    {"tiny    x @ W^T        ", false, true, 256, 128, 32},
+    {"lecture ffwd x @ W^T    ", false, true, 16384, 1536, 384},
+    {"lecture ffwd dX = g @ W ", false, false, 16384, 384, 1536},
+    {"lecture ffwd dW = g^T x ", true, false, 1536, 384, 16384},
+    {"lecture qkv  x @ W^T    ", false, true, 16384, 1152, 384},
+    {"attn    q @ k^T         ", false, true, 256, 256, 64},
+    {"attn    att @ v         ", false, false, 256, 64, 256},
+    /* one head's products as ops_attention.c issues them (64-row blocks) */
+    {"lecture head q @ k^T    ", false, true, 64, 256, 64},
+    {"lecture head att @ v    ", false, false, 64, 64, 256},
+    {"lecture head dk = dS^T q", true, false, 64, 64, 256},
+    {"medium  head q @ k^T    ", false, true, 64, 64, 32},
+    {"medium  head att @ v    ", false, false, 64, 32, 64},
+    {"medium  head dk = dS^T q", true, false, 64, 32, 64},
+    {"medium  x @ W^T         ", false, true, 2048, 512, 128},
+    {"medium  dX = g @ W      ", false, false, 2048, 128, 512},
+    {"medium  dW = g^T x      ", true, false, 512, 128, 2048},
+    {"small   x @ W^T         ", false, true, 512, 256, 64},
+    {"small   dW = g^T x      ", true, false, 256, 64, 512},
+    {"tiny    x @ W^T         ", false, true, 256, 128, 32},
 };
 
 static bool cpu_clock;
@@ -117,7 +124,7 @@ int main(int argc, char **argv)
 #endif
     printf("bench_matmul: threads=%d clock=%s builtin=%s openblas=%s fma_peak=%.1f GFLOP/s (%s)\n",
            nthreads, cpu_clock ? "cpu" : "wall", kernel->name, blas_name, peak, isa);
-    printf("%-23s %5s %5s %5s  %8s %8s  %6s  %6s\n", "shape", "M", "N", "K", "builtin",
+    printf("%-24s %5s %5s %5s  %8s %8s  %6s  %6s\n", "shape", "M", "N", "K", "builtin",
            "openblas", "ratio", "%peak");
 
     size_t maxe = 16384 * 1536;

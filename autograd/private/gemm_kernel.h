@@ -13,26 +13,26 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* Packed A micro-panels come in two layouts, whichever copies cheaply from
- * op(A)'s storage:
- *   rows (A not transposed): a[r * AG_GEMM_ARS + k], each row a plain copy;
- *   cols (A transposed):     a[k * mr + r], each k a plain copy of mr floats.
- * AG_GEMM_ARS is a compile-time row stride, so the kernel's broadcasts are
- * one pointer plus constant offsets; the 16 floats past AG_GEMM_KC keep the
- * rows off the same L1 set. */
-#define AG_GEMM_KC 256
+/* The A micro-panel comes in one of two layouts, whichever copies cheaply
+ * from op(A)'s storage, with a stride as:
+ *   rows (A not transposed): a[r * as + k]; as = AG_GEMM_ARS when packed
+ *        (each row a plain copy), lda when read in place;
+ *   cols (A transposed):     a[k * as + r]; as = mr when packed (each k a
+ *        plain copy of mr floats), lda when read in place.
+ * The 16 floats of AG_GEMM_ARS past AG_GEMM_KC keep packed rows off the
+ * same L1 set. */
+#define AG_GEMM_KC 384
 #define AG_GEMM_ARS (AG_GEMM_KC + 16)
-#define AG_GEMM_MR_MAX 16
 
 /* C[m, n] = alpha * sum_k a(r, k) b[k][j] + beta * C for r < m <= mr,
- * j < n <= nr, k < kc, with a(r, k) as above (a_rows picks the layout; in
- * the cols layout a_ks is the k stride: mr when packed, lda when read in
- * place) and b[k][j] = b[k * nr + j] (a packed panel, nr floats per k, zero
- * past n). C's row stride is ldc. beta 0 writes C without reading it (NaN
- * there is overwritten). */
+ * j < n <= nr, k < kc, with a(r, k) as above (a_rows picks the layout, as
+ * its stride) and b[k][j] = b[k * b_ks + j] for j < nr (b_ks: nr for a
+ * packed panel, zero past n; ldb for B read in place, then n == nr). C's row
+ * stride is ldc. beta 0 writes C without reading it (NaN there is
+ * overwritten). */
 typedef void ag_gemm_micro_fn(int64_t m, int64_t n, int64_t kc, const float *a, bool a_rows,
-                              int64_t a_ks, const float *b, float *C, int64_t ldc, float alpha,
-                              float beta);
+                              int64_t as, const float *b, int64_t b_ks, float *C, int64_t ldc,
+                              float alpha, float beta);
 
 /* The micro-panel of op(A) with rows i0 .. i0+m (m <= mr) and depth
  * k0 .. k0+kc, into ap: the rows layout when !ta, the cols layout when ta. */

@@ -1,7 +1,10 @@
 /* gemm_pack.h - the packing copies, included by each kernel's file after it
- * defines MR, NR (its register tile), TB and transpose_block (below), so
- * that they are compiled with that file's ISA flags and fixed sizes: a
- * micro-panel's row or column is then a few vector moves, not a memcpy call.
+ * defines MR, NR (its register tile), TB, copy_row and transpose_block
+ * (below), so that they are compiled with that file's ISA flags and fixed
+ * sizes: a micro-panel's row or column is then a few vector moves, not a
+ * memcpy call (which cost 7% of a 64 x 32 x 64 product).
+ *
+ * copy_row(dst, src, n): dst[i] = src[i] for i < n.
  *
  * transpose_block(dst, src, ldb, nj, nk): dst[t * NR + s] = src[s * ldb + t]
  * for s < nj, t < nk, and 0 for nj <= s < TB (nj may be <= 0: all zeros). */
@@ -19,7 +22,7 @@ static void pack_a(float *ap, bool ta, const float *A, int64_t lda, int64_t i0, 
 {
     if (!ta) { /* rows layout: row r of the panel is a slice of A's row i0 + r */
         for (int64_t r = 0; r < m; r++)
-            memcpy(ap + r * AG_GEMM_ARS, A + (i0 + r) * lda + k0, (size_t)kc * sizeof *ap);
+            copy_row(ap + r * AG_GEMM_ARS, A + (i0 + r) * lda + k0, kc);
         return;
     }
     /* cols layout: op(A)[i0 .., k] is a slice of A's row k */
