@@ -214,8 +214,9 @@ AG_API int ag_get_num_threads(void);
  * the environment variable AG_MATMUL (same names as below) sets the default. */
 AG_API const char *ag_matmul_backend(void);
 /* Forces the matmul kernel: "blas", "builtin" (the best this CPU runs),
- * "builtin:avx512", "builtin:avx2", "builtin:generic" or "auto". false (and
- * nothing changed) when this build or CPU lacks it. Not while matmuls run. */
+ * "builtin:avx512", "builtin:avx2", "builtin:generic", "auto", or a name
+ * ag_matmul_backend returned. false (and nothing changed) when this build or
+ * CPU lacks it. Not while matmuls run. */
 AG_API bool ag_set_matmul_backend(const char *name);
 
 /* ---------------------------------------------------------------- ops

@@ -153,7 +153,9 @@ static int builtin0; /* index of the best built-in kernel */
 
 static int find_backend(const char *name)
 {
-    if (strcmp(name, "blas") == 0 || strcmp(name, "openblas") == 0 || strcmp(name, "cblas") == 0)
+    /* ag_matmul_backend's own answers too ("openblas:Zen") */
+    if (strcmp(name, "blas") == 0 || strncmp(name, "openblas", 8) == 0 ||
+        strcmp(name, "cblas") == 0)
         return builtin0 > 0 ? 0 : -1;
     if (strcmp(name, "builtin") == 0)
         return builtin0;

@@ -165,9 +165,7 @@ static int64_t block_cols(const ag_gemm_kernel *k, int64_t kc)
     return nc < 4 * k->nr ? 4 * k->nr : nc > 4096 ? 4096 : nc;
 }
 
-/* Below this many multiply-adds a product runs on one thread: waking a
- * team costs more than it saves. */
-#define BLOCKED_PAR_MIN (1 << 18)
+int64_t ag_gemm_par_min = 1 << 18;
 
 /* Floats of the per-thread packing buffer for small products (96 KiB). */
 #define SMALL_BUF (24 * 1024)
@@ -190,7 +188,7 @@ void ag_gemm_blocked(const ag_gemm_kernel *k, int nthreads, bool ta, bool tb, in
     g.ncb = cdiv(cdiv(N, cdiv(N, ncmax)), k->nr) * k->nr;
     int64_t tiles = cdiv(M, k->mr) * cdiv(min64(N, g.ncb), k->nr);
     int nt = nthreads;
-    if (M * N * K < BLOCKED_PAR_MIN)
+    if (M * N * K < ag_gemm_par_min)
         nt = 1;
     if (nt > tiles)
         nt = (int)tiles;

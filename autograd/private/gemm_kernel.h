@@ -68,6 +68,10 @@ const ag_gemm_kernel *ag_gemm_kernel_named(const char *name);
 /* The fastest kernel this CPU runs. */
 const ag_gemm_kernel *ag_gemm_kernel_best(void);
 
+/* Below this many multiply-adds a product runs on one thread: waking a
+ * team costs more than it saves. Tests set 0 to split even tiny ones. */
+extern int64_t ag_gemm_par_min;
+
 /* C[M,N] = alpha * op(A) @ op(B) + beta * C with kernel k on up to nthreads
  * threads (1: the caller's thread alone, as inside a parallel region). */
 void ag_gemm_blocked(const ag_gemm_kernel *k, int nthreads, bool ta, bool tb, int64_t M,
