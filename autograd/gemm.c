@@ -107,6 +107,7 @@ static int nbackends;
 static atomic_int current = -1;
 static atomic_int ready;
 
+#ifdef AG_HAVE_OPENBLAS
 /* Rank of an ISA level: 0 SSE, 1 AVX, 2 AVX2 + FMA, 3 AVX-512. */
 static int cpu_level(void)
 {
@@ -117,7 +118,6 @@ static int cpu_level(void)
     return 0;
 }
 
-#ifdef AG_HAVE_OPENBLAS
 static bool same_name(const char *a, const char *b)
 {
     for (; *a && *b; a++, b++)

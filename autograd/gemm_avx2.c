@@ -66,37 +66,45 @@ static inline void copy_row(float *dst, const float *src, int64_t n)
 
 #include "gemm_pack.h"
 
-#define UNROLL _Pragma("GCC unroll 8")
+/* X(r) for each row a tile may have (see gemm_avx512.c) */
+#define FOR_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5)
+
+/* element (r, k) of a rows-layout panel, r a constant (see tile) */
+#define ROW(r) ((r) < 3 ? p0 : p1)[(r) % 3 == 0 ? o0 : (r) % 3 == 1 ? o1 : o2]
 
 /* C[m, n] = alpha * A-panel @ B-panel + beta * C; m <= 6 and the A layout
  * are compile-time constants after inlining. */
 static inline __attribute__((always_inline)) void tile(const int m, const bool rows, int64_t kc,
                                                         const float *a, int64_t as,
                                                         const float *b, int64_t b_ks, float *C,
-                                                        int64_t ldc,
-                                                        int64_t n, float alpha, float beta)
+                                                        int64_t ldc, int64_t n, float alpha,
+                                                        float beta)
 {
     __m256 c0[MR], c1[MR];
-    UNROLL for (int r = 0; r < m; r++) {
-        c0[r] = _mm256_setzero_ps();
-        c1[r] = _mm256_setzero_ps();
-        _mm_prefetch((const char *)(C + r * ldc), _MM_HINT_T0);
-        _mm_prefetch((const char *)(C + r * ldc + NR - 1), _MM_HINT_T0);
+#define INIT(r)                                                                   \
+    if (r < m) {                                                                  \
+        c0[r] = _mm256_setzero_ps();                                              \
+        c1[r] = _mm256_setzero_ps();                                              \
+        _mm_prefetch((const char *)(C + r * ldc), _MM_HINT_T0);                   \
+        _mm_prefetch((const char *)(C + r * ldc + NR - 1), _MM_HINT_T0);          \
     }
-    /* rows layout: row r at p[r / 3] + (r % 3) as (see gemm_avx512.c) */
-    const float *p[(MR + 2) / 3];
-    UNROLL for (int i = 0; i < (m + 2) / 3; i++)
-        p[i] = a + 3 * i * as;
+    FOR_ROWS(INIT)
+#undef INIT
+    /* rows layout: row r at base r / 3 plus offset r % 3 (see gemm_avx512.c) */
+    const float *p0 = a, *p1 = a + 3 * as;
+    int64_t o0 = 0, o1 = as, o2 = 2 * as;
     for (int64_t k = 0; k < kc; k++) {
         __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
-        UNROLL for (int r = 0; r < m; r++) {
-            __m256 av = _mm256_broadcast_ss(rows ? p[r / 3] + (r % 3) * as : a + r);
-            c0[r] = _mm256_fmadd_ps(av, b0, c0[r]);
-            c1[r] = _mm256_fmadd_ps(av, b1, c1[r]);
-        }
+#define STEP(r)                                                                   \
+    if (r < m) {                                                                  \
+        __m256 av = _mm256_set1_ps(rows ? ROW(r) : a[r]);                         \
+        c0[r] = _mm256_fmadd_ps(av, b0, c0[r]);                                   \
+        c1[r] = _mm256_fmadd_ps(av, b1, c1[r]);                                   \
+    }
+        FOR_ROWS(STEP)
+#undef STEP
         if (rows) {
-            UNROLL for (int i = 0; i < (m + 2) / 3; i++)
-                p[i]++;
+            o0++, o1++, o2++;
         } else {
             a += as;
         }
@@ -104,45 +112,64 @@ static inline __attribute__((always_inline)) void tile(const int m, const bool r
     }
     __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
     if (n == NR) {
-        UNROLL for (int r = 0; r < m; r++) {
-            float *c = C + r * ldc;
-            __m256 y0 = _mm256_mul_ps(va, c0[r]), y1 = _mm256_mul_ps(va, c1[r]);
-            if (beta != 0.0f) {
-                __m256 x0 = _mm256_loadu_ps(c), x1 = _mm256_loadu_ps(c + 8);
-                y0 = beta == 1.0f ? _mm256_add_ps(y0, x0) : _mm256_fmadd_ps(vb, x0, y0);
-                y1 = beta == 1.0f ? _mm256_add_ps(y1, x1) : _mm256_fmadd_ps(vb, x1, y1);
-            }
-            _mm256_storeu_ps(c, y0);
-            _mm256_storeu_ps(c + 8, y1);
-        }
+#define PUT(r)                                                                    \
+    if (r < m) {                                                                  \
+        float *c = C + r * ldc;                                                   \
+        __m256 y0 = _mm256_mul_ps(va, c0[r]), y1 = _mm256_mul_ps(va, c1[r]);      \
+        if (beta != 0.0f) {                                                       \
+            __m256 x0 = _mm256_loadu_ps(c), x1 = _mm256_loadu_ps(c + 8);          \
+            y0 = beta == 1.0f ? _mm256_add_ps(y0, x0) : _mm256_fmadd_ps(vb, x0, y0); \
+            y1 = beta == 1.0f ? _mm256_add_ps(y1, x1) : _mm256_fmadd_ps(vb, x1, y1); \
+        }                                                                         \
+        _mm256_storeu_ps(c, y0);                                                  \
+        _mm256_storeu_ps(c + 8, y1);                                              \
+    }
+        FOR_ROWS(PUT)
+#undef PUT
     } else { /* ragged right edge: through a buffer, never touching C past n */
         float t[MR][NR];
-        UNROLL for (int r = 0; r < m; r++) {
-            _mm256_storeu_ps(t[r], _mm256_mul_ps(va, c0[r]));
-            _mm256_storeu_ps(t[r] + 8, _mm256_mul_ps(va, c1[r]));
-        }
+#define BUF(r)                                                                    \
+    if (r < m) {                                                                  \
+        _mm256_storeu_ps(t[r], _mm256_mul_ps(va, c0[r]));                         \
+        _mm256_storeu_ps(t[r] + 8, _mm256_mul_ps(va, c1[r]));                     \
+    }
+        FOR_ROWS(BUF)
+#undef BUF
         for (int r = 0; r < m; r++)
             for (int64_t j = 0; j < n; j++)
                 C[r * ldc + j] = beta == 0.0f ? t[r][j] : t[r][j] + beta * C[r * ldc + j];
     }
 }
 
+/* One function per A layout, each switching to a tile of constant height:
+ * clang would otherwise merge the two layouts' loops into one that selects
+ * between them at every step. */
+#define MICRO(NAME, ROWS)                                                               \
+    static __attribute__((noinline)) void NAME(int64_t m, int64_t n, int64_t kc,       \
+                                               const float *a, int64_t as,              \
+                                               const float *b, int64_t b_ks, float *C,  \
+                                               int64_t ldc, float alpha, float beta)    \
+    {                                                                                   \
+        switch (m) {                                                                    \
+            CASE(6, ROWS) CASE(5, ROWS) CASE(4, ROWS) CASE(3, ROWS) CASE(2, ROWS)       \
+            CASE(1, ROWS)                                                               \
+        default:                                                                        \
+            break;                                                                      \
+        }                                                                               \
+    }
+#define CASE(M, ROWS)                                                                   \
+    case M:                                                                             \
+        tile(M, ROWS, kc, a, as, b, b_ks, C, ldc, n, alpha, beta);                        \
+        break;
+MICRO(micro_rows, true)
+MICRO(micro_cols, false)
+#undef CASE
+#undef MICRO
+
 static void micro(int64_t m, int64_t n, int64_t kc, const float *a, bool a_rows, int64_t as,
                   const float *b, int64_t b_ks, float *C, int64_t ldc, float alpha, float beta)
 {
-#define CASE(M)                                                                  \
-    case M:                                                                      \
-        if (a_rows)                                                              \
-            tile(M, true, kc, a, as, b, b_ks, C, ldc, n, alpha, beta);               \
-        else                                                                     \
-            tile(M, false, kc, a, as, b, b_ks, C, ldc, n, alpha, beta);              \
-        break;
-    switch (m) {
-        CASE(6) CASE(5) CASE(4) CASE(3) CASE(2) CASE(1)
-    default:
-        break;
-    }
-#undef CASE
+    (a_rows ? micro_rows : micro_cols)(m, n, kc, a, as, b, b_ks, C, ldc, alpha, beta);
 }
 
 const ag_gemm_kernel ag_gemm_kernel_avx2 = {

@@ -69,41 +69,52 @@ static inline void copy_row(float *dst, const float *src, int64_t n)
 
 #include "gemm_pack.h"
 
-#define UNROLL _Pragma("GCC unroll 16")
+/* X(r) for each row a tile may have: a tile of m rows (a constant after
+ * inlining) keeps those with r < m. Written out rather than a loop with an
+ * unroll pragma, which clang left rolled, its accumulators on the stack. */
+#define FOR_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13)
+
+/* element (r, k) of a rows-layout panel, r a constant (see tile) */
+#define ROW(r)                                                                    \
+    ((r) < 3 ? p0 : (r) < 6 ? p1 : (r) < 9 ? p2 : (r) < 12 ? p3 : p4)             \
+        [(r) % 3 == 0 ? o0 : (r) % 3 == 1 ? o1 : o2]
 
 /* C[m, 32 masked by (m0, m1)] = alpha * A-panel @ B-panel + beta * C, m <= 14
  * a compile-time constant after inlining, as is the A layout (rows). */
 static inline __attribute__((always_inline)) void tile(const int m, const bool rows, int64_t kc,
                                                         const float *a, int64_t as,
                                                         const float *b, int64_t b_ks, float *C,
-                                                        int64_t ldc,
-                                                        float alpha, float beta, __mmask16 m0,
-                                                        __mmask16 m1)
+                                                        int64_t ldc, float alpha, float beta,
+                                                        __mmask16 m0, __mmask16 m1)
 {
     __m512 c0[MR], c1[MR];
-    UNROLL for (int r = 0; r < m; r++) {
-        c0[r] = _mm512_setzero_ps();
-        c1[r] = _mm512_setzero_ps();
-        /* C's tile is read (or written) once at the end: start fetching it now */
-        _mm_prefetch((const char *)(C + r * ldc), _MM_HINT_T0);
-        _mm_prefetch((const char *)(C + r * ldc + NR - 1), _MM_HINT_T0);
+    /* C's tile is read (or written) once at the end: start fetching it now */
+#define INIT(r)                                                                   \
+    if (r < m) {                                                                  \
+        c0[r] = _mm512_setzero_ps();                                              \
+        c1[r] = _mm512_setzero_ps();                                              \
+        _mm_prefetch((const char *)(C + r * ldc), _MM_HINT_T0);                   \
+        _mm_prefetch((const char *)(C + r * ldc + NR - 1), _MM_HINT_T0);          \
     }
-    /* rows layout: row r at p[r / 3] + (r % 3) as, each p one float on per
-     * k: the broadcasts then address base + index, and the 14 rows' pointers
-     * fit in registers (one pointer per row spills) */
-    const float *p[(MR + 2) / 3];
-    UNROLL for (int i = 0; i < (m + 2) / 3; i++)
-        p[i] = a + 3 * i * as;
+    FOR_ROWS(INIT)
+#undef INIT
+    /* rows layout: row r at base r / 3 (three rows apart) plus offset r % 3
+     * (0, as or 2 as, plus k): the broadcasts address base + index with five
+     * bases and three indexes in registers (one pointer per row spills) */
+    const float *p0 = a, *p1 = a + 3 * as, *p2 = a + 6 * as, *p3 = a + 9 * as, *p4 = a + 12 * as;
+    int64_t o0 = 0, o1 = as, o2 = 2 * as;
     for (int64_t k = 0; k < kc; k++) {
         __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
-        UNROLL for (int r = 0; r < m; r++) {
-            __m512 av = _mm512_set1_ps(rows ? p[r / 3][(r % 3) * as] : a[r]);
-            c0[r] = _mm512_fmadd_ps(av, b0, c0[r]);
-            c1[r] = _mm512_fmadd_ps(av, b1, c1[r]);
-        }
+#define STEP(r)                                                                   \
+    if (r < m) {                                                                  \
+        __m512 av = _mm512_set1_ps(rows ? ROW(r) : a[r]);                         \
+        c0[r] = _mm512_fmadd_ps(av, b0, c0[r]);                                   \
+        c1[r] = _mm512_fmadd_ps(av, b1, c1[r]);                                   \
+    }
+        FOR_ROWS(STEP)
+#undef STEP
         if (rows) {
-            UNROLL for (int i = 0; i < (m + 2) / 3; i++)
-                p[i]++;
+            o0++, o1++, o2++;
         } else {
             a += as;
         }
@@ -111,43 +122,62 @@ static inline __attribute__((always_inline)) void tile(const int m, const bool r
     }
     __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
     if (beta == 0.0f) {
-        UNROLL for (int r = 0; r < m; r++) {
-            _mm512_mask_storeu_ps(C + r * ldc, m0, _mm512_mul_ps(va, c0[r]));
-            _mm512_mask_storeu_ps(C + r * ldc + 16, m1, _mm512_mul_ps(va, c1[r]));
-        }
+#define PUT(r)                                                                    \
+    if (r < m) {                                                                  \
+        _mm512_mask_storeu_ps(C + r * ldc, m0, _mm512_mul_ps(va, c0[r]));         \
+        _mm512_mask_storeu_ps(C + r * ldc + 16, m1, _mm512_mul_ps(va, c1[r]));    \
+    }
+        FOR_ROWS(PUT)
+#undef PUT
     } else {
-        UNROLL for (int r = 0; r < m; r++) {
-            __m512 x0 = _mm512_maskz_loadu_ps(m0, C + r * ldc);
-            __m512 x1 = _mm512_maskz_loadu_ps(m1, C + r * ldc + 16);
-            if (beta != 1.0f) {
-                x0 = _mm512_mul_ps(vb, x0);
-                x1 = _mm512_mul_ps(vb, x1);
-            }
-            _mm512_mask_storeu_ps(C + r * ldc, m0, _mm512_fmadd_ps(va, c0[r], x0));
-            _mm512_mask_storeu_ps(C + r * ldc + 16, m1, _mm512_fmadd_ps(va, c1[r], x1));
-        }
+#define ADD(r)                                                                    \
+    if (r < m) {                                                                  \
+        __m512 x0 = _mm512_maskz_loadu_ps(m0, C + r * ldc);                       \
+        __m512 x1 = _mm512_maskz_loadu_ps(m1, C + r * ldc + 16);                  \
+        if (beta != 1.0f) {                                                       \
+            x0 = _mm512_mul_ps(vb, x0);                                           \
+            x1 = _mm512_mul_ps(vb, x1);                                           \
+        }                                                                         \
+        _mm512_mask_storeu_ps(C + r * ldc, m0, _mm512_fmadd_ps(va, c0[r], x0));   \
+        _mm512_mask_storeu_ps(C + r * ldc + 16, m1, _mm512_fmadd_ps(va, c1[r], x1)); \
+    }
+        FOR_ROWS(ADD)
+#undef ADD
     }
 }
+
+/* One function per A layout, each switching to a tile of constant height:
+ * clang would otherwise merge the two layouts' loops into one that selects
+ * between them at every step. */
+#define MICRO(NAME, ROWS)                                                               \
+    static __attribute__((noinline)) void NAME(int64_t m, int64_t n, int64_t kc,       \
+                                               const float *a, int64_t as,              \
+                                               const float *b, int64_t b_ks, float *C,  \
+                                               int64_t ldc, float alpha, float beta)    \
+    {                                                                                   \
+        __mmask16 m0 = (__mmask16)(n >= 16 ? 0xFFFF : (1u << n) - 1);                 \
+        __mmask16 m1 = (__mmask16)(n >= 32 ? 0xFFFF : n > 16 ? (1u << (n - 16)) - 1 : 0); \
+        switch (m) {                                                                    \
+            CASE(14, ROWS) CASE(13, ROWS) CASE(12, ROWS) CASE(11, ROWS) CASE(10, ROWS)  \
+            CASE(9, ROWS) CASE(8, ROWS) CASE(7, ROWS) CASE(6, ROWS) CASE(5, ROWS)       \
+            CASE(4, ROWS) CASE(3, ROWS) CASE(2, ROWS) CASE(1, ROWS)                     \
+        default:                                                                        \
+            break;                                                                      \
+        }                                                                               \
+    }
+#define CASE(M, ROWS)                                                                   \
+    case M:                                                                             \
+        tile(M, ROWS, kc, a, as, b, b_ks, C, ldc, alpha, beta, m0, m1);                   \
+        break;
+MICRO(micro_rows, true)
+MICRO(micro_cols, false)
+#undef CASE
+#undef MICRO
 
 static void micro(int64_t m, int64_t n, int64_t kc, const float *a, bool a_rows, int64_t as,
                   const float *b, int64_t b_ks, float *C, int64_t ldc, float alpha, float beta)
 {
-    __mmask16 m0 = (__mmask16)(n >= 16 ? 0xFFFF : (1u << n) - 1);
-    __mmask16 m1 = (__mmask16)(n >= 32 ? 0xFFFF : n > 16 ? (1u << (n - 16)) - 1 : 0);
-#define CASE(M)                                                                  \
-    case M:                                                                      \
-        if (a_rows)                                                              \
-            tile(M, true, kc, a, as, b, b_ks, C, ldc, alpha, beta, m0, m1);          \
-        else                                                                     \
-            tile(M, false, kc, a, as, b, b_ks, C, ldc, alpha, beta, m0, m1);         \
-        break;
-    switch (m) {
-        CASE(14) CASE(13) CASE(12) CASE(11) CASE(10) CASE(9) CASE(8)
-        CASE(7) CASE(6) CASE(5) CASE(4) CASE(3) CASE(2) CASE(1)
-    default:
-        break;
-    }
-#undef CASE
+    (a_rows ? micro_rows : micro_cols)(m, n, kc, a, as, b, b_ks, C, ldc, alpha, beta);
 }
 
 const ag_gemm_kernel ag_gemm_kernel_avx512 = {

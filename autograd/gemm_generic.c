@@ -52,22 +52,35 @@ static inline __attribute__((always_inline)) void tile(const int m, const bool r
         }
 }
 
+/* One function per A layout, each switching to a tile of constant height:
+ * clang would otherwise merge the two layouts' loops into one that selects
+ * between them at every step. */
+#define MICRO(NAME, ROWS)                                                               \
+    static __attribute__((noinline)) void NAME(int64_t m, int64_t n, int64_t kc,       \
+                                               const float *a, int64_t as,              \
+                                               const float *b, int64_t b_ks, float *C,  \
+                                               int64_t ldc, float alpha, float beta)    \
+    {                                                                                   \
+        switch (m) {                                                                    \
+            CASE(6, ROWS) CASE(5, ROWS) CASE(4, ROWS) CASE(3, ROWS) CASE(2, ROWS)       \
+            CASE(1, ROWS)                                                               \
+        default:                                                                        \
+            break;                                                                      \
+        }                                                                               \
+    }
+#define CASE(M, ROWS)                                                                   \
+    case M:                                                                             \
+        tile(M, ROWS, kc, a, as, b, b_ks, C, ldc, n, alpha, beta);                        \
+        break;
+MICRO(micro_rows, true)
+MICRO(micro_cols, false)
+#undef CASE
+#undef MICRO
+
 static void micro(int64_t m, int64_t n, int64_t kc, const float *a, bool a_rows, int64_t as,
                   const float *b, int64_t b_ks, float *C, int64_t ldc, float alpha, float beta)
 {
-#define CASE(M)                                                                  \
-    case M:                                                                      \
-        if (a_rows)                                                              \
-            tile(M, true, kc, a, as, b, b_ks, C, ldc, n, alpha, beta);               \
-        else                                                                     \
-            tile(M, false, kc, a, as, b, b_ks, C, ldc, n, alpha, beta);              \
-        break;
-    switch (m) {
-        CASE(6) CASE(5) CASE(4) CASE(3) CASE(2) CASE(1)
-    default:
-        break;
-    }
-#undef CASE
+    (a_rows ? micro_rows : micro_cols)(m, n, kc, a, as, b, b_ks, C, ldc, alpha, beta);
 }
 
 const ag_gemm_kernel ag_gemm_kernel_generic = {
