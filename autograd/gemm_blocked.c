@@ -57,9 +57,9 @@ typedef struct {
     int64_t lda, ldb, ldc;
     float *C;
     int64_t kcb, ncb;   /* depth and column block */
-    float *bp;          /* the packed B block, shared */
+    float *bp;          /* one packed B block per thread, bpn floats apart */
     float *ap;          /* one A micro-panel per thread, apn floats apart */
-    int64_t apn;
+    int64_t bpn, apn;
 } gemm_job;
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -70,33 +70,33 @@ static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 #define B_IN_PLACE_PANELS 8
 /* Column panels of B up to which op(A) is read in place. */
 #define A_IN_PLACE_PANELS 2
+/* Most column panels in a block (block_cols caps it at 4096 columns). */
+#define MAX_PANELS (4096 / 16)
 
-/* Thread id of nt: for each block, packs its share of B's panels, then
- * (after all have packed) runs its share of the block's micro-tiles, taken
- * in row-panel order so each A micro-panel is packed once and meets every B
- * panel while it sits in L1. Small products skip the packing where the
+/* Thread id of nt runs its share of each block's micro-tiles, taken in
+ * row-panel order so each A micro-panel is packed once and meets every B
+ * panel while it sits in L1. Each thread packs the B panels its tiles use
+ * into its own buffer, on first use: for the product sizes that run threaded
+ * that repeats a small fraction of the work, and spares a barrier after each
+ * packing, which on a busy machine costs a scheduler slice whenever a
+ * partner thread is off its core. Small products skip the packing where the
  * kernel can read the matrix as it is stored (gemm_kernel.h). */
 static void gemm_run(const gemm_job *g, int id, int nt)
 {
     const ag_gemm_kernel *kr = g->k;
     const int64_t mr = kr->mr, nr = kr->nr, mp = cdiv(g->M, mr);
-    float *ap = g->ap + id * g->apn;
+    float *ap = g->ap + id * g->apn, *bbuf = g->bp + id * g->bpn;
+    bool have[MAX_PANELS]; /* B panels packed for this block */
     for (int64_t jc = 0; jc < g->N; jc += g->ncb) {
         int64_t nc = min64(g->ncb, g->N - jc), np = cdiv(nc, nr);
         bool pack_b = g->tb || nc % nr != 0 || mp > B_IN_PLACE_PANELS;
         bool pack_a = np > A_IN_PLACE_PANELS;
         for (int64_t pc = 0; pc < g->K; pc += g->kcb) {
             int64_t kc = min64(g->kcb, g->K - pc);
-            const float *bp = g->bp;
+            const float *bp = bbuf;
             int64_t b_ks = nr, b_ps = kc * nr; /* k and panel strides */
             if (pack_b) {
-                int64_t p0 = np * id / nt, p1 = np * (id + 1) / nt;
-                if (p1 > p0)
-                    kr->pack_b(g->bp + p0 * kc * nr, g->tb, g->B, g->ldb, pc, jc + p0 * nr, kc,
-                               min64(nc, p1 * nr) - p0 * nr);
-                if (nt > 1) {
-#pragma omp barrier
-                }
+                memset(have, 0, (size_t)np * sizeof *have);
             } else {
                 bp = g->B + pc * g->ldb + jc;
                 b_ks = g->ldb;
@@ -119,12 +119,13 @@ static void gemm_run(const gemm_job *g, int id, int nt)
                     }
                     packed = ir;
                 }
+                if (pack_b && !have[jr]) {
+                    kr->pack_b(bbuf + jr * b_ps, g->tb, g->B, g->ldb, pc, jc + jr * nr, kc,
+                               min64(nr, nc - jr * nr));
+                    have[jr] = true;
+                }
                 kr->micro(m, min64(nr, nc - jr * nr), kc, a, !g->ta, as, bp + jr * b_ps, b_ks,
                           g->C + i0 * g->ldc + jc + jr * nr, g->ldc, g->alpha, beta);
-            }
-            bool last = jc + nc >= g->N && pc + kc >= g->K;
-            if (pack_b && nt > 1 && !last) { /* B's buffer is refilled next */
-#pragma omp barrier
             }
         }
     }
@@ -196,7 +197,8 @@ void ag_gemm_blocked(const ag_gemm_kernel *k, int nthreads, bool ta, bool tb, in
         nt = 1;
     /* A panel: mr rows of AG_GEMM_ARS, or kc columns of mr */
     g.apn = cdiv(k->mr * AG_GEMM_ARS, 16) * 16;
-    size_t floats = (size_t)(g.kcb * g.ncb + nt * g.apn);
+    g.bpn = g.kcb * g.ncb; /* a multiple of 16: ncb is one of nr */
+    size_t floats = (size_t)(nt * (g.bpn + g.apn));
     /* small products (attention's, per head) use a buffer of the calling
      * thread's: a malloc would cost a few percent of them */
     static _Thread_local float small[SMALL_BUF] __attribute__((aligned(64)));
@@ -208,7 +210,7 @@ void ag_gemm_blocked(const ag_gemm_kernel *k, int nthreads, bool ta, bool tb, in
         return;
     }
     g.bp = buf;
-    g.ap = buf + g.kcb * g.ncb;
+    g.ap = buf + nt * g.bpn;
     if (nt == 1) {
         gemm_run(&g, 0, 1);
     } else {
