@@ -131,6 +131,56 @@ static void gemm_run(const gemm_job *g, int id, int nt)
     }
 }
 
+/* One row of C (sampling a token at a time through a KV cache): B is read
+ * once, as a GEMV reads it; packing it first would double the traffic. */
+static void one_row(bool ta, bool tb, int64_t N, int64_t K, float alpha, const float *A,
+                    int64_t lda, const float *B, int64_t ldb, float beta, float *C)
+{
+    int64_t as = ta ? lda : 1; /* op(A)[0, k] = A[k * as] */
+    if (tb) { /* C[j] = alpha * dot(op(A), B's row j) + beta * C[j] */
+        int64_t j = 0;
+        /* four rows of B at a time: four independent sums, not one chain */
+        for (; as == 1 && j + 4 <= N; j += 4) {
+            const float *b = B + j * ldb;
+            ag_v8 s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};
+            int64_t k = 0;
+            for (; k + 8 <= K; k += 8) {
+                ag_v8 a = ag_load8(A + k);
+                s0 += a * ag_load8(b + k);
+                s1 += a * ag_load8(b + ldb + k);
+                s2 += a * ag_load8(b + 2 * ldb + k);
+                s3 += a * ag_load8(b + 3 * ldb + k);
+            }
+            float s[4] = {ag_hsum8(&s0), ag_hsum8(&s1), ag_hsum8(&s2), ag_hsum8(&s3)};
+            for (int r = 0; r < 4; r++) {
+                for (int64_t kk = k; kk < K; kk++)
+                    s[r] += A[kk] * b[r * ldb + kk];
+                C[j + r] = beta == 0.0f ? alpha * s[r] : alpha * s[r] + beta * C[j + r];
+            }
+        }
+        for (; j < N; j++) {
+            const float *b = B + j * ldb;
+            float s = 0.0f;
+            if (as == 1) {
+                s = ag_dot(A, b, K);
+            } else {
+                for (int64_t k = 0; k < K; k++)
+                    s += A[k * as] * b[k];
+            }
+            C[j] = beta == 0.0f ? alpha * s : alpha * s + beta * C[j];
+        }
+        return;
+    }
+    /* C = beta * C + sum over k of (alpha op(A)[0, k]) B's row k */
+    for (int64_t j = 0; j < N; j++)
+        C[j] = beta == 0.0f ? 0.0f : beta * C[j];
+    for (int64_t k = 0; k < K; k++) {
+        const float x = alpha * A[k * as], *b = B + k * ldb;
+        for (int64_t j = 0; j < N; j++)
+            C[j] += x * b[j];
+    }
+}
+
 static void scale_rows(float *C, int64_t ldc, int64_t M, int64_t N, float beta)
 {
     if (beta == 1.0f)
@@ -179,6 +229,10 @@ void ag_gemm_blocked(const ag_gemm_kernel *k, int nthreads, bool ta, bool tb, in
         return;
     if (K <= 0 || alpha == 0.0f) {
         scale_rows(C, ldc, M, N, beta);
+        return;
+    }
+    if (M == 1) {
+        one_row(ta, tb, N, K, alpha, A, lda, B, ldb, beta, C);
         return;
     }
     gemm_job g = {.k = k, .ta = ta, .tb = tb, .M = M, .N = N, .K = K, .alpha = alpha,
