@@ -60,6 +60,7 @@ typedef struct {
     float *bp;          /* one packed B block per thread, bpn floats apart */
     float *ap;          /* one A micro-panel per thread, apn floats apart */
     int64_t bpn, apn;
+    int tr, tc;         /* threads split the tiles into tr x tc rectangles */
 } gemm_job;
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -73,24 +74,27 @@ static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 /* Most column panels in a block (block_cols caps it at 4096 columns). */
 #define MAX_PANELS (4096 / 16)
 
-/* Thread id of nt runs its share of each block's micro-tiles, taken in
- * row-panel order so each A micro-panel is packed once and meets every B
- * panel while it sits in L1. Each thread packs the B panels its tiles use
- * into its own buffer, on first use: for the product sizes that run threaded
- * that repeats a small fraction of the work, and spares a barrier after each
- * packing, which on a busy machine costs a scheduler slice whenever a
- * partner thread is off its core. Small products skip the packing where the
- * kernel can read the matrix as it is stored (gemm_kernel.h). */
-static void gemm_run(const gemm_job *g, int id, int nt)
+/* Thread id of nt runs one rectangle of each block's micro-tiles: rows
+ * ti of tr, columns tj of tc (tr * tc = nt), row panel by row panel, so each
+ * A micro-panel is packed once and meets every B panel of the rectangle
+ * while it sits in L1. Each thread packs the B panels its rectangle uses
+ * into its own buffer, on first use, which spares a barrier after a shared
+ * packing (on a busy machine that costs a scheduler slice whenever a partner
+ * thread is off its core). Small products skip the packing where the kernel
+ * can read the matrix as it is stored (gemm_kernel.h). */
+static void gemm_run(const gemm_job *g, int id)
 {
     const ag_gemm_kernel *kr = g->k;
     const int64_t mr = kr->mr, nr = kr->nr, mp = cdiv(g->M, mr);
+    const int64_t tr = g->tr, tc = g->tc, ti = id / tc, tj = id % tc;
     float *ap = g->ap + id * g->apn, *bbuf = g->bp + id * g->bpn;
     bool have[MAX_PANELS]; /* B panels packed for this block */
     for (int64_t jc = 0; jc < g->N; jc += g->ncb) {
         int64_t nc = min64(g->ncb, g->N - jc), np = cdiv(nc, nr);
         bool pack_b = g->tb || nc % nr != 0 || mp > B_IN_PLACE_PANELS;
         bool pack_a = np > A_IN_PLACE_PANELS;
+        int64_t r0 = mp * ti / tr, r1 = mp * (ti + 1) / tr;
+        int64_t q0 = np * tj / tc, q1 = np * (tj + 1) / tc;
         for (int64_t pc = 0; pc < g->K; pc += g->kcb) {
             int64_t kc = min64(g->kcb, g->K - pc);
             const float *bp = bbuf;
@@ -104,31 +108,54 @@ static void gemm_run(const gemm_job *g, int id, int nt)
             }
             /* later depth blocks add to what the first one wrote */
             float beta = pc == 0 ? g->beta : 1.0f;
-            int64_t tiles = mp * np, t0 = tiles * id / nt, t1 = tiles * (id + 1) / nt;
-            int64_t packed = -1;
-            const float *a = ap;
-            int64_t as = g->ta ? mr : AG_GEMM_ARS;
-            for (int64_t t = t0; t < t1; t++) {
-                int64_t ir = t / np, jr = t % np, i0 = ir * mr, m = min64(mr, g->M - i0);
-                if (ir != packed) {
-                    if (pack_a) {
-                        kr->pack_a(ap, g->ta, g->A, g->lda, i0, pc, m, kc);
-                    } else {
-                        a = g->ta ? g->A + pc * g->lda + i0 : g->A + i0 * g->lda + pc;
-                        as = g->lda;
+            for (int64_t ir = r0; ir < r1; ir++) {
+                int64_t i0 = ir * mr, m = min64(mr, g->M - i0);
+                const float *a = ap;
+                int64_t as = g->ta ? mr : AG_GEMM_ARS;
+                if (pack_a) {
+                    kr->pack_a(ap, g->ta, g->A, g->lda, i0, pc, m, kc);
+                } else {
+                    a = g->ta ? g->A + pc * g->lda + i0 : g->A + i0 * g->lda + pc;
+                    as = g->lda;
+                }
+                for (int64_t jr = q0; jr < q1; jr++) {
+                    int64_t n = min64(nr, nc - jr * nr);
+                    if (pack_b && !have[jr]) {
+                        kr->pack_b(bbuf + jr * b_ps, g->tb, g->B, g->ldb, pc, jc + jr * nr, kc,
+                                   n);
+                        have[jr] = true;
                     }
-                    packed = ir;
+                    kr->micro(m, n, kc, a, !g->ta, as, bp + jr * b_ps, b_ks,
+                              g->C + i0 * g->ldc + jc + jr * nr, g->ldc, g->alpha, beta);
                 }
-                if (pack_b && !have[jr]) {
-                    kr->pack_b(bbuf + jr * b_ps, g->tb, g->B, g->ldb, pc, jc + jr * nr, kc,
-                               min64(nr, nc - jr * nr));
-                    have[jr] = true;
-                }
-                kr->micro(m, min64(nr, nc - jr * nr), kc, a, !g->ta, as, bp + jr * b_ps, b_ks,
-                          g->C + i0 * g->ldc + jc + jr * nr, g->ldc, g->alpha, beta);
             }
         }
     }
+}
+
+/* The rectangle grid (tr x tc = nt) for mp row panels and np column panels
+ * whose slowest thread finishes first, in cycles of one depth step: its
+ * tiles (mr nr / 16 FMA cycles each, at 16 lanes per cycle) plus its
+ * packing (A's rows and B's columns: a copy, about 0.15 cycles a float, or
+ * 0.4 for B transposed). Splitting the rows repeats B's packing in every
+ * thread; splitting the columns repeats A's. false: no grid of nt fits. */
+static bool pick_grid(const ag_gemm_kernel *k, int nt, int64_t M, int64_t N, int64_t mp,
+                      int64_t np, bool tb, int *tr, int *tc)
+{
+    double best = -1, ca = 0.15, cb = tb ? 0.4 : 0.15;
+    for (int c = 1; c <= nt; c++) {
+        int r = nt / c;
+        if (r * c != nt || r > mp || c > np)
+            continue;
+        double cost = (double)(cdiv(mp, r) * cdiv(np, c) * k->mr * k->nr) / 16.0 +
+                      ca * (double)cdiv(M, r) + cb * (double)cdiv(N, c);
+        if (best < 0 || cost < best) {
+            best = cost;
+            *tr = r;
+            *tc = c;
+        }
+    }
+    return best >= 0;
 }
 
 /* One row of C (sampling a token at a time through a KV cache): B is read
@@ -241,14 +268,10 @@ void ag_gemm_blocked(const ag_gemm_kernel *k, int nthreads, bool ta, bool tb, in
     g.kcb = cdiv(K, cdiv(K, AG_GEMM_KC));
     int64_t ncmax = block_cols(k, g.kcb);
     g.ncb = cdiv(cdiv(N, cdiv(N, ncmax)), k->nr) * k->nr;
-    int64_t tiles = cdiv(M, k->mr) * cdiv(min64(N, g.ncb), k->nr);
-    int nt = nthreads;
-    if (M * N * K < ag_gemm_par_min)
-        nt = 1;
-    if (nt > tiles)
-        nt = (int)tiles;
-    if (nt < 1)
-        nt = 1;
+    int64_t mp = cdiv(M, k->mr), np = cdiv(min64(N, g.ncb), k->nr);
+    int nt = M * N * K < ag_gemm_par_min || nthreads < 1 ? 1 : nthreads;
+    while (!pick_grid(k, nt, M, N, mp, np, tb, &g.tr, &g.tc)) /* 1 x 1 always fits */
+        nt--;
     /* A panel: mr rows of AG_GEMM_ARS, or kc columns of mr */
     g.apn = cdiv(k->mr * AG_GEMM_ARS, 16) * 16;
     g.bpn = g.kcb * g.ncb; /* a multiple of 16: ncb is one of nr */
@@ -266,10 +289,12 @@ void ag_gemm_blocked(const ag_gemm_kernel *k, int nthreads, bool ta, bool tb, in
     g.bp = buf;
     g.ap = buf + nt * g.bpn;
     if (nt == 1) {
-        gemm_run(&g, 0, 1);
+        gemm_run(&g, 0);
     } else {
+        /* a team smaller than asked for runs the missing threads' rectangles too */
 #pragma omp parallel num_threads(nt)
-        gemm_run(&g, omp_get_thread_num(), omp_get_num_threads());
+        for (int id = omp_get_thread_num(); id < nt; id += omp_get_num_threads())
+            gemm_run(&g, id);
     }
     if (buf != small)
         free(buf);

@@ -7,12 +7,18 @@
  * every case, the broadcast inputs' grads (sums over the broadcast batches)
  * checked directly, and grads accumulating across backward calls.
  *
- * Kernels: ag_gemm_builtin, ag_gemm_serial and ag_gemm (BLAS when the build
- * has it) against ag_gemm_naive over all four transpose combinations, sizes
- * of 1, primes, sizes around the 6x16 micro-tile and the 72/256 blocks,
- * alpha != 1, beta 0 (over NaN garbage), 1 and 0.5, and submatrices whose
- * leading dimensions exceed their widths (the padding must be neither read
- * nor written). */
+ * Kernels: every path to a product (ag_gemm_builtin, ag_gemm_serial and
+ * ag_gemm as the process runs them; the BLAS and the built-in forced through
+ * ag_set_matmul_backend; each ISA kernel the CPU runs, avx512, avx2 and
+ * generic, on one thread and on three, the best also on four, so that the
+ * threads' rectangles split rows, columns and both) against ag_gemm_naive over all four
+ * transpose combinations, sizes of 1, primes, sizes either side of each
+ * kernel's register tile (14 x 32, 6 x 16), of the 384-deep blocks and of
+ * the column blocks, the small products read in place, alpha != 1, beta 0
+ * (over NaN garbage), 1 and 0.5, and submatrices whose leading dimensions
+ * exceed their widths (the padding must be neither read nor written). Every
+ * shape tools/bench_matmul times: the BLAS and each kernel agree element by
+ * element and with sampled double-precision dot products. Backend names. */
 #include "test_util.h"
 
 #include "gemm_kernel.h"
@@ -539,6 +545,11 @@ static void kernels_init(void)
         p.threads = 3;
         snprintf(p.name, sizeof p.name, "builtin:%s, 3 threads", isas[i]);
         add_path(p);
+        if (k == ag_gemm_kernel_best()) { /* 2 x 2 rectangles where both dims have two panels */
+            p.threads = 4;
+            snprintf(p.name, sizeof p.name, "builtin:%s, 4 threads", isas[i]);
+            add_path(p);
+        }
     }
 }
 
