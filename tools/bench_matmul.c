@@ -9,7 +9,9 @@
  * Per shape: GFLOP/s of builtin and openblas, builtin/openblas, and builtin's
  * share of the FMA peak (fma_peak_run.c) at the same thread count. The clock
  * is the process's CPU time at 1 thread (steady on a busy machine) and wall
- * time otherwise, unless --clock says. */
+ * time otherwise, unless --clock says; CPU time at T threads counts as that
+ * time over T (run it with OMP_WAIT_POLICY=PASSIVE, or waiting threads' spins
+ * count as work). */
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,13 +56,14 @@ static const shape shapes[] = {
 
 static bool cpu_clock;
 static const ag_gemm_kernel *kernel;
-static int nthreads;
+static int nthreads = 1;
 
 static double now(void)
 {
     struct timespec ts;
     clock_gettime(cpu_clock ? CLOCK_PROCESS_CPUTIME_ID : CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    double t = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    return cpu_clock ? t / nthreads : t;
 }
 
 static void run_builtin(const shape *s, const float *A, const float *B, float *C)
@@ -92,7 +95,6 @@ static double median(double *t, int n)
 
 int main(int argc, char **argv)
 {
-    nthreads = 1;
     const char *kname = NULL, *clock_name = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--kernel") == 0 && i + 1 < argc)
