@@ -208,8 +208,16 @@ AG_API void ag_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)))
 /* Threads for every kernel (and the BLAS). Default: OpenMP's default. */
 AG_API void ag_set_num_threads(int n);
 AG_API int ag_get_num_threads(void);
-/* Which matmul kernel the build uses: "openblas", "cblas" or "builtin". */
+/* The matmul kernel in use: "openblas:<OpenBLAS's kernel>" (e.g. "openblas:Zen"),
+ * "cblas", or "builtin:avx512" / "builtin:avx2" / "builtin:generic". By default
+ * the BLAS, unless its kernel is below the CPU's ISA (said once on stderr);
+ * the environment variable AG_MATMUL (same names as below) sets the default. */
 AG_API const char *ag_matmul_backend(void);
+/* Forces the matmul kernel: "blas", "builtin" (the best this CPU runs),
+ * "builtin:avx512", "builtin:avx2", "builtin:generic", "auto", or a name
+ * ag_matmul_backend returned. false (and nothing changed) when this build or
+ * CPU lacks it. Not while matmuls run. */
+AG_API bool ag_set_matmul_backend(const char *name);
 
 /* ---------------------------------------------------------------- ops
  * Binary elementwise ops broadcast as NumPy does: (3,1,4) + (5,4) -> (3,5,4). */

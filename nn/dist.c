@@ -3,6 +3,7 @@
  * it under mpirun. The single-process path never touches MPI, so every
  * collective below returns early when there is one rank. */
 #include "dist.h"
+#include "private.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -112,10 +113,8 @@ void nn_dist_set_timeout(double seconds)
 static void *xrealloc(void *p, size_t n)
 {
     void *q = realloc(p, n ? n : 1);
-    if (!q) {
-        fprintf(stderr, "nn_dist: out of memory\n");
-        abort();
-    }
+    if (!q)
+        nn_oom();
     return q;
 }
 

@@ -390,10 +390,15 @@ NN_API void nn_st_add(nn_st_writer *w, const char *name, const float *data, int 
  * nn_st_add; nn_st_write checks it is): one copy of the data in the file. */
 NN_API void nn_st_add_tied(nn_st_writer *w, const char *name, const char *stored_name);
 NN_API void nn_st_add_meta(nn_st_writer *w, const char *key, const char *value);
-/* Writes path + ".tmp", flushes it to disk, then renames it over path, so a
- * crash or a full disk never leaves a half-written path behind. The metadata
- * gets "crc32c", the data's checksum (a key of that name may not be added). */
+/* Writes a temporary file of its own beside path (nn_st_open_temp), flushes it
+ * to disk, then renames it over path, so a crash, a full disk or a second
+ * writer never leaves a half-written or mixed path behind. The metadata gets
+ * "crc32c", the data's checksum (a key of that name may not be added). */
 NN_API bool nn_st_write(nn_st_writer *w, const char *path, char *err, size_t errlen);
+/* Creates "<path>.tmp.<pid>.<unique>" with O_EXCL | O_NOFOLLOW (never an
+ * existing file, never through a symlink) for writing; returns its fd and
+ * *tmp its name (malloc'd), or -1 with err. */
+NN_API int nn_st_open_temp(const char *path, char **tmp, char *err, size_t errlen);
 NN_API void nn_st_writer_free(nn_st_writer *w);
 
 /* ---------------------------------------------------------------- checkpoints */

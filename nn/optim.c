@@ -15,10 +15,8 @@ static float **state(const nn_params *p)
     for (int i = 0; s && i < p->n; i++)
         if (!s[i])
             s = NULL;
-    if (!s) {
-        fprintf(stderr, "nn: out of memory for optimizer state\n");
-        abort();
-    }
+    if (!s)
+        nn_oom();
     return s;
 }
 

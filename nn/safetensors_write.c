@@ -1,12 +1,15 @@
 /* safetensors_write.c - writing safetensors files (the format is described
  * in safetensors_read.c): F32 tensors by reference and string metadata,
- * with the data's CRC-32C, written atomically. A tied name (nn_st_add_tied:
- * a second name of a tensor stored once, as a shared parameter's) is the
- * metadata entry "tied.<name>": "<stored name>", which the reader resolves:
- * the format forbids overlapping data, so it cannot be a second entry. */
+ * with the data's CRC-32C, written atomically through a temporary file of
+ * its own. A tied name (nn_st_add_tied: a second name of a tensor stored
+ * once, as a shared parameter's) is the metadata entry "tied.<name>":
+ * "<stored name>", which the reader resolves: the format forbids
+ * overlapping data, so it cannot be a second entry. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "json.h"
@@ -151,6 +154,40 @@ static nn_json_out header(const nn_st_writer *w)
     return h;
 }
 
+int nn_st_open_temp(const char *path, char **tmp, char *err, size_t errlen)
+{
+    /* a name of its own in path's directory (so the rename stays on one file
+     * system), created exclusively and never through a symlink: two writers
+     * of one path, or a link planted at a fixed name, cannot mix files or
+     * redirect the write */
+    static unsigned counter;
+    size_t plen = strlen(path);
+    *tmp = malloc(plen + 48);
+    if (!*tmp) {
+        nn_seterr(err, errlen, "out of memory");
+        return -1;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    for (int attempt = 0; attempt < 100; attempt++) {
+        unsigned n = __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED);
+        snprintf(*tmp, plen + 48, "%s.tmp.%ld.%x%05x", path, (long)getpid(),
+                 (unsigned)(ts.tv_nsec ^ (long)attempt * 7919) & 0xfffffu, n & 0xfffffu);
+        int fd = open(*tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+        if (fd >= 0)
+            return fd;
+        if (errno != EEXIST) {
+            nn_seterr(err, errlen, "cannot create %s: %s", *tmp, strerror(errno));
+            break;
+        }
+    }
+    if (errno == EEXIST)
+        nn_seterr(err, errlen, "cannot create %s: every name tried exists", *tmp);
+    free(*tmp);
+    *tmp = NULL;
+    return -1;
+}
+
 static bool write_all(FILE *fp, const void *p, size_t n) { return fwrite(p, 1, n, fp) == n; }
 
 /* The header's length, the header, then each tensor's floats as
@@ -205,15 +242,15 @@ bool nn_st_write(nn_st_writer *w, const char *path, char *err, size_t errlen)
                              "own (the data's checksum)", path);
     if (!check_ties(w, path, err, errlen))
         return false;
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 5);
-    if (!tmp)
-        return nn_seterr(err, errlen, "out of memory");
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp", 5);
+    char *tmp = NULL;
+    int fd = nn_st_open_temp(path, &tmp, err, errlen);
+    if (fd < 0)
+        return false;
     nn_json_out h = header(w);
-    FILE *fp = fopen(tmp, "wb");
-    bool created = fp != NULL, ok = created;
+    FILE *fp = fdopen(fd, "wb");
+    bool ok = fp != NULL;
+    if (!fp)
+        close(fd);
     if (ok) {
         ok = write_file(fp, &h, w);
         ok = fflush(fp) == 0 && ok;
@@ -224,13 +261,10 @@ bool nn_st_write(nn_st_writer *w, const char *path, char *err, size_t errlen)
     }
     if (!ok) {
         nn_seterr(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
-        /* only a .tmp this call created: if fopen failed, whatever is at tmp
-         * is not ours (remove() would even delete an empty directory) */
-        if (created)
-            remove(tmp);
+        unlink(tmp); /* ours: created just now, exclusively */
     } else if (rename(tmp, path) != 0) {
         ok = nn_seterr(err, errlen, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
-        remove(tmp);
+        unlink(tmp);
     }
     free(tmp);
     free(h.s);

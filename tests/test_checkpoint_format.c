@@ -186,7 +186,7 @@ static void test_roundtrip(void **state)
     assert_non_null(f);
     assert_int_equal(nn_st_count(f), 0);
     nn_st_close(f);
-    assert_int_equal(count_suffix(scratch, ".tmp"), 0);
+    assert_int_equal(count_containing(scratch, ".tmp"), 0);
     unlink(path);
 }
 

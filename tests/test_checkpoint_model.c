@@ -353,18 +353,40 @@ static void test_atomic_write(void **state)
     snprintf(nodir, sizeof nodir, "%s/no/such/dir/ckpt.safetensors", dir);
     assert_false(write_v(nodir, 2.0f, 0, err, sizeof err));
     assert_non_null(strstr(err, "no/such/dir/ckpt.safetensors"));
-    assert_int_equal(count_suffix(dir, ".tmp"), 0);
+    assert_int_equal(count_containing(dir, ".tmp"), 0);
 
-    /* path + ".tmp" cannot be created (it is a directory): the call fails,
-     * the previous checkpoint stands, and the directory is not touched */
+    /* something at the old fixed name path + ".tmp" (a directory; a symlink
+     * below) is not the writer's: it writes a file of its own name beside it
+     * and leaves that alone */
     assert_int_equal(mkdir(tmp, 0700), 0);
-    assert_false(write_v(path, 3.0f, 0, err, sizeof err));
-    assert_non_null(strstr(err, tmp));
-    assert_intact(path, 1.0f);
+    assert_true(write_v(path, 3.0f, 0, err, sizeof err));
+    assert_intact(path, 3.0f);
     struct stat st;
     assert_int_equal(stat(tmp, &st), 0);
     assert_true(S_ISDIR(st.st_mode));
     assert_int_equal(rmdir(tmp), 0);
+    assert_true(write_v(path, 1.0f, 0, err, sizeof err));
+
+    /* a symlink planted at path + ".tmp" is never followed: its target keeps
+     * its bytes and the link stays */
+    char target[320];
+    snprintf(target, sizeof target, "%s/victim", dir);
+    spit(target, "precious", 8);
+    assert_int_equal(symlink(target, tmp), 0);
+    assert_true(write_v(path, 8.0f, 0, err, sizeof err));
+    assert_intact(path, 8.0f);
+    assert_int_equal(lstat(tmp, &st), 0);
+    assert_true(S_ISLNK(st.st_mode));
+    assert_int_equal(stat(target, &st), 0);
+    assert_int_equal(st.st_size, 8);
+    size_t vlen = 0;
+    unsigned char *vbytes = slurp(target, &vlen);
+    assert_memory_equal(vbytes, "precious", 8);
+    free(vbytes);
+    assert_int_equal(unlink(tmp), 0);
+    assert_int_equal(unlink(target), 0);
+    assert_int_equal(count_containing(dir, ".tmp"), 0);
+    assert_true(write_v(path, 1.0f, 0, err, sizeof err));
 
     /* the rename fails (path is a non-empty directory): the .tmp goes away */
     char isdir[320], inner[340], isdir_tmp[330];
@@ -377,7 +399,7 @@ static void test_atomic_write(void **state)
     assert_non_null(strstr(err, isdir));
     assert_false(exists(isdir_tmp));
     assert_true(exists(inner));
-    assert_int_equal(count_suffix(dir, ".tmp"), 0);
+    assert_int_equal(count_containing(dir, ".tmp"), 0);
 
     /* a full disk, simulated with a file size limit: the data does not fit,
      * the write fails part way, and the partial .tmp is removed */
@@ -418,7 +440,8 @@ static void test_atomic_write(void **state)
 
     /* a good write after all that replaces the checkpoint with a new file
      * (renamed over it: a new inode, not the old one rewritten in place),
-     * also when a stale .tmp from a crashed run is in the way */
+     * also when a file is at the old fixed name path + ".tmp": not the
+     * writer's, so left as it is */
     spit(tmp, "stale", 5);
     struct stat before, after;
     assert_int_equal(stat(path, &before), 0);
@@ -426,8 +449,13 @@ static void test_atomic_write(void **state)
     assert_int_equal(stat(path, &after), 0);
     assert_true(before.st_ino != after.st_ino);
     assert_intact(path, 8.0f);
-    assert_false(exists(tmp));
-    assert_int_equal(count_suffix(dir, ".tmp"), 0);
+    size_t slen = 0;
+    unsigned char *stale = slurp(tmp, &slen);
+    assert_int_equal(slen, 5);
+    assert_memory_equal(stale, "stale", 5);
+    free(stale);
+    assert_int_equal(unlink(tmp), 0);
+    assert_int_equal(count_containing(dir, ".tmp"), 0);
     rm_rf(dir);
 }
 

@@ -158,6 +158,20 @@ static const bad_case bad_cases[] = {
     {{"train", "--data", "@F/tiny_text.txt", "--resume", "@T/corrupt.safetensors", "--out",
       "@T/bad_out"}, 1,
      "gpt train: @T/corrupt.safetensors: bad header JSON: expected '{' at byte 0\n", NULL},
+    /* issue 11: write errors and unwritable paths found before the first step, a
+     * configuration too large refused before it allocates; none leaves a run behind */
+    {{DATA("@F/tiny_text.txt"), "--log", "/dev/full"}, 1,
+     "gpt train: cannot write the loss log /dev/full: No space left on device\n", NULL},
+    {{DATA("@F/tiny_text.txt"), "--checkpoint", "@T/empty.txt/ckpt.safetensors"}, 1,
+     "gpt train: cannot write the checkpoint: cannot create "
+     "@T/empty.txt/ckpt.safetensors.tmp.*: Not a directory\n", NULL},
+    {{DATA("@F/tiny_text.txt"), "--checkpoint", "@T"}, 1,
+     "gpt train: cannot write the checkpoint @T: it is a directory\n", NULL},
+    {{"train", "--data", "@F/tiny_text.txt", "--n-embd", "65536", "--n-layer", "64", "--n-head",
+      "4", "--out", "@T/bad_out"}, 1,
+     "gpt train: this configuration needs about 57.1 TiB of memory (parameters and gradients "
+     "24.0 TiB, AdamW state 24.0 TiB, one step's activations at batch 64 x block 256 9.1 TiB), more "
+     "than the * available; lower --batch-size, --block-size, --n-embd or --n-layer\n", NULL},
     {{"bench", "--steps", "0"}, 2, "gpt bench: --steps: 0 is out of range [1, 1000000000] "
                                    "(see gpt bench --help)\n", NULL},
     {{"bench", "--max-iters", "5"}, 2, "gpt bench: unknown flag --max-iters (see gpt bench --help)\n",
@@ -306,14 +320,42 @@ static void test_bad_input(void **state)
             fail_msg("case %d (%s): stdout\n\"%s\"\nwant \"%s\"", i, desc, OUT(&p),
                      want_out ? want_out : "");
         /* a failed train leaves no run behind */
-        if (bc->code != 0)
-            assert_false(file_exists(tpath("bad_out/ckpt.safetensors")));
+        struct stat st;
+        if (bc->code != 0 && stat(tpath("bad_out"), &st) == 0)
+            fail_msg("case %d (%s) left %s behind", i, desc, tpath("bad_out"));
         free(want_err);
         free(want_out);
         for (int k = 0; k < 24; k++)
             free(owned[k]);
         proc_free(&p);
     }
+}
+
+/* Output that cannot be written is an error, not a silent exit 0. */
+static void test_stdout_write_errors(void **state)
+{
+    (void)state;
+    argl a = {0};
+    push(&a, "sample", "--checkpoint", shared_ckpt(), "--tokens", "20", "--threads", "1", NULL);
+    proc p;
+    proc_start_with(&p, &a, "/dev/full", -1, 0);
+    proc_finish(&p);
+    assert_int_equal(p.code, 1);
+    assert_string_equal(ERR(&p),
+                        "gpt sample: cannot write the sample to standard output: No space left "
+                        "on device\n");
+    proc_free(&p);
+    argl t = {0};
+    push(&t, "train", "--data", text_path, TINY_MODEL, "--max-iters", "2", "--sample-tokens", "0",
+         "--out", tpath("full_stdout"), NULL);
+    proc_start_with(&p, &t, "/dev/full", -1, 0);
+    proc_finish(&p);
+    assert_int_equal(p.code, 1);
+    assert_string_equal(ERR(&p), "gpt train: cannot write to standard output: No space left on "
+                                 "device\n");
+    struct stat st;
+    assert_true(stat(tpath("full_stdout"), &st) != 0); /* found before training: nothing left */
+    proc_free(&p);
 }
 
 /* Each help lists every flag of its command, one line each, with its default. */
@@ -381,8 +423,11 @@ static void test_help(void **state)
                               "\n  --data FILE            UTF-8 text to train on (default: "
                               "data/tinyshakespeare.txt)\n",
                               "\n  --preset NAME          ",
-                              "\n  --out DIR              directory for the checkpoint and loss log "
-                              "(default: runs/<preset>, runs/default without --preset)\n",
+                              "\n  --out DIR              directory for the checkpoint and loss log, "
+                              "locked while the run lasts (default: the --resume checkpoint's "
+                              "directory, else runs/<preset>, runs/default without --preset)\n",
+                              "\n  --force                start a new run even where a checkpoint "
+                              "or loss log exists, replacing them (default: false)\n",
                               "\n  --checkpoint FILE      ", "\n  --log FILE             ",
                               "\n  --resume FILE          ", "\n  --init-from FILE       "};
     for (size_t i = 0; i < sizeof defaults / sizeof *defaults; i++)
@@ -424,7 +469,8 @@ static void test_resume_with_matching_flags(void **state)
     char want[800];
     snprintf(want, sizeof want, "resuming from %s at step 150\n", ckpt);
     assert_non_null(strstr(OUT(&p), want));
-    assert_non_null(strstr(OUT(&p), "\ntrained 155 steps in "));
+    /* the steps of this invocation, and of the run in all */
+    assert_non_null(strstr(OUT(&p), "\ntrained 5 steps (155 in all) in "));
     proc_free(&p);
 }
 
@@ -473,6 +519,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_help),
         cmocka_unit_test(test_resume_with_matching_flags),
         cmocka_unit_test(test_bench),
+        cmocka_unit_test(test_stdout_write_errors),
     };
     return cmocka_run_group_tests_name("gpt_cli", tests, gpt_setup, gpt_teardown);
 }

@@ -81,6 +81,9 @@ typedef struct {
     int ngrave;
 } ag_arena;
 
+/* "out of memory allocating <bytes> bytes" (0: the size unknown) through the
+ * error handler, then abort if the handler returns. */
+_Noreturn void ag_oom(size_t bytes);
 void ag_arena_init(ag_arena *a, size_t min_block);
 void ag_arena_free(ag_arena *a);
 void *ag_arena_alloc(ag_arena *a, size_t bytes); /* 64-byte aligned, never NULL */
@@ -164,7 +167,8 @@ void ag_sum_product(float *dst, bool per_row, const float *g, const float *x, in
 /* Row-major C[M,N] = alpha * op(A)[M,K] @ op(B)[K,N] + beta * C, op = transpose when ta/tb. */
 void ag_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
              int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
-/* The same with the built-in OpenMP kernel, and the naive triple loop it is tested against. */
+/* The same with the built-in kernel for the CPU's best ISA (gemm_blocked.c), whatever
+ * backend is chosen, and the naive triple loop both are tested against. */
 void ag_gemm_builtin(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
                      const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
                      float *C, int64_t ldc);

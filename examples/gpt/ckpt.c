@@ -55,6 +55,7 @@ bool gpt_ckpt_save(const char *path, const gpt_model *m, const gpt_vocab *v, con
         meta_U64(w, "train.rng.eval.counter", ts->eval_rng.counter);
         meta_U64(w, "train.rng.dropout.seed", ts->dropout_rng.seed);
         meta_U64(w, "train.rng.dropout.counter", ts->dropout_rng.counter);
+        meta_FLOAT(w, "train.elapsed_s", ts->elapsed_s);
 #define X(field, type, flag, def, min, max, commands, kept, help) \
         GPT_IF(TRAIN, kept, meta_##type(w, "train." #field, ts->field);)
         GPT_OPTIONS(X)
@@ -130,6 +131,12 @@ static bool load_train_state(const nn_st *f, gpt_train_state *t, char *e, size_t
     GPT_IF(TRAIN, kept, ok = ok && get_##type(f, "train." #field, &t->field, e, n);)
     GPT_OPTIONS(X)
 #undef X
+    /* optional: older checkpoints lack it */
+    t->elapsed_s = 0;
+    if (ok && nn_st_meta(f, "train.elapsed_s") &&
+        (!get_FLOAT(f, "train.elapsed_s", &t->elapsed_s, e, n) ||
+         !in_range("train.elapsed_s", t->elapsed_s, 0, 1e12, e, n)))
+        ok = false;
     if (ok && (t->step < 0 || t->evaluated_at < -1)) {
         snprintf(e, n, "training state: step %lld, evaluated at %lld", (long long)t->step,
                  (long long)t->evaluated_at);

@@ -13,6 +13,8 @@ typedef struct {
     int64_t step;          /* optimizer updates done */
     int64_t evaluated_at;  /* the step whose train/val estimate was already printed, or -1 */
     ag_rng batch_rng, eval_rng, dropout_rng;
+    double elapsed_s;      /* wall time of the runs so far (the loss log's elapsed_s goes on
+                            * from it); 0 in checkpoints written before it was kept */
     /* the TRAIN rows of GPT_OPTIONS (batch_size, lr, ...), restored unless given again */
 #define X(field, type, flag, def, min, max, commands, kept, help) \
     GPT_IF(TRAIN, kept, gpt_opt_##type field;)

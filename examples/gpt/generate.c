@@ -103,7 +103,8 @@ int64_t gpt_generate(const gpt_model *m, const gpt_vocab *v, const int32_t *ctx_
             break;
         char buf[4];
         fwrite(buf, 1, (size_t)nn_utf8_encode(v->chars[next], buf), out);
-        fflush(out);
+        if (fflush(out) != 0 || ferror(out))
+            break; /* the caller finds the error on out */
         if (len == T_max) { /* crop to the last block_size tokens: positions move */
             memmove(window, window + 1, (size_t)(T_max - 1) * sizeof *window);
             if (cached) {

@@ -24,7 +24,8 @@ int32_t gpt_pick_token(float *logits, float *tmp, int64_t V, const gpt_sample_op
 /* Continues the n tokens of ctx_tokens (n >= 1) by max_new_tokens tokens,
  * cropping the context to the last block_size tokens each step, writing each
  * new character to out as it comes. Returns the number generated: fewer than
- * asked when the model's logits stop being finite (weights that overflow).
+ * asked when the model's logits stop being finite (weights that overflow) or a
+ * write to out fails (ferror(out) tells which).
  * While the context fits in block_size, each layer's keys and values are
  * cached, so a new token costs one position's work; once the window slides,
  * every position moves and the whole window is recomputed, as in gpt.py. */

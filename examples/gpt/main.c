@@ -1,5 +1,6 @@
 /* main.c - the gpt program: train, sample and bench the lecture's GPT. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ag.h"
@@ -21,8 +22,35 @@ static void usage(FILE *f)
             "  gpt train --preset tiny && gpt sample --checkpoint runs/tiny/ckpt.safetensors\n");
 }
 
+static const char *fatal_cmd = "gpt";
+static void (*fatal_cleanup)(const char *, void *);
+static void *fatal_arg;
+
+/* ag's default handler aborts (exit 134, a core dump); a command line tool
+ * says what went wrong and exits 1 */
+static void on_fatal(const char *message, void *user)
+{
+    (void)user;
+    fflush(stdout);
+    fprintf(stderr, "%s: %s\n", fatal_cmd, message);
+    void (*cleanup)(const char *, void *) = fatal_cleanup;
+    fatal_cleanup = NULL; /* an error inside the cleanup ends without it */
+    if (cleanup)
+        cleanup(message, fatal_arg);
+    exit(1);
+}
+
+void gpt_fatal_errors(const char *cmd, void (*cleanup)(const char *message, void *arg), void *arg)
+{
+    fatal_cmd = cmd;
+    fatal_cleanup = cleanup;
+    fatal_arg = arg;
+    ag_set_error_handler(on_fatal, NULL);
+}
+
 int main(int argc, char **argv)
 {
+    gpt_fatal_errors("gpt", NULL, NULL);
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {
         usage(argc < 2 ? stderr : stdout);

@@ -1,4 +1,5 @@
 /* sample.c - `gpt sample`: text from a checkpoint. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -101,7 +102,11 @@ int cmd_sample(int argc, char **argv)
                           .no_kv_cache = no_cache};
     int64_t made = gpt_generate(&m, &v, ctx_tokens, nctx, &so, stdout);
     printf("\n");
-    if (made < tokens) {
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "gpt sample: cannot write the sample to standard output: %s\n",
+                strerror(errno));
+        rc = 1;
+    } else if (made < tokens) {
         fprintf(stderr, "gpt sample: the model's logits are not finite after %lld character%s: "
                 "the checkpoint's weights overflow (%s)\n", (long long)made, made == 1 ? "" : "s",
                 path);
