@@ -26,8 +26,8 @@ trap 'rm -rf "$work"' EXIT
 batch_of() {
     "$gpt" train --preset "$1" --help | sed -n 's/.*--batch-size N .*(default: \([0-9]*\)).*/\1/p'
 }
-# tokens/s from gpt train's closing line "trained N steps in X s (Y tokens/s); ..."
-tps_of() { sed -n 's/^trained .* (\([0-9.]*\) tokens\/s).*/\1/p' "$1"; }
+# tokens/s from gpt train's closing line "trained N steps [(M in all)] in X s (Y tokens/s, ...); ..."
+tps_of() { sed -n 's/^trained .* (\([0-9.]*\) tokens\/s.*/\1/p' "$1"; }
 # "all-reduce: A ms/step (R ms in MPI_Allreduce), P% of the step time; ..."
 ar_ms_of() { sed -n 's/^all-reduce: \([0-9.]*\) ms\/step.*/\1/p' "$1"; }
 ar_pct_of() { sed -n 's/^all-reduce: .*, \([0-9.]*\)% of the step time.*/\1/p' "$1"; }
