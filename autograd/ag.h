@@ -214,8 +214,16 @@ AG_API int ag_get_num_threads(void);
 /* Threads the ops may use now: ag_get_num_threads() (at most the CPUs), fewer
  * while other processes hold the cores and the threads would wait on them. */
 AG_API int ag_threads_in_use(void);
-/* Which matmul kernel the build uses: "openblas", "cblas" or "builtin". */
+/* The matmul kernel in use: "openblas:<OpenBLAS's kernel>" (e.g. "openblas:Zen"),
+ * "cblas", or "builtin:avx512" / "builtin:avx2" / "builtin:generic". By default
+ * the BLAS, unless its kernel is below the CPU's ISA (said once on stderr);
+ * the environment variable AG_MATMUL (same names as below) sets the default. */
 AG_API const char *ag_matmul_backend(void);
+/* Forces the matmul kernel: "blas", "builtin" (the best this CPU runs),
+ * "builtin:avx512", "builtin:avx2", "builtin:generic", "auto", or a name
+ * ag_matmul_backend returned. false (and nothing changed) when this build or
+ * CPU lacks it. Not while matmuls run. */
+AG_API bool ag_set_matmul_backend(const char *name);
 
 /* ---------------------------------------------------------------- ops
  * Binary elementwise ops broadcast as NumPy does: (3,1,4) + (5,4) -> (3,5,4). */
@@ -224,6 +232,13 @@ AG_API ag_tensor *ag_add(ag_ctx *c, ag_tensor *a, ag_tensor *b);
 AG_API ag_tensor *ag_sub(ag_ctx *c, ag_tensor *a, ag_tensor *b);
 AG_API ag_tensor *ag_mul(ag_ctx *c, ag_tensor *a, ag_tensor *b);
 AG_API ag_tensor *ag_div(ag_ctx *c, ag_tensor *a, ag_tensor *b);
+/* Elementwise max / min, as torch.maximum / torch.minimum: NaN if either is NaN; at a
+ * tie each input gets half the grad. */
+AG_API ag_tensor *ag_maximum(ag_ctx *c, ag_tensor *a, ag_tensor *b);
+AG_API ag_tensor *ag_minimum(ag_ctx *c, ag_tensor *a, ag_tensor *b);
+/* cond != 0 ? a : b elementwise, cond, a and b broadcast together (torch.where); cond
+ * (no grad, NaN counts as true) is read once, in the forward. */
+AG_API ag_tensor *ag_where(ag_ctx *c, const ag_tensor *cond, ag_tensor *a, ag_tensor *b);
 
 /* Elementwise, shape kept. */
 AG_API ag_tensor *ag_add_scalar(ag_ctx *c, ag_tensor *a, float s);   /* a + s */
@@ -238,6 +253,18 @@ AG_API ag_tensor *ag_rsqrt(ag_ctx *c, ag_tensor *a);                  /* 1 / sqr
 AG_API ag_tensor *ag_gelu(ag_ctx *c, ag_tensor *a);                   /* tanh approximation */
                           AG_API ag_tensor *ag_tanh(ag_ctx *c, ag_tensor *a);
 AG_API ag_tensor *ag_sigmoid(ag_ctx *c, ag_tensor *a);
+AG_API ag_tensor *ag_abs(ag_ctx *c, ag_tensor *a);        /* |a|; the grad is g sign(a), 0 at 0 */
+AG_API ag_tensor *ag_sin(ag_ctx *c, ag_tensor *a);
+AG_API ag_tensor *ag_cos(ag_ctx *c, ag_tensor *a);
+AG_API ag_tensor *ag_silu(ag_ctx *c, ag_tensor *a);       /* a * sigmoid(a) */
+/* log(1 + e^a), and a itself above 20: torch's softplus with beta 1, threshold 20. */
+AG_API ag_tensor *ag_softplus(ag_ctx *c, ag_tensor *a);
+/* The exact gelu, a * Phi(a) = 0.5 a (1 + erf(a / sqrt 2)): torch's approximate='none'
+ * (ag_gelu is approximate='tanh'). */
+AG_API ag_tensor *ag_gelu_erf(ag_ctx *c, ag_tensor *a);
+/* min(max(a, lo), hi), as torch.clamp: either bound may be -INFINITY / INFINITY, hi wins
+ * when lo > hi, NaN stays NaN; the grad passes where lo <= a <= hi, else 0. */
+AG_API ag_tensor *ag_clamp(ag_ctx *c, ag_tensor *a, float lo, float hi);
 
 /* Reductions over one axis (negative counts from the end); keepdim keeps it as size 1. */
 AG_API ag_tensor *ag_sum(ag_ctx *c, ag_tensor *a, int axis, bool keepdim);
@@ -247,6 +274,11 @@ AG_API ag_tensor *ag_max(ag_ctx *c, ag_tensor *a, int axis, bool keepdim);
 /* Over all elements -> 0-dim. */
 AG_API ag_tensor *ag_sum_all(ag_ctx *c, ag_tensor *a);
 AG_API ag_tensor *ag_mean_all(ag_ctx *c, ag_tensor *a);
+/* Variance over axis, as torch.var(a, axis, unbiased, keepdim): the sum of squared
+ * deviations from the mean over n - 1 (unbiased) or n; NaN when that is 0. */
+AG_API ag_tensor *ag_var(ag_ctx *c, ag_tensor *a, int axis, bool unbiased, bool keepdim);
+/* Running sum along axis, shape kept: out[..., k, ...] = sum of a[..., :k+1, ...]. */
+AG_API ag_tensor *ag_cumsum(ag_ctx *c, ag_tensor *a, int axis);
 
 /* Shape ops. reshape takes one -1 to infer; it shares a's data (a view). */
 AG_API ag_tensor *ag_reshape(ag_ctx *c, ag_tensor *a, int ndim, const int64_t *shape);
@@ -262,6 +294,23 @@ AG_API ag_tensor *ag_slice(ag_ctx *c, ag_tensor *a, int axis, int64_t start, int
  * as torch.split(a, sizes, axis). */
 AG_API bool ag_split(ag_ctx *c, ag_tensor *a, const int64_t *sizes, int n, int axis,
                      ag_tensor **out);
+/* torch.chunk: a split along axis into pieces of ceil(size / chunks), the last one
+ * smaller, into out[chunks]; returns how many (fewer than chunks when they run out,
+ * chunks empty ones for an empty axis), -1 on error. Pieces of ag_split and ag_chunk
+ * are ag_slice's: views sharing a's data when every dim before axis has size 1
+ * (axis 0, or (1, T, C) split along T), copies otherwise (tensors have no strides). */
+AG_API int ag_chunk(ag_ctx *c, ag_tensor *a, int chunks, int axis, ag_tensor **out);
+/* Joins n tensors of one shape along a new axis (-(ndim+1) <= axis <= ndim):
+ * n of (2, 3) at axis 1 -> (2, n, 3). */
+AG_API ag_tensor *ag_stack(ag_ctx *c, ag_tensor *const *ts, int n, int axis);
+/* torch.expand / broadcast_to: a broadcast to (ndim, shape), dims lined up from the
+ * end, -1 keeping a's size. A view sharing a's data when the element count stays
+ * the same (new leading dims of size 1, or none); otherwise a copy (tensors have no
+ * strides to repeat data with) whose backward sums over the broadcast dims. */
+AG_API ag_tensor *ag_expand(ag_ctx *c, ag_tensor *a, int ndim, const int64_t *shape);
+/* A new tensor sharing a's data that needs no grad and is not recorded
+ * (torch.Tensor.detach): no gradient flows back through it. */
+AG_API ag_tensor *ag_detach(ag_ctx *c, ag_tensor *a);
 
 /* (..., M, K) @ (..., K, N) -> (..., M, N), batch dims broadcast; both at least 2-D. */
 AG_API ag_tensor *ag_matmul(ag_ctx *c, ag_tensor *a, ag_tensor *b);
@@ -295,6 +344,10 @@ AG_API ag_tensor *ag_embedding(ag_ctx *c, ag_tensor *weight, const ag_index *idx
  * mul, mul, add. */
 AG_API ag_tensor *ag_layer_norm(ag_ctx *c, ag_tensor *x, ag_tensor *weight, ag_tensor *bias,
                                 float eps);
+/* RMSNorm over the last axis, one op: x (..., C), weight (C) or NULL -> (..., C)
+ * = x / sqrt(mean(x^2) + eps) * weight per row; the same function as composing
+ * mul, mean, add_scalar, rsqrt, mul, mul. */
+AG_API ag_tensor *ag_rms_norm(ag_ctx *c, ag_tensor *x, ag_tensor *weight, float eps);
 
 /* Causal self-attention of n_head heads packed side by side, one op:
  * qkv (B, T, 3C) holds q | k | v, each C = n_head * hs wide with head h in
@@ -304,11 +357,77 @@ AG_API ag_tensor *ag_layer_norm(ag_ctx *c, ag_tensor *x, ag_tensor *weight, ag_t
  * same function as composing matmul_nt, causal_mask, softmax, dropout, matmul. */
 AG_API ag_tensor *ag_attention(ag_ctx *c, ag_tensor *qkv, int n_head, float scale, float dropout,
                                bool training);
+/* Attention over separate heads, one op: q (B, H, T, hs), k (B, H, S, hs),
+ * v (B, H, S, hv) -> (B, H, T, hv) = dropout(softmax(scale q k^T + mask)) @ v.
+ * mask (no grad; an error if it requires one) is NULL or an additive float mask
+ * that broadcasts to (B, H, T, S) (-INFINITY drops an entry); causal also drops
+ * column s > row t, as ag_causal_mask does; the two combine. The dropout mask is
+ * ag_dropout's over the (B, H, T, S) weights. The same function as composing
+ * matmul_nt, mul_scalar, add, causal_mask, softmax, dropout, matmul; over
+ * ag_attention's packed layout it gives ag_attention's numbers. */
+AG_API ag_tensor *ag_attention_qkv(ag_ctx *c, ag_tensor *q, ag_tensor *k, ag_tensor *v,
+                                   const ag_tensor *mask, bool causal, float scale,
+                                   float dropout, bool training);
+
+/* Integer indices along one axis. gather and index_select copy; their backward adds
+ * each output grad back where it came from, so repeated indices add up. Indices
+ * must be in [0, size of axis).
+ *
+ * torch.take_along_dim(a, idx, axis): out[..., k, ...] = a[..., idx[..., k, ...], ...]
+ * along axis; idx has a's number of dims, and each other dim equal to a's or 1
+ * (broadcast, either side) -> out of the broadcast shape with idx's size along axis.
+ * That is torch.gather wherever idx's other dims equal a's. */
+AG_API ag_tensor *ag_gather(ag_ctx *c, ag_tensor *a, const ag_index *idx, int axis);
+/* torch.index_select: idx (m) or 0-dim picks slices of a along axis ->
+ * a's shape with m there. */
+AG_API ag_tensor *ag_index_select(ag_ctx *c, ag_tensor *a, const ag_index *idx, int axis);
+/* Index of the first maximum along axis (a NaN counts as the maximum, as torch.argmax),
+ * axis dropped or kept as 1; no grad. With ctx NULL the index is persistent
+ * (ag_index_free). */
+AG_API ag_index *ag_argmax(ag_ctx *c, ag_tensor *a, int axis, bool keepdim);
 
 /* Zeroes each element with probability p and scales the rest by 1/(1-p),
  * using ctx's generator. When !training or p == 0 it returns a new view of a
  * (no copy): releasing either one leaves the other usable. 0 <= p < 1. */
 AG_API ag_tensor *ag_dropout(ag_ctx *c, ag_tensor *a, float p, bool training);
+
+/* Convolution and pooling, as torch.nn.functional's, in PyTorch's layouts:
+ * (N, C, L) for the 1-d ops, (N, C, H, W) for the 2-d ones. Settings come per
+ * spatial dim, [0] = H and [1] = W (the 1-d ops read [0] only); a field left
+ * 0 takes PyTorch's default, so NULL or (ag_conv_opts){0} is all defaults.
+ * Output size per dim: floor((in + 2 pad - dilation (k - 1) - 1) / stride) + 1. */
+typedef struct {
+    int stride[2];   /* 0: 1 */
+    int padding[2];  /* zeros on both sides; 0: none */
+    int dilation[2]; /* 0: 1 */
+    int groups;      /* 0: 1; C_in and C_out both divisible by it */
+} ag_conv_opts;
+
+/* x (N, C_in, L) conv w (C_out, C_in/groups, k) + bias (C_out) -> (N, C_out, L_out);
+ * bias may be NULL. Cross-correlation, as PyTorch: no kernel flip. */
+AG_API ag_tensor *ag_conv1d(ag_ctx *c, ag_tensor *x, ag_tensor *w, ag_tensor *bias,
+                            const ag_conv_opts *o);
+/* x (N, C_in, H, W) conv w (C_out, C_in/groups, kH, kW) + bias (C_out)
+ * -> (N, C_out, H_out, W_out); bias may be NULL. */
+AG_API ag_tensor *ag_conv2d(ag_ctx *c, ag_tensor *x, ag_tensor *w, ag_tensor *bias,
+                            const ag_conv_opts *o);
+
+/* Pooling windows: kernel (required, >= 1), stride (0: the kernel), padding
+ * (at most kernel / 2), per dim as ag_conv_opts; ceil_mode off. */
+typedef struct {
+    int kernel[2];
+    int stride[2];
+    int padding[2];
+} ag_pool_opts;
+
+/* Max over each window, padding never chosen: (N, C, L) -> (N, C, L_out) and
+ * (N, C, H, W) -> (N, C, H_out, W_out); the grad goes to the window's first maximum. */
+AG_API ag_tensor *ag_max_pool1d(ag_ctx *c, ag_tensor *x, const ag_pool_opts *o);
+AG_API ag_tensor *ag_max_pool2d(ag_ctx *c, ag_tensor *x, const ag_pool_opts *o);
+/* Mean over each window of kernel size, padding counted as zeros (PyTorch's
+ * count_include_pad=True): shapes as the max pools. */
+AG_API ag_tensor *ag_avg_pool1d(ag_ctx *c, ag_tensor *x, const ag_pool_opts *o);
+AG_API ag_tensor *ag_avg_pool2d(ag_ctx *c, ag_tensor *x, const ag_pool_opts *o);
 
 /* ---------------------------------------------------------------- gradcheck */
 

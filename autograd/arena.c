@@ -8,10 +8,8 @@
 static void *xaligned(size_t bytes)
 {
     void *p = NULL;
-    if (posix_memalign(&p, ALIGN, bytes) != 0 || !p) {
-        fprintf(stderr, "ag: out of memory allocating %zu bytes\n", bytes);
-        abort();
-    }
+    if (posix_memalign(&p, ALIGN, bytes) != 0 || !p)
+        ag_oom(bytes);
     return p;
 }
 
@@ -46,10 +44,8 @@ static void push_block(ag_arena *a, size_t cap)
         int n = a->cap_blocks ? 2 * a->cap_blocks : 8;
         char **b = realloc(a->blocks, (size_t)n * sizeof *b);
         size_t *c = realloc(a->caps, (size_t)n * sizeof *c);
-        if (!b || !c) {
-            fprintf(stderr, "ag: out of memory growing the arena\n");
-            abort();
-        }
+        if (!b || !c)
+            ag_oom((size_t)n * (sizeof *b + sizeof *c));
         a->blocks = b;
         a->caps = c;
         a->cap_blocks = n;
@@ -93,10 +89,8 @@ void ag_arena_reset(ag_arena *a, bool release)
     if (release) {
         bury(a);
         a->grave = malloc((size_t)(a->nblocks ? a->nblocks : 1) * sizeof *a->grave);
-        if (!a->grave) {
-            fprintf(stderr, "ag: out of memory\n");
-            abort();
-        }
+        if (!a->grave)
+            ag_oom((size_t)(a->nblocks ? a->nblocks : 1) * sizeof *a->grave);
         if (a->nblocks) /* blocks is NULL before the first one */
             memcpy(a->grave, a->blocks, (size_t)a->nblocks * sizeof *a->grave);
         a->ngrave = a->nblocks;

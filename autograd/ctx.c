@@ -17,10 +17,8 @@
 ag_ctx *ag_ctx_new(void)
 {
     ag_ctx *c = calloc(1, sizeof *c);
-    if (!c) {
-        fprintf(stderr, "ag: out of memory\n");
-        abort();
-    }
+    if (!c)
+        ag_oom(sizeof *c);
     ag_arena_init(&c->arena, FIRST_BLOCK);
     ag_arena_init(&c->scratch, FIRST_BLOCK / 4);
     c->grad_enabled = true;

@@ -31,3 +31,15 @@ void ag_error(const char *fmt, ...)
     va_end(ap);
     handler(msg, handler_user);
 }
+
+/* An allocation the caller cannot do without failed: the handler hears of it
+ * (a program's handler can end cleanly, e.g. exit after its own cleanup); a
+ * handler that returns cannot make the memory appear, so this aborts then. */
+void ag_oom(size_t bytes)
+{
+    if (bytes)
+        ag_error("out of memory allocating %zu bytes", bytes);
+    else
+        ag_error("out of memory");
+    abort();
+}

@@ -1,13 +1,22 @@
-/* gemm.c - the matmul kernels: BLAS when the build has it, a packed OpenMP
- * kernel otherwise, and the naive loop both are tested against.
- * All row-major: C[M,N] = alpha * op(A)[M,K] @ op(B)[K,N] + beta * C. */
+/* gemm.c - which matmul runs. OpenBLAS when the build has it and its kernel
+ * fits the CPU; the built-in blocked kernel (gemm_blocked.c) for the CPU's
+ * ISA otherwise, and always without a BLAS. AG_MATMUL or
+ * ag_set_matmul_backend force either. Also the naive loop both are tested
+ * against. All row-major: C[M,N] = alpha * op(A)[M,K] @ op(B)[K,N] + beta * C. */
 #include "internal.h"
+#include "gemm_kernel.h"
 
+#include <ctype.h>
 #include <omp.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #ifdef AG_HAVE_CBLAS
 #include <cblas.h>
+#endif
+#ifdef AG_HAVE_OPENBLAS
+char *openblas_get_corename(void);
 #endif
 
 void ag_gemm_naive(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
@@ -25,160 +34,27 @@ void ag_gemm_naive(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alph
         }
 }
 
-/* ---- the built-in kernel: C is cut into MC x NC tiles, one thread per tile;
- * each tile packs its slices of A and B (cheap: (MC+NC)/(2 MC NC) of the
- * flops) and runs a 6x16 register-blocked micro-kernel over them. */
+/* ---------------------------------------------------------------- the BLAS */
 
-#define MR 6
-#define NR 16
-#define MC 72
-#define NC 256
-#define KC 256
-
-typedef float v16 __attribute__((vector_size(64)));
-
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
-/* Built for x86-64 in general, run with AVX-512 or AVX2 where the CPU has it. */
-#define AG_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define AG_CLONES
-#endif
-
-/* Ap[panel][k][r]: mc rows of op(A) from (i0, k0), zero-padded to MR */
-static void pack_a(float *ap, bool ta, const float *A, int64_t lda, int64_t i0, int64_t k0,
-                   int64_t mc, int64_t kc)
-{
-    for (int64_t p = 0; p < mc; p += MR)
-        for (int64_t k = 0; k < kc; k++)
-            for (int64_t r = 0; r < MR; r++) {
-                int64_t i = i0 + p + r, kk = k0 + k;
-                *ap++ = p + r < mc ? (ta ? A[kk * lda + i] : A[i * lda + kk]) : 0.0f;
-            }
-}
-
-/* Bp[panel][k][c]: nc columns of op(B) from (k0, j0), zero-padded to NR */
-static void pack_b(float *bp, bool tb, const float *B, int64_t ldb, int64_t k0, int64_t j0,
-                   int64_t kc, int64_t nc)
-{
-    for (int64_t p = 0; p < nc; p += NR)
-        for (int64_t k = 0; k < kc; k++)
-            for (int64_t c = 0; c < NR; c++) {
-                int64_t j = j0 + p + c, kk = k0 + k;
-                *bp++ = p + c < nc ? (tb ? B[j * ldb + kk] : B[kk * ldb + j]) : 0.0f;
-            }
-}
-
-/* C[mr, nr] += alpha * Ap-panel @ Bp-panel over kc. Forced inline so it is
- * compiled into each of tile's target clones: left out of line, it ran the
- * baseline x86-64 code under every clone, about 9x slower than AVX-512. */
-static inline __attribute__((always_inline)) void micro(int64_t kc, const float *ap,
-                                                         const float *bp, float *C, int64_t ldc,
-                                                         int64_t mr, int64_t nr, float alpha)
-{
-    v16 acc[MR] = {0};
-    for (int64_t k = 0; k < kc; k++) {
-        v16 b;
-        memcpy(&b, bp + k * NR, sizeof b);
-        for (int r = 0; r < MR; r++)
-            acc[r] += ap[k * MR + r] * b;
-    }
-    if (mr == MR && nr == NR) {
-        for (int r = 0; r < MR; r++) {
-            v16 c;
-            memcpy(&c, C + r * ldc, sizeof c);
-            c += alpha * acc[r];
-            memcpy(C + r * ldc, &c, sizeof c);
-        }
-    } else {
-        for (int64_t r = 0; r < mr; r++)
-            for (int64_t c = 0; c < nr; c++)
-                C[r * ldc + c] += alpha * acc[r][c];
-    }
-}
-
-AG_CLONES
-static void tile(bool ta, bool tb, int64_t i0, int64_t j0, int64_t mc, int64_t nc, int64_t K,
-                 float alpha, const float *A, int64_t lda, const float *B, int64_t ldb, float *C,
-                 int64_t ldc, float *ap, float *bp)
-{
-    for (int64_t k0 = 0; k0 < K; k0 += KC) {
-        int64_t kc = K - k0 < KC ? K - k0 : KC;
-        pack_a(ap, ta, A, lda, i0, k0, mc, kc);
-        pack_b(bp, tb, B, ldb, k0, j0, kc, nc);
-        for (int64_t jr = 0; jr < nc; jr += NR)
-            for (int64_t ir = 0; ir < mc; ir += MR)
-                micro(kc, ap + ir * kc, bp + jr * kc, C + (i0 + ir) * ldc + j0 + jr, ldc,
-                      mc - ir < MR ? mc - ir : MR, nc - jr < NR ? nc - jr : NR, alpha);
-    }
-}
-
-static void scale_c(float *C, int64_t ldc, int64_t M, int64_t N, float beta, bool par)
+#ifdef AG_HAVE_CBLAS
+static void scale_c(float *C, int64_t ldc, int64_t M, int64_t N, float beta)
 {
     if (beta == 1.0f)
         return;
-    AG_PARALLEL(par ? M * N : 0, ,
+    AG_PARALLEL(M * N, ,
     for (int64_t i = 0; i < M; i++)
         for (int64_t j = 0; j < N; j++)
             C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
     );
 }
 
-/* Thread id of nt takes tiles id, id + nt, ... of the tm x tn tiles of C.
- * Each thread packs into its own buffers, made once per thread: no
- * allocation per product. */
-static void tiles(int id, int nt, int64_t tm, int64_t tn, bool ta, bool tb, int64_t M, int64_t N,
-                  int64_t K, float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
-                  float *C, int64_t ldc)
-{
-    static _Thread_local float ap[(MC + MR) * KC] __attribute__((aligned(64)));
-    static _Thread_local float bp[(NC + NR) * KC] __attribute__((aligned(64)));
-    for (int64_t t = id; t < tm * tn; t += nt) {
-        int64_t i0 = t / tn * MC, j0 = t % tn * NC;
-        tile(ta, tb, i0, j0, M - i0 < MC ? M - i0 : MC, N - j0 < NC ? N - j0 : NC, K, alpha, A,
-             lda, B, ldb, C, ldc, ap, bp);
-    }
-}
-
-static void gemm_builtin(bool par, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
-                         float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
-                         float beta, float *C, int64_t ldc)
-{
-    scale_c(C, ldc, M, N, beta, par);
-    if (M == 0 || N == 0 || K == 0 || alpha == 0.0f)
-        return;
-    int64_t tm = (M + MC - 1) / MC, tn = (N + NC - 1) / NC;
-    int parts = par ? ag_parts_past(M * N * K, AG_GEMM_MIN) : 1;
-    int nt = ag_team(parts < tm * tn ? parts : (int)(tm * tn));
-    if (nt > 1) {
-        ag_region r;
-        ag_region_begin(&r);
-#pragma omp parallel num_threads(nt)
-        {
-            ag_region_enter(&r);
-            tiles(omp_get_thread_num(), omp_get_num_threads(), tm, tn, ta, tb, M, N, K, alpha, A,
-                  lda, B, ldb, C, ldc);
-        }
-        ag_region_end(&r, nt);
-    } else {
-        tiles(0, 1, tm, tn, ta, tb, M, N, K, alpha, A, lda, B, ldb, C, ldc);
-    }
-}
-
-void ag_gemm_builtin(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
-                     const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
-                     float *C, int64_t ldc)
-{
-    gemm_builtin(true, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-}
-
-#ifdef AG_HAVE_CBLAS
 static void blas(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                  int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
 {
     if (M == 0 || N == 0)
         return;
     if (K == 0) { /* some BLAS skip beta when K == 0 */
-        scale_c(C, ldc, M, N, beta, true);
+        scale_c(C, ldc, M, N, beta);
         return;
     }
     if (M == 1) {
@@ -212,13 +88,13 @@ static void blas_timed(int nt, bool ta, bool tb, int64_t M, int64_t N, int64_t K
     int64_t flops_ns = 2 * M * N * K / 10, bytes_ns = M * K + K * N + 2 * M * N;
     ag_team_note(nt, wall > 50000 && wall > flops_ns && wall > bytes_ns, now);
 }
-#endif
 
-void ag_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
-             int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
+static void blas_threaded(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+                          const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                          float *C, int64_t ldc)
 {
-#ifdef AG_HAVE_CBLAS
-    /* a thread per AG_GEMM_MIN multiply-adds, fewer under load (threads.c) */
+    /* one thread up to AG_GEMM_MIN multiply-adds, else the pool's team
+     * (fewer under load: threads.c) */
     int nt = ag_team(ag_parts_past(M * N * K, AG_GEMM_MIN)), icv = omp_get_max_threads();
     if (nt != icv && !omp_in_parallel()) {
         /* OpenBLAS splits anything over 2^18 multiply-adds across threads and
@@ -230,9 +106,187 @@ void ag_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, con
         return;
     }
     blas_timed(nt, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-#else
-    gemm_builtin(true, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
 #endif
+
+/* ---------------------------------------------------------------- the choice */
+
+/* What a matmul runs on: the BLAS (kernel NULL) or a built-in kernel. */
+typedef struct {
+    const ag_gemm_kernel *kernel;
+    char name[64]; /* ag_matmul_backend's answer */
+} backend;
+
+/* Filled once, then read-only: [0] the BLAS when the build has one, then
+ * the built-in kernels this CPU runs, best first. */
+static backend backends[4];
+static int nbackends;
+static atomic_int current = -1;
+static atomic_int ready;
+
+#ifdef AG_HAVE_OPENBLAS
+/* Rank of an ISA level: 0 SSE, 1 AVX, 2 AVX2 + FMA, 3 AVX-512. */
+static int cpu_level(void)
+{
+    if (ag_gemm_kernel_named("avx512"))
+        return 3;
+    if (ag_gemm_kernel_named("avx2"))
+        return 2;
+    return 0;
+}
+
+static bool same_name(const char *a, const char *b)
+{
+    for (; *a && *b; a++, b++)
+        if (tolower((unsigned char)*a) != tolower((unsigned char)*b))
+            return false;
+    return *a == *b;
+}
+
+/* The ISA level of OpenBLAS's x86-64 kernels of that name; -1: a name not
+ * listed here (another architecture, a newer OpenBLAS), which is trusted. */
+static int corename_level(const char *core)
+{
+    static const struct {
+        const char *name;
+        int level;
+    } cores[] = {
+        {"SapphireRapids", 3}, {"Cooperlake", 3}, {"SkylakeX", 3},
+        {"Haswell", 2}, {"Zen", 2}, {"Excavator", 2},
+        {"Sandybridge", 1}, {"Bulldozer", 1}, {"Piledriver", 1}, {"Steamroller", 1},
+        {"Prescott", 0}, {"Core2", 0}, {"Penryn", 0}, {"Dunnington", 0}, {"Nehalem", 0},
+        {"Atom", 0}, {"Katmai", 0}, {"Coppermine", 0}, {"Northwood", 0}, {"Banias", 0},
+        {"Athlon", 0}, {"Opteron", 0}, {"Opteron(SSE3)", 0}, {"Opteron_SSE3", 0},
+        {"Barcelona", 0}, {"Bobcat", 0}, {"Nano", 0},
+    };
+    for (size_t i = 0; i < sizeof cores / sizeof *cores; i++)
+        if (same_name(core, cores[i].name))
+            return cores[i].level;
+    return -1;
+}
+#endif
+
+static int builtin0; /* index of the best built-in kernel */
+
+static int find_backend(const char *name)
+{
+    /* ag_matmul_backend's own answers too ("openblas:Zen") */
+    if (strcmp(name, "blas") == 0 || strncmp(name, "openblas", 8) == 0 ||
+        strcmp(name, "cblas") == 0)
+        return builtin0 > 0 ? 0 : -1;
+    if (strcmp(name, "builtin") == 0)
+        return builtin0;
+    const char *isa = strncmp(name, "builtin:", 8) == 0 ? name + 8 : name;
+    for (int i = builtin0; i < nbackends; i++)
+        if (strcmp(backends[i].kernel->name, isa) == 0)
+            return i;
+    return -1;
+}
+
+/* The default: the BLAS, unless its kernel is below this CPU's ISA (it did
+ * not recognise the CPU), which is then said once on stderr. */
+static int auto_backend(void)
+{
+    if (builtin0 == 0)
+        return 0;
+#ifdef AG_HAVE_OPENBLAS
+    const char *core = openblas_get_corename();
+    int have = cpu_level(), blas_level = corename_level(core ? core : "");
+    if (have >= 2 && blas_level >= 0 && blas_level < have) {
+        static atomic_flag said = ATOMIC_FLAG_INIT;
+        if (!atomic_flag_test_and_set(&said))
+            fprintf(stderr,
+                    "agrad: OpenBLAS chose its %s kernels, below this CPU's %s; matmul uses "
+                    "the built-in %s kernel (AG_MATMUL=blas forces OpenBLAS)\n",
+                    core, have == 3 ? "AVX-512" : "AVX2", backends[builtin0].kernel->name);
+        return builtin0;
+    }
+#endif
+    return 0;
+}
+
+static void choose_once(void)
+{
+    if (atomic_load_explicit(&ready, memory_order_acquire))
+        return;
+#pragma omp critical(ag_gemm_choice)
+    if (!atomic_load_explicit(&ready, memory_order_relaxed)) {
+#if defined(AG_HAVE_OPENBLAS)
+        const char *core = openblas_get_corename();
+        snprintf(backends[nbackends++].name, sizeof backends[0].name, "openblas:%s",
+                 core ? core : "unknown");
+#elif defined(AG_HAVE_CBLAS)
+        snprintf(backends[nbackends++].name, sizeof backends[0].name, "cblas");
+#endif
+        builtin0 = nbackends;
+        const char *isas[] = {"avx512", "avx2", "generic"};
+        for (size_t i = 0; i < sizeof isas / sizeof *isas; i++) {
+            const ag_gemm_kernel *k = ag_gemm_kernel_named(isas[i]);
+            if (k) {
+                backends[nbackends].kernel = k;
+                snprintf(backends[nbackends++].name, sizeof backends[0].name, "builtin:%s",
+                         k->name);
+            }
+        }
+        const char *env = getenv("AG_MATMUL");
+        int pick = -1;
+        if (env && *env && strcmp(env, "auto") != 0) {
+            pick = find_backend(env);
+            if (pick < 0)
+                fprintf(stderr,
+                        "agrad: AG_MATMUL=%s is not a matmul this build and CPU run (auto, "
+                        "blas, builtin, builtin:avx512, builtin:avx2, builtin:generic); "
+                        "using auto\n", env);
+        }
+        if (pick < 0)
+            pick = auto_backend();
+        /* a backend set by ag_set_matmul_backend before the first matmul stays */
+        int unset = -1;
+        atomic_compare_exchange_strong(&current, &unset, pick);
+        atomic_store_explicit(&ready, 1, memory_order_release);
+    }
+}
+
+static const backend *chosen(void)
+{
+    choose_once();
+    return &backends[atomic_load_explicit(&current, memory_order_relaxed)];
+}
+
+bool ag_set_matmul_backend(const char *name)
+{
+    choose_once();
+    int i = !name ? -1 : strcmp(name, "auto") == 0 ? auto_backend() : find_backend(name);
+    if (i < 0)
+        return false;
+    atomic_store(&current, i);
+    return true;
+}
+
+const char *ag_matmul_backend(void) { return chosen()->name; }
+
+/* ---------------------------------------------------------------- entry points */
+
+/* The built-in kernel's split: from ag_gemm_par_min multiply-adds on, a
+ * rectangle of C per ag_gemm_par_min of them, at most the thread count
+ * (ag_gemm_blocked runs them on the pool's team, fewer under load). */
+static int blocked_parts(int64_t M, int64_t N, int64_t K)
+{
+    return ag_parts_past(M * N * K, ag_gemm_par_min - 1);
+}
+
+void ag_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+             int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
+{
+    const backend *b = chosen();
+#ifdef AG_HAVE_CBLAS
+    if (!b->kernel) {
+        blas_threaded(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+#endif
+    ag_gemm_blocked(b->kernel, blocked_parts(M, N, K), ta, tb, M, N, K, alpha, A, lda, B, ldb,
+                    beta, C, ldc);
 }
 
 /* Called from inside a parallel region: the OpenMP build of OpenBLAS runs
@@ -241,20 +295,20 @@ void ag_gemm_serial(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alp
                     const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
                     float *C, int64_t ldc)
 {
+    const backend *b = chosen();
 #ifdef AG_HAVE_CBLAS
-    blas(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-#else
-    gemm_builtin(false, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    if (!b->kernel) {
+        blas(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
 #endif
+    ag_gemm_blocked(b->kernel, 1, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
-const char *ag_matmul_backend(void)
+void ag_gemm_builtin(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+                     const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                     float *C, int64_t ldc)
 {
-#if defined(AG_HAVE_OPENBLAS)
-    return "openblas";
-#elif defined(AG_HAVE_CBLAS)
-    return "cblas";
-#else
-    return "builtin";
-#endif
+    ag_gemm_blocked(ag_gemm_kernel_best(), blocked_parts(M, N, K), ta, tb, M, N, K, alpha, A,
+                    lda, B, ldb, beta, C, ldc);
 }

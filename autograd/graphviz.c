@@ -13,10 +13,8 @@ static void push(vec *v, const ag_tensor *t)
     if (v->n == v->cap) {
         v->cap = v->cap ? 2 * v->cap : 64;
         const ag_tensor **p = realloc(v->items, v->cap * sizeof *p);
-        if (!p) {
-            fprintf(stderr, "ag: out of memory\n");
-            abort();
-        }
+        if (!p)
+            ag_oom(v->cap * sizeof *p);
         v->items = p;
     }
     v->items[v->n++] = t;

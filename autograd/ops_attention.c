@@ -10,7 +10,7 @@
  * per thread); for short sequences and small heads (T hs <= ROWS_MAX) the
  * pair runs by rows without BLAS calls instead. tests/test_attention.c
  * checks both against the composition, values and grads. */
-#include "internal.h"
+#include "attention_rows.h"
 
 #include <omp.h>
 
@@ -42,29 +42,6 @@ static int64_t packed_at(const geom *g, int64_t pair)
 static int64_t out_at(const geom *g, int64_t pair)
 {
     return pair / g->H * g->T * g->C + pair % g->H * g->hs;
-}
-
-/* out[e] (+)= sum_j w[j] rows[j ld + e] for e < n, j < m:
- * the sum over j kept in registers, eight columns at a time (adding into out
- * row by row would wait on its own stores) */
-static void weighted_rows(float *out, const float *w, const float *rows, int64_t ld, int64_t m,
-                          int64_t n, bool overwrite)
-{
-    int64_t e = 0;
-    for (; e + 8 <= n; e += 8) {
-        ag_v8 acc = {0};
-        for (int64_t j = 0; j < m; j++)
-            acc += w[j] * ag_load8(rows + j * ld + e);
-        if (!overwrite)
-            acc += ag_load8(out + e);
-        memcpy(out + e, &acc, sizeof acc);
-    }
-    for (; e < n; e++) {
-        float s = 0.0f;
-        for (int64_t j = 0; j < m; j++)
-            s += w[j] * rows[j * ld + e];
-        out[e] = (overwrite ? 0.0f : out[e]) + s;
-    }
 }
 
 /* Row t of a pair, scores in pr[0..t]: pr becomes their softmax, zero on

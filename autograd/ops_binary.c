@@ -1,19 +1,30 @@
-/* ops_binary.c - add, sub, mul, div with NumPy broadcasting.
+/* ops_binary.c - add, sub, mul, div, maximum, minimum with NumPy broadcasting.
  * (..a) op (..b) -> broadcast(a, b); backward sums over the broadcast dims.
  *
  * Each op is one line of BINARY_OPS; the enum, the kernel's cases, the
  * ag_op table and the public functions are generated from it. */
 #include "internal.h"
 
-/* X(name, out = f(x, y), its backward, what that backward reads) */
+/* X(name, out = f(x, y), its backward, what that backward reads)
+ * maximum, minimum: as torch's, NaN if either is NaN, x at a tie. */
 #define BINARY_OPS(X)                                                                       \
     X(add, x + y, add_backward, AG_NO_DATA)                                                 \
     X(sub, x - y, sub_backward, AG_NO_DATA)                                                 \
     X(mul, x * y, mul_backward, AG_IN(0) | AG_IN(1))                                        \
-    X(div, x / y, div_backward, AG_IN(1) | AG_OUT)
+    X(div, x / y, div_backward, AG_IN(1) | AG_OUT)                                          \
+    X(maximum, ((x < y) | (y != y)) ? y : x, maximum_backward, AG_IN(0) | AG_IN(1))          \
+    X(minimum, ((y < x) | (y != y)) ? y : x, minimum_backward, AG_IN(0) | AG_IN(1))
+
+/* Kernel lines that only backwards use, no ops: the share of g that input
+ * x of maximum(x, y) gets, torch's (half each at a tie, all of it to both
+ * where one is NaN; minimum's x gets share(y, x)), and g * share with a 0
+ * share giving 0 even for an infinite g. */
+#define BINARY_HELPERS(X)                                                                   \
+    X(share, x == y ? 0.5f : x < y ? 0.0f : 1.0f, NULL, 0)                                  \
+    X(mul_share, y == 0.0f ? 0.0f : x * y, NULL, 0)
 
 #define KIND(name, fwd, bwd, reads) BINARY_##name,
-typedef enum { BINARY_OPS(KIND) BINARY_COUNT } binary_kind;
+typedef enum { BINARY_OPS(KIND) BINARY_COUNT, BINARY_HELPERS(KIND) } binary_kind;
 #undef KIND
 
 static inline void row(binary_kind kind, float *o, const float *a, int64_t sa, const float *b, int64_t sb,
@@ -33,6 +44,7 @@ static inline void row(binary_kind kind, float *o, const float *a, int64_t sa, c
     switch (kind) {
 #define CASE(name, fwd, bwd, reads) case BINARY_##name: LOOP(fwd) break;
         BINARY_OPS(CASE)
+        BINARY_HELPERS(CASE)
 #undef CASE
     case BINARY_COUNT:
         break;
@@ -181,6 +193,32 @@ static void product_backward(ag_ctx *ctx, ag_tensor *out, bool div)
 
 static void mul_backward(ag_ctx *ctx, ag_tensor *out) { product_backward(ctx, out, false); }
 static void div_backward(ag_ctx *ctx, ag_tensor *out) { product_backward(ctx, out, true); }
+
+/* maximum, minimum: each input's grad is g times its share (share(own,
+ * other) for maximum, share(other, own) for minimum), formed over out's
+ * shape in scratch and summed over the dims it was broadcast along. */
+static void extremum_backward(ag_ctx *ctx, ag_tensor *out, bool max)
+{
+    ag_tensor *in[2] = {ag_input(out, 0), ag_input(out, 1)};
+    ag_tensor gt = *out;
+    gt.data = out->grad;
+    float *tmp = NULL;
+    for (int k = 0; k < 2; k++) {
+        bool overwrite;
+        float *gk = ag_grad_buf(ctx, in[k], &overwrite);
+        if (!gk)
+            continue;
+        ag_tensor t = *out;
+        t.data = tmp = tmp ? tmp : ag_scratch(ctx, (size_t)out->numel * sizeof(float));
+        ag_tensor *own = in[k], *other = in[1 - k];
+        binary_kernel(BINARY_share, &t, max ? own : other, max ? other : own, true);
+        binary_kernel(BINARY_mul_share, &t, &gt, &t, true);
+        ag_accum_reduce(gk, in[k], tmp, out, 1.0f, overwrite);
+    }
+}
+
+static void maximum_backward(ag_ctx *ctx, ag_tensor *out) { extremum_backward(ctx, out, true); }
+static void minimum_backward(ag_ctx *ctx, ag_tensor *out) { extremum_backward(ctx, out, false); }
 
 #define OP(name, fwd, bwd, reads) [BINARY_##name] = {#name, bwd, reads},
 static const ag_op ops[] = {BINARY_OPS(OP)};

@@ -6,7 +6,8 @@
  * between forward and backward; here forward reads x once and writes y once,
  * keeping each row's mean and 1/std (2 floats a row) for backward, which
  * reads x and the output grad once, writes x's grad once and sums the
- * weight and bias grads in per-thread rows. */
+ * weight and bias grads in per-thread rows. RMS normalization, at the end,
+ * is built the same way. */
 #include "internal.h"
 
 #include <omp.h>
@@ -138,6 +139,133 @@ ag_tensor *ag_layer_norm(ag_ctx *c, ag_tensor *x, ag_tensor *w, ag_tensor *b, fl
     for (int p = 0; p < parts; p++) {
         norm_rows(out->data, x->data, w->data, b->data, rows * p / parts, rows * (p + 1) / parts,
                   C, eps, s->mean, s->rstd);
+    }
+    );
+    return out;
+}
+
+/* ---- rms_norm: y = x / sqrt(mean(x^2) + eps) * w per row of the last axis,
+ * the composition mul, mean, add_scalar, rsqrt, mul, mul in one pass each way;
+ * 1/rms (1 float a row) is kept for backward. w is optional. */
+
+typedef struct {
+    float *rstd; /* (rows) */
+} rms_saved;
+
+/* y (rows, C) = x rstd w per row, rstd = 1 / sqrt(mean(x^2) + eps) */
+static void rms_rows(float *y, const float *x, const float *w, int64_t r0, int64_t r1, int64_t C,
+                     float eps, float *rstd)
+{
+    for (int64_t r = r0; r < r1; r++) {
+        const float *xr = x + r * C;
+        float *yr = y + r * C;
+        float rs = 1.0f / sqrtf(ag_dot(xr, xr, C) / (float)C + eps);
+        if (w)
+#pragma omp simd
+            for (int64_t j = 0; j < C; j++)
+                yr[j] = xr[j] * rs * w[j];
+        else
+#pragma omp simd
+            for (int64_t j = 0; j < C; j++)
+                yr[j] = xr[j] * rs;
+        rstd[r] = rs;
+    }
+}
+
+/* Rows [r0, r1) of backward. With xh = x rstd and gh = g w (g without w):
+ * gx (+)= rstd (gh - xh mean(gh xh)); gw_part += g xh over the rows.
+ * gh: C floats of scratch. */
+static void rms_grad_rows(float *gx, bool overwrite, float *gw_part, const float *g, const float *x,
+                          const float *w, const float *rstd, int64_t r0, int64_t r1, int64_t C,
+                          float *gh)
+{
+    for (int64_t r = r0; r < r1; r++) {
+        const float *gr = g + r * C, *xr = x + r * C;
+        float rs = rstd[r];
+        if (w) {
+#pragma omp simd
+            for (int64_t j = 0; j < C; j++)
+                gh[j] = gr[j] * w[j];
+        }
+        const float *ghr = w ? gh : gr;
+        /* mean(gh xh) = rstd mean(gh x) */
+        float m = ag_dot(ghr, xr, C) * rs / (float)C;
+        if (gx) {
+            float *gxr = gx + r * C;
+#pragma omp simd
+            for (int64_t j = 0; j < C; j++) {
+                float v = rs * (ghr[j] - xr[j] * rs * m);
+                gxr[j] = overwrite ? v : gxr[j] + v;
+            }
+        }
+        if (gw_part)
+#pragma omp simd
+            for (int64_t j = 0; j < C; j++)
+                gw_part[j] += gr[j] * xr[j] * rs;
+    }
+}
+
+static void rms_backward(ag_ctx *ctx, ag_tensor *out)
+{
+    ag_tensor *x = ag_input(out, 0), *w = ag_num_inputs(out) > 1 ? ag_input(out, 1) : NULL;
+    bool overwrite_x, overwrite_w = false;
+    float *gx = ag_grad_buf(ctx, x, &overwrite_x), *gw = w ? ag_grad_buf(ctx, w, &overwrite_w) : NULL;
+    int64_t C = out->shape[out->ndim - 1], rows = out->numel / C;
+    /* rows cut into parts by the work alone, each part its own gw partial
+     * sums (added in part order below) and a row of scratch */
+    int parts = ag_par_parts(out->numel);
+    float *part = ag_scratch(ctx, (size_t)(parts * 2 * C) * sizeof(float));
+    memset(part, 0, (size_t)(parts * 2 * C) * sizeof(float));
+    const rms_saved *s = ag_saved(out);
+    const float *wd = w ? w->data : NULL;
+    AG_PARALLEL(out->numel, schedule(static),
+    for (int p = 0; p < parts; p++) {
+        float *q = part + p * 2 * C;
+        rms_grad_rows(gx, overwrite_x, gw ? q : NULL, out->grad, x->data, wd, s->rstd,
+                      rows * p / parts, rows * (p + 1) / parts, C, q + C);
+    }
+    );
+    for (int64_t j = 0; gw && j < C; j++) {
+        float sw = 0.0f;
+        for (int p = 0; p < parts; p++)
+            sw += part[p * 2 * C + j];
+        gw[j] = (overwrite_w ? 0.0f : gw[j]) + sw;
+    }
+}
+
+/* backward reads x and w, and the saved 1/rms; not the output */
+static const ag_op rms_op = {"rms_norm", rms_backward, AG_IN(0) | AG_IN(1)};
+
+ag_tensor *ag_rms_norm(ag_ctx *c, ag_tensor *x, ag_tensor *w, float eps)
+{
+    ag_tensor *in[2] = {x, w};
+    int nin = w ? 2 : 1;
+    if (!ag_check_inputs("rms_norm", in, nin))
+        return NULL;
+    char sx[128], sw[128];
+    int64_t C = x->ndim ? x->shape[x->ndim - 1] : 0;
+    if (x->ndim < 1 || C == 0 || (w && (w->ndim != 1 || w->shape[0] != C))) {
+        ag_error("rms_norm: input %s with weight %s; want (..., C) and (C) or none, with C > 0",
+                 ag_shape_str(x, sx, sizeof sx), w ? ag_shape_str(w, sw, sizeof sw) : "none");
+        return NULL;
+    }
+    if (!(eps >= 0.0f)) {
+        ag_error("rms_norm: eps %g is negative", (double)eps);
+        return NULL;
+    }
+    ag_tensor *out = ag_result(c, &rms_op, in, nin, x->ndim, x->shape);
+    if (!out)
+        return NULL;
+    int64_t rows = x->numel / C;
+    rms_saved *s = ag_ctx_alloc(c, sizeof *s);
+    s->rstd = ag_ctx_alloc(c, (size_t)rows * sizeof(float));
+    ag_node_of(out)->saved = s;
+    const float *wd = w ? w->data : NULL;
+    int parts = ag_par_parts(x->numel);
+    AG_PARALLEL(x->numel, schedule(static),
+    for (int p = 0; p < parts; p++) {
+        rms_rows(out->data, x->data, wd, rows * p / parts, rows * (p + 1) / parts, C, eps,
+                 s->rstd);
     }
     );
     return out;

@@ -1,5 +1,8 @@
-/* ops_shape.c - reshape (a view), transpose, permute, concat, slice, split. */
+/* ops_shape.c - reshape (a view), transpose, permute, concat, slice, split;
+ * stack, chunk, expand and detach. */
 #include "internal.h"
+
+#include <stdlib.h>
 
 /* ---- reshape: same data, new shape; grads pass straight through */
 
@@ -342,4 +345,174 @@ bool ag_split(ag_ctx *c, ag_tensor *a, const int64_t *sizes, int n, int axis, ag
         off += sizes[k];
     }
     return true;
+}
+
+/* ---- stack: n equal shapes joined along a new axis; concat's blocks with a size-1 axis */
+
+typedef struct {
+    int axis; /* resolved, in the output */
+} stack_attr;
+
+static void stack_backward(ag_ctx *ctx, ag_tensor *out)
+{
+    int axis = ((const stack_attr *)ag_saved(out))->axis, n = ag_num_inputs(out);
+    int64_t outer, inner;
+    outer_inner(out, axis, &outer, &inner);
+    for (int k = 0; k < n; k++) {
+        bool overwrite; /* each input's grad is exactly its block */
+        float *gx = ag_grad_buf(ctx, ag_input(out, k), &overwrite);
+        if (gx)
+            copy_block(gx, 1, 0, out->grad, n, k, 1, outer, inner, overwrite);
+    }
+}
+
+static const ag_op stack_op = {"stack", stack_backward, AG_NO_DATA};
+
+ag_tensor *ag_stack(ag_ctx *c, ag_tensor *const *ts, int n, int axis)
+{
+    if (n < 1) {
+        ag_error("stack: no tensors");
+        return NULL;
+    }
+    if (!ag_check_inputs("stack", ts, n))
+        return NULL;
+    int nd = ts[0]->ndim;
+    char a[128], b[128];
+    if (axis < -(nd + 1) || axis > nd || nd + 1 > AG_MAX_DIMS) {
+        ag_error("stack: axis %d out of range for stacking tensors of shape %s (at most %d dims)",
+                 axis, ag_shape_str(ts[0], a, sizeof a), AG_MAX_DIMS - 1);
+        return NULL;
+    }
+    if (axis < 0)
+        axis += nd + 1;
+    for (int k = 1; k < n; k++)
+        if (!ag_same_shape(ts[k], ts[0])) {
+            ag_error("stack: tensor %d of shape %s differs from tensor 0 of shape %s", k,
+                     ag_shape_str(ts[k], a, sizeof a), ag_shape_str(ts[0], b, sizeof b));
+            return NULL;
+        }
+    int64_t shape[AG_MAX_DIMS];
+    for (int i = 0, j = 0; i <= nd; i++)
+        shape[i] = i == axis ? n : ts[0]->shape[j++];
+    ag_tensor *out = ag_result(c, &stack_op, ts, n, nd + 1, shape);
+    if (!out)
+        return NULL;
+    ag_save(c, out, &(stack_attr){axis}, sizeof(stack_attr));
+    int64_t outer, inner;
+    outer_inner(out, axis, &outer, &inner);
+    for (int k = 0; k < n; k++)
+        copy_block(out->data, n, k, ts[k]->data, 1, 0, 1, outer, inner, true);
+    return out;
+}
+
+/* ---- chunk: ag_split into pieces of ceil(size / chunks), as torch.chunk */
+
+int ag_chunk(ag_ctx *c, ag_tensor *a, int chunks, int axis, ag_tensor **out)
+{
+    if (!ag_check_inputs("chunk", &a, 1) || !ag_resolve_axis("chunk", a, &axis))
+        return -1;
+    if (chunks < 1) {
+        char b[128];
+        ag_error("chunk: %d chunks of shape %s along axis %d; want at least 1", chunks,
+                 ag_shape_str(a, b, sizeof b), axis);
+        return -1;
+    }
+    int64_t len = a->shape[axis], size = (len + chunks - 1) / chunks;
+    /* an empty axis gives chunks empty pieces, as torch.chunk does */
+    int n = size ? (int)((len + size - 1) / size) : chunks;
+    int64_t *sizes = malloc((size_t)n * sizeof *sizes);
+    if (!sizes) {
+        ag_error("chunk: out of memory for %d pieces", n);
+        return -1;
+    }
+    for (int k = 0; k < n; k++)
+        sizes[k] = size * (k + 1) <= len ? size : len - size * k;
+    bool ok = ag_split(c, a, sizes, n, axis, out);
+    free(sizes);
+    return ok ? n : -1;
+}
+
+/* ---- expand: broadcast_to. Without strides a tensor cannot repeat its data, so
+ * only an expand that keeps the element count (new leading or existing size-1
+ * dims of size 1: the same floats in the same order) is a view; any other is a
+ * copy whose backward sums the grad over the broadcast dims. */
+
+static void expand_backward(ag_ctx *ctx, ag_tensor *out)
+{
+    ag_tensor *x = ag_input(out, 0);
+    if (ag_grad_pass(out, x))
+        return;
+    bool overwrite;
+    float *gx = ag_grad_buf(ctx, x, &overwrite);
+    if (gx)
+        ag_accum_reduce(gx, x, out->grad, out, 1.0f, overwrite);
+}
+
+static const ag_op expand_op = {"expand", expand_backward, AG_NO_DATA};
+
+ag_tensor *ag_expand(ag_ctx *c, ag_tensor *a, int ndim, const int64_t *shape)
+{
+    if (!ag_check_inputs("expand", &a, 1))
+        return NULL;
+    char sa[128], sb[128];
+    int64_t s[AG_MAX_DIMS];
+    bool ok = ndim >= a->ndim && ndim <= AG_MAX_DIMS;
+    for (int i = 0; ok && i < ndim; i++) {
+        int j = i - (ndim - a->ndim); /* a's dim lined up with i, if any */
+        s[i] = shape[i] == -1 && j >= 0 ? a->shape[j] : shape[i];
+        ok = s[i] >= 0 && (j < 0 || a->shape[j] == s[i] || a->shape[j] == 1);
+    }
+    if (!ok) {
+        ag_error("expand: cannot broadcast %s to %s", ag_shape_str(a, sa, sizeof sa),
+                 ag_fmt_shape(ndim < 0 ? 0 : ndim, shape, sb, sizeof sb));
+        return NULL;
+    }
+    bool view = ag_shape_numel(ndim, s) == a->numel;
+    ag_tensor *out = view ? ag_result_view(c, &expand_op, &a, 1, ndim, s)
+                          : ag_result(c, &expand_op, &a, 1, ndim, s);
+    if (!out)
+        return NULL;
+    if (view) {
+        ag_make_view(out, a, a->data);
+        return out;
+    }
+    /* rows of the last dim, each from a's row at the broadcast offset */
+    int64_t st[AG_MAX_DIMS], L = s[ndim - 1], rows = L ? out->numel / L : 0;
+    ag_broadcast_strides(a, ndim, s, st);
+    int64_t sl = st[ndim - 1];
+    AG_PARALLEL(out->numel, ,
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t q = r, off = 0;
+        for (int d = ndim - 2; d >= 0; d--) {
+            off += q % s[d] * st[d];
+            q /= s[d];
+        }
+        float *o = out->data + r * L;
+        const float *x = a->data + off;
+        if (sl)
+            memcpy(o, x, (size_t)L * sizeof *o);
+        else
+            for (int64_t i = 0; i < L; i++)
+                o[i] = x[0];
+    }
+    );
+    return out;
+}
+
+/* ---- detach: the same data under a new header that is not recorded and needs no grad */
+
+ag_tensor *ag_detach(ag_ctx *c, ag_tensor *a)
+{
+    if (!ag_check_inputs("detach", &a, 1))
+        return NULL;
+    if (!c) {
+        char b[128];
+        ag_error("detach: needs a ctx for the new header of %s, got NULL",
+                 ag_shape_str(a, b, sizeof b));
+        return NULL;
+    }
+    ag_tensor *out = ag_new_header(c, a->ndim, a->shape);
+    if (out)
+        ag_make_view(out, a, a->data);
+    return out;
 }

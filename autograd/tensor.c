@@ -6,10 +6,8 @@
 static void *xcalloc(size_t n, size_t size)
 {
     void *p = calloc(n ? n : 1, size);
-    if (!p) {
-        fprintf(stderr, "ag: out of memory allocating %zu bytes\n", n * size);
-        abort();
-    }
+    if (!p)
+        ag_oom(n * size);
     return p;
 }
 
@@ -112,10 +110,8 @@ static ag_tensor *new_tensor(const char *who, ag_ctx *ctx, int ndim, const int64
         t->data = ag_buf_alloc(ctx, t->numel);
     } else {
         void *d = NULL;
-        if (posix_memalign(&d, 64, (size_t)(t->numel ? t->numel : 1) * sizeof(float)) != 0) {
-            fprintf(stderr, "ag: out of memory\n");
-            abort();
-        }
+        if (posix_memalign(&d, 64, (size_t)(t->numel ? t->numel : 1) * sizeof(float)) != 0)
+            ag_oom((size_t)(t->numel ? t->numel : 1) * sizeof(float));
         t->data = d;
     }
     n->owns_data = true;
@@ -253,10 +249,8 @@ void ag_zero_grad(ag_tensor *t)
             t->grad = ag_arena_alloc(&owner->arena, (size_t)t->numel * sizeof(float));
         else {
             void *g = NULL;
-            if (posix_memalign(&g, 64, (size_t)(t->numel ? t->numel : 1) * sizeof(float)) != 0) {
-                fprintf(stderr, "ag: out of memory\n");
-                abort();
-            }
+            if (posix_memalign(&g, 64, (size_t)(t->numel ? t->numel : 1) * sizeof(float)) != 0)
+                ag_oom((size_t)(t->numel ? t->numel : 1) * sizeof(float));
             t->grad = g;
         }
     }

@@ -3,13 +3,14 @@
  * A loop is cut into parts by its work and the thread count alone (ag_parts:
  * work / grain, at most ag_set_num_threads' count), so whatever depends on
  * the split -- partial sums added in part order -- comes out the same on any
- * machine and under any load. A loop of one part runs on the calling thread
- * without entering OpenMP; the others run on a team (ag_team) of the thread
- * count, at most the CPUs, and fewer while the machine is busy: a cap.
- * Every region gets the same team, whatever its parts: libgomp ends the
- * threads a smaller team leaves out and creates them anew for the next
- * larger one (tens of microseconds each), which costs more than idle
- * members waiting at a barrier.
+ * machine and under any load. The parts run on a team (ag_team): the
+ * thread count, at most the CPUs, fewer while the machine is busy (a cap).
+ * Every region gets that same team: libgomp ends the threads a smaller team
+ * leaves out and creates them anew for the next larger one (tens of
+ * microseconds each), which costs more than idle members at a barrier. So
+ * a loop goes parallel only with parts for at least half the team (on two
+ * threads, where the grains were tuned: any 2 parts); below that, and for
+ * one part, it runs on the calling thread without entering OpenMP.
  *
  * Why the cap: libgomp's threads spin at each barrier (for milliseconds; it
  * reads OMP_WAIT_POLICY and GOMP_SPINCOUNT once, in its own constructor,
@@ -167,7 +168,10 @@ int ag_team(int parts)
             trace("probe", cap, now);
         }
     }
-    return cap; /* one size for every region (see internal.h) */
+    /* One team size for every region (see internal.h), so a loop goes
+     * parallel only when each member gets half a part's work or more: the
+     * grains were tuned on two threads, where that is any 2 parts. */
+    return 2 * parts >= cap ? cap : 1;
 }
 
 void ag_region_begin(ag_region *r)

@@ -2,6 +2,7 @@
  * separate Heads as in the lecture, and its key/value cache for attending
  * one new position at a time. */
 #include "nn.h"
+#include "private.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -51,10 +52,8 @@ bool nn_mha_init(nn_mha *m, nn_params *p, const char *prefix, int64_t n_embd, in
         return false;
     }
     m->heads = calloc((size_t)n_head, sizeof *m->heads);
-    if (!m->heads) {
-        fprintf(stderr, "nn: out of memory\n");
-        abort();
-    }
+    if (!m->heads)
+        nn_oom();
     m->n_head = n_head;
     m->dropout.p = dropout;
     char name[256];
@@ -145,10 +144,8 @@ void nn_mha_free(nn_mha *m)
 static void *alloc_or_die(size_t bytes)
 {
     void *p = malloc(bytes);
-    if (!p) {
-        fprintf(stderr, "nn: out of memory\n");
-        abort();
-    }
+    if (!p)
+        nn_oom();
     return p;
 }
 

@@ -18,6 +18,27 @@ bool nn_linear_init(nn_linear *l, nn_params *p, const char *prefix, int64_t in, 
     return true;
 }
 
+bool nn_linear_init_tied(nn_linear *l, nn_params *p, const char *prefix, ag_tensor *weight,
+                         bool bias, ag_rng *rng)
+{
+    l->weight = weight;
+    l->bias = NULL;
+    if (!weight || weight->ndim != 2) {
+        ag_error("nn_linear_init_tied: %s.weight must be a 2-D (out, in) parameter", prefix);
+        return false;
+    }
+    if (!nn_params_tie(p, prefix, "weight", weight))
+        return false;
+    if (!bias)
+        return true;
+    l->bias = nn_param(p, prefix, "bias", AG_SHAPE(weight->shape[0]));
+    if (!l->bias)
+        return false;
+    float bound = 1.0f / sqrtf((float)weight->shape[1]);
+    ag_fill_uniform(l->bias, rng, -bound, bound);
+    return true;
+}
+
 ag_tensor *nn_linear_forward(ag_ctx *c, const nn_linear *l, ag_tensor *x)
 {
     return ag_linear(c, x, l->weight, l->bias); /* (..., in) @ (out, in)^T + (out) -> (..., out) */
@@ -29,6 +50,7 @@ bool nn_embedding_init(nn_embedding *e, nn_params *p, const char *prefix, int64_
     e->weight = nn_param(p, prefix, "weight", AG_SHAPE(num, dim));
     if (!e->weight)
         return false;
+    p->flags[p->n - 1] |= NN_PARAM_EMBEDDING;
     ag_fill_normal(e->weight, rng, 0.0f, 1.0f);
     return true;
 }

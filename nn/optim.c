@@ -1,5 +1,6 @@
 /* optim.c - SGD with momentum and AdamW, with PyTorch's semantics. */
 #include "nn.h"
+#include "private.h"
 
 #include "ag_op.h"
 
@@ -15,10 +16,8 @@ static float **state(const nn_params *p)
     for (int i = 0; s && i < p->n; i++)
         if (!s[i])
             s = NULL;
-    if (!s) {
-        fprintf(stderr, "nn: out of memory for optimizer state\n");
-        abort();
-    }
+    if (!s)
+        nn_oom();
     return s;
 }
 
@@ -127,7 +126,28 @@ void nn_adamw_init(nn_adamw *o, nn_params *p, float lr)
     o->weight_decay = 0.01f;
     o->m = state(p);
     o->v = state(p);
+    o->no_decay = nn_check_alloc(calloc((size_t)(p->n ? p->n : 1), sizeof *o->no_decay));
     o->n = p->n;
+}
+
+int nn_adamw_decay_groups(nn_adamw *o)
+{
+    int decayed = 0;
+    for (int i = 0; i < o->n; i++) {
+        const ag_tensor *t = o->params->items[i];
+        o->no_decay[i] = t->ndim < 2 || (o->params->flags[i] & NN_PARAM_EMBEDDING);
+        decayed += !o->no_decay[i];
+    }
+    return decayed;
+}
+
+bool nn_adamw_set_decay(nn_adamw *o, const char *name, bool decay)
+{
+    int i = nn_params_index(o->params, nn_params_find(o->params, name));
+    if (i < 0 || i >= o->n)
+        return false;
+    o->no_decay[i] = !decay;
+    return true;
 }
 
 void nn_adamw_step(nn_adamw *o)
@@ -144,7 +164,8 @@ void nn_adamw_step(nn_adamw *o)
         ag_tensor *t = o->params->items[i];
         if (!t->grad)
             continue;
-        update_args a = {.w = t->data, .g = t->grad, .m = o->m[i], .v = o->v[i], .decay = decay,
+        update_args a = {.w = t->data, .g = t->grad, .m = o->m[i], .v = o->v[i],
+                         .decay = o->no_decay[i] ? 1.0f : decay,
                          .b1 = b1, .b2 = b2, .eps = eps, .step_size = step_size,
                          .bc2_sqrt = bc2_sqrt};
         over_range(t->numel, adamw_range, &a);
@@ -155,5 +176,7 @@ void nn_adamw_free(nn_adamw *o)
 {
     free_state(o->m, o->n); /* not params->n: the registry may be freed first */
     free_state(o->v, o->n);
+    free(o->no_decay);
     o->m = o->v = NULL;
+    o->no_decay = NULL;
 }

@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "ag.h"
+
 #define NN_HIDDEN __attribute__((visibility("hidden")))
 
 /* printf into err (when err and n), then false. */
@@ -26,13 +28,20 @@ static inline bool nn_seterr(char *err, size_t n, const char *fmt, ...)
     return false;
 }
 
-/* p, unless it is NULL: then "nn: out of memory" and abort. */
+/* An allocation nn cannot do without failed: "out of memory" through ag's
+ * error handler (a program's handler may end the program cleanly), then
+ * abort if the handler returns. */
+static inline _Noreturn void nn_oom(void)
+{
+    ag_error("out of memory");
+    abort();
+}
+
+/* p, unless it is NULL: then nn_oom. */
 static inline void *nn_check_alloc(void *p)
 {
-    if (!p) {
-        fprintf(stderr, "nn: out of memory\n");
-        abort();
-    }
+    if (!p)
+        nn_oom();
     return p;
 }
 

@@ -2,11 +2,15 @@
  *   u64 little-endian N | N bytes of JSON header | raw tensor bytes.
  * The header maps names to {"dtype", "shape", "data_offsets": [begin, end]}
  * (offsets into the raw bytes) plus an optional "__metadata__" object of
- * strings. The parser is strict and bounds-checked: it reads untrusted files. */
+ * strings. The parser is strict and bounds-checked: it reads untrusted files.
+ * As the format requires, the tensors tile the data: sorted by offset each
+ * begins where the one before ends, the first at 0, the last at the end. */
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "json.h"
 #include "nn.h"
@@ -31,6 +35,8 @@ struct nn_st {
     const unsigned char *data; /* raw bytes after the header */
     uint64_t data_len;
 };
+
+static const entry *find_stored(const nn_st *f, const char *name);
 
 static bool parse_entry(nn_json *L, entry *e)
 {
@@ -158,9 +164,78 @@ static bool entry_fits(const nn_st *f, const entry *e, char *err, size_t errlen)
                          "(truncated file?)", e->name, (unsigned long long)e->begin,
                          (unsigned long long)e->end, (unsigned long long)f->data_len);
     if (numel > f->data_len || e->end - e->begin != numel * (uint64_t)size)
-        return nn_seterr(err, errlen, "tensor \"%s\": %llu data bytes for %llu elements of %s",
+        return nn_seterr(err, errlen, "tensor \"%s\": %llu data bytes for %llu element%s of %s",
                          e->name, (unsigned long long)(e->end - e->begin),
-                         (unsigned long long)numel, e->dtype);
+                         (unsigned long long)numel, numel == 1 ? "" : "s", e->dtype);
+    return true;
+}
+
+static int by_offsets(const void *a, const void *b)
+{
+    const entry *x = *(const entry *const *)a, *y = *(const entry *const *)b;
+    if (x->begin != y->begin)
+        return x->begin < y->begin ? -1 : 1;
+    return (x->end > y->end) - (x->end < y->end);
+}
+
+/* The entries, in offset order, leave no byte of the data uncovered or
+ * covered twice (empty tensors sit between others, as the reference reader
+ * allows). */
+static bool check_layout(const nn_st *f, char *err, size_t errlen)
+{
+    const entry **order = malloc((size_t)(f->n ? f->n : 1) * sizeof *order);
+    if (!order)
+        return nn_seterr(err, errlen, "out of memory");
+    for (int i = 0; i < f->n; i++)
+        order[i] = &f->e[i];
+    qsort(order, (size_t)f->n, sizeof *order, by_offsets);
+    uint64_t at = 0;
+    const entry *prev = NULL;
+    bool ok = true;
+    for (int i = 0; ok && i < f->n; i++) {
+        const entry *e = order[i];
+        if (e->begin < at)
+            ok = nn_seterr(err, errlen,
+                           "tensors \"%s\" [%llu, %llu) and \"%s\" [%llu, %llu) overlap in the data",
+                           prev->name, (unsigned long long)prev->begin, (unsigned long long)prev->end,
+                           e->name, (unsigned long long)e->begin, (unsigned long long)e->end);
+        else if (e->begin > at)
+            ok = nn_seterr(err, errlen, "a gap of %llu unused data bytes at offset %llu, before "
+                           "tensor \"%s\"", (unsigned long long)(e->begin - at),
+                           (unsigned long long)at, e->name);
+        at = e->end;
+        prev = e;
+    }
+    if (ok && at != f->data_len)
+        ok = nn_seterr(err, errlen, "%llu trailing bytes after the tensor data (it ends at %llu of "
+                       "%llu data bytes)", (unsigned long long)(f->data_len - at),
+                       (unsigned long long)at, (unsigned long long)f->data_len);
+    free(order);
+    return ok;
+}
+
+/* The data against metadata "crc32c" (8 hex digits), when the file has it. */
+static bool check_crc(const nn_st *f, char *err, size_t errlen)
+{
+    const char *want = nn_st_meta(f, "crc32c");
+    if (!want)
+        return true;
+    uint32_t w = 0;
+    int n = 0;
+    for (const char *c = want; *c && n <= 8; c++, n++) {
+        int d = *c >= '0' && *c <= '9' ? *c - '0' : *c >= 'a' && *c <= 'f' ? *c - 'a' + 10
+                : *c >= 'A' && *c <= 'F' ? *c - 'A' + 10 : -1;
+        if (d < 0)
+            n = 9;
+        w = w << 4 | (uint32_t)(d & 15);
+    }
+    if (n != 8)
+        return nn_seterr(err, errlen, "bad header: metadata \"crc32c\" is \"%.40s\", not 8 hex digits",
+                         want);
+    uint32_t got = nn_crc32c(0, f->data, (size_t)f->data_len);
+    if (got != w)
+        return nn_seterr(err, errlen, "the data's CRC-32C is %08x but the header says %08x: the file "
+                         "is corrupt (changed after it was written)", got, w);
     return true;
 }
 
@@ -185,7 +260,7 @@ static bool parse_header(nn_st *f, const char *h, size_t n, char *err, size_t er
                     return false;
                 continue;
             }
-            if (nn_st_has(f, name)) {
+            if (find_stored(f, name)) {
                 nn_seterr(err, errlen, "bad header: tensor \"%s\" appears twice", name);
                 free(name);
                 return false;
@@ -212,7 +287,7 @@ static bool parse_header(nn_st *f, const char *h, size_t n, char *err, size_t er
         return false;
     if (!nn_json_at_end(&L))
         return nn_seterr(err, errlen, "bad header JSON: trailing bytes after the object");
-    return true;
+    return check_layout(f, err, errlen) && check_crc(f, err, errlen);
 }
 
 nn_st *nn_st_parse(const void *buf, size_t len, char *err, size_t errlen)
@@ -257,6 +332,15 @@ nn_st *nn_st_open(const char *path, char *err, size_t errlen)
         nn_seterr(err, errlen, "cannot open %s: %s", path, strerror(errno));
         return NULL;
     }
+    /* a directory opens and fails on read; a device may never end (/dev/zero) */
+    struct stat st;
+    if (fstat(fileno(fp), &st) == 0 && (S_ISDIR(st.st_mode) || S_ISCHR(st.st_mode) ||
+                                        S_ISBLK(st.st_mode))) {
+        nn_seterr(err, errlen, "cannot read %s: it is a %s, not a file", path,
+                  S_ISDIR(st.st_mode) ? "directory" : "device");
+        fclose(fp);
+        return NULL;
+    }
     size_t cap = 1 << 16, len = 0;
     unsigned char *buf = malloc(cap);
     while (buf) {
@@ -275,11 +359,12 @@ nn_st *nn_st_open(const char *path, char *err, size_t errlen)
         if (got == 0)
             break;
     }
+    int e = errno;
     bool bad = ferror(fp);
     fclose(fp);
     if (!buf || bad) {
         free(buf);
-        nn_seterr(err, errlen, "cannot read %s", path);
+        nn_seterr(err, errlen, "cannot read %s: %s", path, buf ? strerror(e) : "out of memory");
         return NULL;
     }
     nn_st *f = nn_st_parse(buf, len, err, errlen);
@@ -310,15 +395,13 @@ int nn_st_count(const nn_st *f) { return f->n; }
 uint64_t nn_st_data_size(const nn_st *f) { return f->data_len; }
 const char *nn_st_name(const nn_st *f, int i) { return i >= 0 && i < f->n ? f->e[i].name : NULL; }
 
-static const entry *find(const nn_st *f, const char *name)
+static const entry *find_stored(const nn_st *f, const char *name)
 {
     for (int i = 0; i < f->n; i++)
         if (strcmp(f->e[i].name, name) == 0)
             return &f->e[i];
     return NULL;
 }
-
-bool nn_st_has(const nn_st *f, const char *name) { return find(f, name) != NULL; }
 
 const char *nn_st_meta(const nn_st *f, const char *key)
 {
@@ -327,6 +410,22 @@ const char *nn_st_meta(const nn_st *f, const char *key)
             return f->meta[i + 1];
     return NULL;
 }
+
+/* The tensor stored under name, or under the name its NN_ST_TIED metadata
+ * gives (one step: a tie names a stored tensor, never another tie). */
+static const entry *find(const nn_st *f, const char *name)
+{
+    const entry *e = find_stored(f, name);
+    for (int i = 0; !e && i + 1 < f->nmeta; i += 2) {
+        const char *k = f->meta[i];
+        if (strncmp(k, NN_ST_TIED, strlen(NN_ST_TIED)) == 0 &&
+            strcmp(k + strlen(NN_ST_TIED), name) == 0)
+            e = find_stored(f, f->meta[i + 1]);
+    }
+    return e;
+}
+
+bool nn_st_has(const nn_st *f, const char *name) { return find(f, name) != NULL; }
 
 bool nn_st_shape(const nn_st *f, const char *name, int *ndim, int64_t *shape)
 {
@@ -354,6 +453,43 @@ bool nn_st_check(const nn_st *f, const char *name, int ndim, const int64_t *shap
         return nn_seterr(err, errlen, "tensor \"%s\" has shape %s in the file, want %s", name,
                          ag_fmt_shape(e->ndim, e->shape, a, sizeof a),
                          ag_fmt_shape(ndim, shape, b, sizeof b));
+    }
+    return true;
+}
+
+bool nn_st_finite(const nn_st *f, const char *name, char *err, size_t errlen)
+{
+    const entry *e = find(f, name);
+    if (!e)
+        return nn_seterr(err, errlen, "tensor \"%s\" is missing", name);
+    if (strcmp(e->dtype, "F32") != 0)
+        return nn_seterr(err, errlen, "tensor \"%s\" has dtype %s, want F32", name, e->dtype);
+    const unsigned char *src = f->data + e->begin;
+    uint64_t n = (e->end - e->begin) / 4;
+    for (uint64_t i = 0; i < n; i++) {
+        /* all exponent bits set: inf or NaN, whatever the host's float format */
+        if ((src[4 * i + 3] & 0x7F) != 0x7F || !(src[4 * i + 2] & 0x80))
+            continue;
+        uint32_t u = (uint32_t)src[4 * i] | (uint32_t)src[4 * i + 1] << 8 |
+                     (uint32_t)src[4 * i + 2] << 16 | (uint32_t)src[4 * i + 3] << 24;
+        float v;
+        memcpy(&v, &u, 4);
+        char idx[160];
+        size_t k = 0;
+        uint64_t rest = i, ix[AG_MAX_DIMS]; /* the row-major index of element i */
+        for (int d = e->ndim - 1; d >= 0; d--) {
+            ix[d] = rest % (uint64_t)e->shape[d];
+            rest /= (uint64_t)e->shape[d];
+        }
+        k += (size_t)snprintf(idx + k, sizeof idx - k, "[");
+        for (int d = 0; d < e->ndim && k < sizeof idx; d++)
+            k += (size_t)snprintf(idx + k, sizeof idx - k, d ? ", %llu" : "%llu",
+                                  (unsigned long long)ix[d]);
+        if (k < sizeof idx)
+            snprintf(idx + k, sizeof idx - k, "]");
+        return nn_seterr(err, errlen, "tensor \"%s\": element %llu (index %s) is %s, not a finite "
+                         "number", name, (unsigned long long)i, idx,
+                         isnan(v) ? "nan" : v > 0 ? "inf" : "-inf");
     }
     return true;
 }

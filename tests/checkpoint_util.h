@@ -72,6 +72,19 @@ static inline int count_suffix(const char *dir, const char *suffix)
     return n;
 }
 
+/* Entries of dir whose name holds part (a writer's temporary files,
+ * "<name>.tmp.<pid>.<unique>"). */
+static inline int count_containing(const char *dir, const char *part)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        n += strstr(e->d_name, part) != NULL;
+    closedir(d);
+    return n;
+}
+
 static void rm_rf(const char *path)
 {
     struct stat st;

@@ -21,6 +21,7 @@
 #include <spawn.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -250,6 +251,51 @@ static inline void proc_start(proc *p, const argl *a)
     }
 }
 
+/* proc_start with the child's stdout sent to the file stdout_to (NULL: the
+ * pipe, as proc_start) and, when resource >= 0, setrlimit(resource, limit)
+ * in the child before it runs gpt (fork and exec, which posix_spawn cannot). */
+static inline void proc_start_with(proc *p, const argl *a, const char *stdout_to, int resource,
+                                   rlim_t limit)
+{
+    memset(p, 0, sizeof *p);
+    int out[2], err[2];
+    assert_int_equal(pipe(out), 0);
+    assert_int_equal(pipe(err), 0);
+    char *argv[82];
+    argv[0] = (char *)gpt_path;
+    for (int i = 0; i < a->n; i++)
+        argv[i + 1] = (char *)a->v[i];
+    argv[a->n + 1] = NULL;
+    fflush(NULL);
+    p->pid = fork();
+    assert_true(p->pid >= 0);
+    if (p->pid == 0) {
+        int o = stdout_to ? open(stdout_to, O_WRONLY | O_CREAT | O_TRUNC, 0644) : out[1];
+        struct rlimit rl = {limit, limit};
+        if (o < 0 || dup2(o, 1) < 0 || dup2(err[1], 2) < 0 ||
+            (resource >= 0 && setrlimit(resource, &rl) != 0))
+            _exit(126);
+        close(out[0]);
+        close(err[0]);
+        execve(gpt_path, argv, environ);
+        _exit(127);
+    }
+    close(out[1]);
+    close(err[1]);
+    p->fd[0] = out[0];
+    p->fd[1] = err[0];
+    for (int k = 0; k < 2; k++) {
+        p->b[k].cap = 4096;
+        p->b[k].d = calloc(1, p->b[k].cap);
+    }
+    p->deadline = now_s() + 400;
+    snprintf(p->desc, sizeof p->desc, "gpt");
+    for (int i = 0; i < a->n; i++) {
+        size_t used = strlen(p->desc);
+        snprintf(p->desc + used, sizeof p->desc - used, " %s", a->v[i]);
+    }
+}
+
 /* Reads the child's output until stream k (0 stdout, 1 stderr) holds
  * `until` (true), or both streams end (false). NULL until reads to the end. */
 static inline bool proc_pump(proc *p, int k, const char *until)
@@ -384,6 +430,7 @@ typedef struct {
     bool batch;            /* a batch_loss row, else an eval row */
     char batch_loss[32], train[32], val[32];
     double rss;            /* MiB, or -1 where the row has none */
+    double elapsed;        /* elapsed_s */
 } csv_row;
 
 /* The loss CSV: the header once, then rows "step,batch_loss,,,t,rss" or
@@ -431,6 +478,7 @@ static inline int parse_csv(const char *path, csv_row **rows)
             snprintf(r->val, sizeof r->val, "%s", f[3]);
         }
         assert_true(*f[4] && strtod(f[4], NULL) >= 0);
+        r->elapsed = strtod(f[4], NULL);
         r->rss = *f[5] ? strtod(f[5], NULL) : -1;
         assert_true(r->rss == -1 || r->rss > 0);
         /* eval rows and every 100th batch row carry the memory figure */

@@ -5,6 +5,15 @@
 
 /* ------------------------------------------------------------------ bad files */
 
+/* s matches p, where each '?' in p stands for one character */
+static bool wildmatch_simple(const char *p, const char *s)
+{
+    for (; *p && *s; p++, s++)
+        if (*p != '?' && *p != *s)
+            return false;
+    return !*p && !*s;
+}
+
 static void expect_open_error(const char *path, const char *piece)
 {
     char err[512] = "";
@@ -46,8 +55,9 @@ static void test_bad_files(void **state)
     char err[512] = "";
     assert_null(nn_st_open("/nonexistent-dir/x.safetensors", err, sizeof err));
     assert_non_null(strstr(err, "/nonexistent-dir/x.safetensors"));
-    /* a directory */
-    expect_open_error(scratch, NULL);
+    /* a directory, and a device that never ends: each says what it is */
+    expect_open_error(scratch, "it is a directory, not a file");
+    expect_open_error("/dev/zero", "cannot read /dev/zero: it is a device, not a file");
     /* empty, 7 bytes */
     in_scratch(path, sizeof path, "short.safetensors");
     spit(path, "", 0);
@@ -102,7 +112,7 @@ typedef struct {
     const char *header;
     size_t dlen;
     const char *piece; /* the error message holds this */
-    size_t extra;      /* header bytes after its first NUL */
+    int extra;         /* header bytes after its first NUL; -1: the file is fine */
 } bad_header;
 
 static void test_corrupt_headers(void **state)
@@ -164,12 +174,36 @@ static void test_corrupt_headers(void **state)
         {"{\"a\":" T("F32", "[1]", "[8,12]") "}", 4, "outside", 0},
         {"{\"a\":" T("F32", "[1]", "[18446744073709551615,18446744073709551615]") "}", 4, "too large", 0},
         {"{\"a\":" T("F32", "[2]", "[0,4]") "}", 8, "4 data bytes for 2 elements", 0},
-        {"{\"a\":" T("F32", "[1]", "[0,8]") "}", 8, "8 data bytes for 1 elements", 0},
+        {"{\"a\":" T("F32", "[1]", "[0,8]") "}", 8, "8 data bytes for 1 element of F32", 0},
         {"{\"a\":" T("F32", "[0]", "[0,4]") "}", 4, "4 data bytes for 0 elements", 0},
         {"{\"a\":" T("F16", "[3]", "[0,4]") "}", 4, "4 data bytes for 3 elements of F16", 0},
         /* shapes whose element count overflows 64 bits: 2^30 * 2^30 * 16 = 2^64 */
         {"{\"a\":" T("F32", "[1073741824,1073741824,16]", "[0,0]") "}", 4, "elements", 0},
         {"{\"a\":" T("U8", "[65536,65536,65536,65536,2,3]", "[0,0]") "}", 4, "elements", 0},
+        /* the data must be tiled exactly: no overlap, no gap, nothing after */
+        {"{\"a\":" OK ",\"b\":" T("F32", "[1]", "[2,6]") "}", 6,
+         "tensors \"a\" [0, 4) and \"b\" [2, 6) overlap in the data", 0},
+        {"{\"a\":" OK ",\"b\":" OK "}", 4, "tensors \"a\" [0, 4) and \"b\" [0, 4) overlap", 0},
+        {"{\"b\":" T("F32", "[2]", "[0,8]") ",\"e\":" T("F32", "[0]", "[4,4]") "}", 8,
+         "tensors \"b\" [0, 8) and \"e\" [4, 4) overlap", 0},            /* empty, inside b */
+        {"{\"a\":" OK ",\"b\":" T("F32", "[1]", "[8,12]") "}", 12,
+         "a gap of 4 unused data bytes at offset 4, before tensor \"b\"", 0},
+        {"{\"a\":" T("F32", "[1]", "[4,8]") "}", 8,
+         "a gap of 4 unused data bytes at offset 0, before tensor \"a\"", 0},
+        {"{\"a\":" OK "}", 5, "1 trailing bytes after the tensor data (it ends at 4 of 5", 0},
+        {"{\"a\":" OK "}", 12, "8 trailing bytes after the tensor data", 0},
+        {"{}", 4, "4 trailing bytes after the tensor data (it ends at 0 of 4", 0},
+        {"{\"__metadata__\":{\"k\":\"v\"}}", 1, "1 trailing bytes", 0},
+        /* a checksum that is not 8 hex digits, or that the data does not have */
+        {"{\"__metadata__\":{\"crc32c\":\"\"},\"a\":" OK "}", 4, "\"crc32c\" is \"\", not 8 hex", 0},
+        {"{\"__metadata__\":{\"crc32c\":\"1234567\"},\"a\":" OK "}", 4, "not 8 hex digits", 0},
+        {"{\"__metadata__\":{\"crc32c\":\"123456789\"},\"a\":" OK "}", 4, "not 8 hex digits", 0},
+        {"{\"__metadata__\":{\"crc32c\":\"0x123456\"},\"a\":" OK "}", 4, "not 8 hex digits", 0},
+        {"{\"__metadata__\":{\"crc32c\":\"4865a1gf\"},\"a\":" OK "}", 4, "not 8 hex digits", 0},
+        {"{\"__metadata__\":{\"crc32c\":\"48674bc6\"},\"a\":" OK "}", 4,
+         "the data's CRC-32C is 48674bc7 but the header says 48674bc6: the file is corrupt", 0},
+        {"{\"__metadata__\":{\"crc32c\":\"00000000\"}}", 0, "", -1}, /* fine: no data, CRC 0 */
+        {"{\"__metadata__\":{\"crc32c\":\"48674BC7\"},\"a\":" OK "}", 4, "", -1}, /* fine */
         /* duplicate names */
         {"{\"a\":" OK ",\"a\":" OK "}", 4, "twice", 0},
         {"{\"a\":" OK ",\"b\":" OK ",\"\\u0061\":" OK "}", 4, "\"a\" appears twice", 0},
@@ -178,7 +212,7 @@ static void test_corrupt_headers(void **state)
 #undef T
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         /* the header as given, incl. an embedded NUL in one case */
-        size_t hl = strlen(cases[i].header) + cases[i].extra;
+        size_t hl = strlen(cases[i].header) + (size_t)(cases[i].extra > 0 ? cases[i].extra : 0);
         size_t n = 8 + hl + cases[i].dlen;
         unsigned char *img = malloc(n);
         for (int k = 0; k < 8; k++)
@@ -188,6 +222,12 @@ static void test_corrupt_headers(void **state)
         char err[512] = "";
         nn_st *f = nn_st_parse(img, n, err, sizeof err);
         free(img);
+        if (cases[i].extra < 0) { /* a valid file among the bad, to show the checks pass it */
+            if (!f)
+                fail_msg("case %zu (%s) was refused: %s", i, cases[i].header, err);
+            nn_st_close(f);
+            continue;
+        }
         if (f) {
             nn_st_close(f);
             fail_msg("case %zu (%s) parsed", i, cases[i].header);
@@ -281,11 +321,67 @@ static void test_random_flips(void **state)
     free(bytes);
 }
 
+/* Every single-bit change in the data of a written file is reported by the
+ * checksum, naming both values; the same file without its "crc32c" (as
+ * PyTorch writes them) still loads. */
+static void test_every_data_bit_flip(void **state)
+{
+    (void)state;
+    char full[256], err[512];
+    in_scratch(full, sizeof full, "crc.safetensors");
+    float vals[N_SPECS][24];
+    nn_st_writer *w = example_writer(vals);
+    assert_true(nn_st_write(w, full, err, sizeof err));
+    nn_st_writer_free(w);
+    size_t len;
+    unsigned char *bytes = slurp(full, &len);
+    unlink(full);
+    uint64_t hlen = 0;
+    for (int i = 0; i < 8; i++)
+        hlen |= (uint64_t)bytes[i] << (8 * i);
+    size_t data0 = 8 + (size_t)hlen;
+    assert_true(len > data0 + 100);
+    for (size_t at = data0; at < len; at++)
+        for (int bit = 0; bit < 8; bit++) {
+            bytes[at] ^= (unsigned char)(1u << bit);
+            err[0] = '\0';
+            nn_st *f = nn_st_parse(bytes, len, err, sizeof err);
+            bytes[at] ^= (unsigned char)(1u << bit);
+            if (f) {
+                nn_st_close(f);
+                fail_msg("bit %d of data byte %zu flipped: the file still parsed", bit, at - data0);
+            }
+            if (!wildmatch_simple("the data's CRC-32C is ???????? but the header says ????????: the "
+                                  "file is corrupt (changed after it was written)", err))
+                fail_msg("bit %d of data byte %zu: \"%s\"", bit, at - data0, err);
+        }
+    /* a changed checksum is reported the same way */
+    char *h = (char *)bytes + 8, *c = NULL;
+    for (size_t i = 0; i + 9 < hlen && !c; i++)
+        if (memcmp(h + i, "\"crc32c\":\"", 10) == 0)
+            c = h + i + 10;
+    assert_non_null(c);
+    char saved = c[3];
+    c[3] = c[3] == '0' ? '1' : '0';
+    assert_null(nn_st_parse(bytes, len, err, sizeof err));
+    assert_non_null(strstr(err, "CRC-32C"));
+    c[3] = saved;
+    /* without the key the checksum is not asked for: "crc32c" renamed "crc32x" */
+    c[-4] = 'x';
+    nn_st *f = nn_st_parse(bytes, len, err, sizeof err);
+    if (!f)
+        fail_msg("%s", err);
+    check_example(f);
+    nn_st_close(f);
+    free(bytes);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_corrupt_headers),
+        cmocka_unit_test(test_every_data_bit_flip),
         cmocka_unit_test(test_random_flips),
     };
     return cmocka_run_group_tests(tests, setup_scratch, teardown_scratch);

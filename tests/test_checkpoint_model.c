@@ -242,6 +242,67 @@ static void test_checkpoint_mismatches(void **state)
     unlink(path);
 }
 
+/* A value that is not finite, in the weights or the optimizer state, is
+ * refused naming the tensor, the element (flat and as an index) and the
+ * value; nothing is copied. nn_st_read itself returns such values as they are. */
+static void test_non_finite_refused(void **state)
+{
+    (void)state;
+    char path[256], err[256];
+    in_scratch(path, sizeof path, "nonfinite.safetensors");
+    const uint32_t bits[] = {0x7fc00000u, 0xffc00001u, 0x7f800000u, 0xff800000u};
+    const char *names[] = {"nan", "nan", "inf", "-inf"};
+    for (int where = 0; where < 2; where++)
+        for (int k = 0; k < 4; k++) {
+            model a, b;
+            model_init(&a, 8, 1);
+            model_init(&b, 8, 2);
+            ag_tensor *t = a.p.items[3]; /* blocks.0.sa.heads.1.key.weight, (4, 8) */
+            float *target = where == 0 ? t->data : a.opt.v[3];
+            target[13] = from_bits(bits[k]); /* row 1, column 5 */
+            a.opt.step = 3;
+            save(path, &a.p, &a.opt);
+            nn_st *f = open_ok(path);
+            char want[256];
+            snprintf(want, sizeof want, "tensor \"%s%s\": element 13 (index [1, 5]) is %s, not a "
+                     "finite number", where ? "optimizer.exp_avg_sq." : "", t->name, names[k]);
+            err[0] = '\0';
+            bool ok = where == 0 ? nn_load_params(f, &b.p, err, sizeof err)
+                                 : nn_load_adamw(f, &b.opt, err, sizeof err);
+            assert_false(ok);
+            assert_string_equal(err, want);
+            /* nothing copied */
+            model c;
+            model_init(&c, 8, 2);
+            assert_same_state(&b, &c);
+            model_free(&c);
+            /* the format itself carries any float */
+            float back[32];
+            assert_true(nn_st_read(f, where ? "optimizer.exp_avg_sq.blocks.0.sa.heads.1.key.weight"
+                                           : t->name, back, AG_SHAPE(4, 8), err, sizeof err));
+            assert_int_equal(memcmp(&back[13], &bits[k], 4), 0);
+            nn_st_close(f);
+            model_free(&a);
+            model_free(&b);
+        }
+    /* a 0-dim and a 3-dim index */
+    float s = from_bits(0x7f800000u), cube[24] = {0};
+    cube[23] = from_bits(0x7fc00000u);
+    nn_st_writer *w = nn_st_writer_new();
+    nn_st_add(w, "s", &s, 0, NULL);
+    nn_st_add(w, "c", cube, AG_SHAPE(2, 3, 4));
+    assert_true(nn_st_write(w, path, err, sizeof err));
+    nn_st_writer_free(w);
+    nn_st *f = open_ok(path);
+    assert_false(nn_st_finite(f, "s", err, sizeof err));
+    assert_string_equal(err, "tensor \"s\": element 0 (index []) is inf, not a finite number");
+    assert_false(nn_st_finite(f, "c", err, sizeof err));
+    assert_string_equal(err, "tensor \"c\": element 23 (index [1, 2, 3]) is nan, not a finite number");
+    cube[23] = 0;
+    nn_st_close(f);
+    unlink(path);
+}
+
 /* ------------------------------------------------------------------ atomic writes */
 
 /* the checkpoint at path still holds "v" = {value} */
@@ -292,18 +353,40 @@ static void test_atomic_write(void **state)
     snprintf(nodir, sizeof nodir, "%s/no/such/dir/ckpt.safetensors", dir);
     assert_false(write_v(nodir, 2.0f, 0, err, sizeof err));
     assert_non_null(strstr(err, "no/such/dir/ckpt.safetensors"));
-    assert_int_equal(count_suffix(dir, ".tmp"), 0);
+    assert_int_equal(count_containing(dir, ".tmp"), 0);
 
-    /* path + ".tmp" cannot be created (it is a directory): the call fails,
-     * the previous checkpoint stands, and the directory is not touched */
+    /* something at the old fixed name path + ".tmp" (a directory; a symlink
+     * below) is not the writer's: it writes a file of its own name beside it
+     * and leaves that alone */
     assert_int_equal(mkdir(tmp, 0700), 0);
-    assert_false(write_v(path, 3.0f, 0, err, sizeof err));
-    assert_non_null(strstr(err, tmp));
-    assert_intact(path, 1.0f);
+    assert_true(write_v(path, 3.0f, 0, err, sizeof err));
+    assert_intact(path, 3.0f);
     struct stat st;
     assert_int_equal(stat(tmp, &st), 0);
     assert_true(S_ISDIR(st.st_mode));
     assert_int_equal(rmdir(tmp), 0);
+    assert_true(write_v(path, 1.0f, 0, err, sizeof err));
+
+    /* a symlink planted at path + ".tmp" is never followed: its target keeps
+     * its bytes and the link stays */
+    char target[320];
+    snprintf(target, sizeof target, "%s/victim", dir);
+    spit(target, "precious", 8);
+    assert_int_equal(symlink(target, tmp), 0);
+    assert_true(write_v(path, 8.0f, 0, err, sizeof err));
+    assert_intact(path, 8.0f);
+    assert_int_equal(lstat(tmp, &st), 0);
+    assert_true(S_ISLNK(st.st_mode));
+    assert_int_equal(stat(target, &st), 0);
+    assert_int_equal(st.st_size, 8);
+    size_t vlen = 0;
+    unsigned char *vbytes = slurp(target, &vlen);
+    assert_memory_equal(vbytes, "precious", 8);
+    free(vbytes);
+    assert_int_equal(unlink(tmp), 0);
+    assert_int_equal(unlink(target), 0);
+    assert_int_equal(count_containing(dir, ".tmp"), 0);
+    assert_true(write_v(path, 1.0f, 0, err, sizeof err));
 
     /* the rename fails (path is a non-empty directory): the .tmp goes away */
     char isdir[320], inner[340], isdir_tmp[330];
@@ -316,7 +399,7 @@ static void test_atomic_write(void **state)
     assert_non_null(strstr(err, isdir));
     assert_false(exists(isdir_tmp));
     assert_true(exists(inner));
-    assert_int_equal(count_suffix(dir, ".tmp"), 0);
+    assert_int_equal(count_containing(dir, ".tmp"), 0);
 
     /* a full disk, simulated with a file size limit: the data does not fit,
      * the write fails part way, and the partial .tmp is removed */
@@ -357,7 +440,8 @@ static void test_atomic_write(void **state)
 
     /* a good write after all that replaces the checkpoint with a new file
      * (renamed over it: a new inode, not the old one rewritten in place),
-     * also when a stale .tmp from a crashed run is in the way */
+     * also when a file is at the old fixed name path + ".tmp": not the
+     * writer's, so left as it is */
     spit(tmp, "stale", 5);
     struct stat before, after;
     assert_int_equal(stat(path, &before), 0);
@@ -365,8 +449,13 @@ static void test_atomic_write(void **state)
     assert_int_equal(stat(path, &after), 0);
     assert_true(before.st_ino != after.st_ino);
     assert_intact(path, 8.0f);
-    assert_false(exists(tmp));
-    assert_int_equal(count_suffix(dir, ".tmp"), 0);
+    size_t slen = 0;
+    unsigned char *stale = slurp(tmp, &slen);
+    assert_int_equal(slen, 5);
+    assert_memory_equal(stale, "stale", 5);
+    free(stale);
+    assert_int_equal(unlink(tmp), 0);
+    assert_int_equal(count_containing(dir, ".tmp"), 0);
     rm_rf(dir);
 }
 
@@ -375,6 +464,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_checkpoint_roundtrip),
         cmocka_unit_test(test_checkpoint_mismatches),
+        cmocka_unit_test(test_non_finite_refused),
         cmocka_unit_test(test_atomic_write),
     };
     return cmocka_run_group_tests(tests, setup_scratch, teardown_scratch);

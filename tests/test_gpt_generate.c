@@ -213,6 +213,57 @@ static void test_sampled_text_is_unchanged(void **state)
     gpt_free(&m);
 }
 
+/* --temperature 0 is greedy: the most likely character every time, which
+ * is what top-k 1 draws, whatever the seed, through the cache or not. */
+static void test_temperature_zero_is_greedy(void **state)
+{
+    (void)state;
+    gpt_model m;
+    gpt_vocab v;
+    load_tiny(&m, &v);
+    const gen_case top1 = {"top-1", "b", 30, 1.0f, 1, 7, false};
+    char *want = sample(&m, &v, &top1);
+    const gen_case zero[] = {
+        {"t0", "b", 30, 0.0f, 0, 7, false},
+        {"t0-seed", "b", 30, 0.0f, 0, 12345, false},
+        {"t0-recompute", "b", 30, 0.0f, 0, 8, true},
+        {"t0-top-k", "b", 30, 0.0f, 5, 9, false}, /* top-k changes nothing then */
+    };
+    for (size_t i = 0; i < sizeof zero / sizeof *zero; i++) {
+        char *got = sample(&m, &v, &zero[i]);
+        if (strcmp(got, want) != 0)
+            fail_msg("%s: \"%s\", top-k 1 gives \"%s\"", zero[i].name, got, want);
+        free(got);
+    }
+    /* and it is the argmax of the logits: the first character after "b" */
+    ag_ctx *c = ag_ctx_new();
+    ag_set_grad_enabled(c, false);
+    int32_t b = (int32_t)vocab_find(&v, 'b');
+    ag_tensor *lg = gpt_forward(c, &m, ag_index_new(c, &b, AG_SHAPE(1, 1)), NULL, false, NULL);
+    int64_t best = 0;
+    for (int64_t i = 1; i < v.size; i++)
+        if (lg->data[i] > lg->data[best])
+            best = i;
+    char first[4];
+    int nb = nn_utf8_encode(v.chars[best], first);
+    assert_memory_equal(want, first, (size_t)nb);
+    ag_ctx_free(c);
+    free(want);
+
+    /* logits that are not finite stop the text (the caller reports it): none drawn */
+    nn_params_find(&m.params, "lm_head.bias")->data[2] = INFINITY;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    gpt_sample_opts o = {.max_new_tokens = 10, .temperature = 1.0f, .rng = ag_rng_new(1)};
+    assert_int_equal(gpt_generate(&m, &v, &b, 1, &o, out), 0);
+    fclose(out);
+    assert_int_equal(len, 0);
+    free(text);
+    vocab_free(&v);
+    gpt_free(&m);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1)
@@ -222,6 +273,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gpt_cached_and_last_match_full),
         cmocka_unit_test(test_sampled_text_is_unchanged),
+        cmocka_unit_test(test_temperature_zero_is_greedy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -335,6 +335,52 @@ static void test_kv_cache_matches_recompute(void **state)
     }
 }
 
+/* `gpt sample` on a PyTorch state_dict (tests/fixtures/torch_gpt.safetensors,
+ * no metadata): greedy, it continues the prompt exactly as PyTorch did
+ * (recorded by tools/export_gpt.py in torch_gpt_expected.safetensors), with
+ * the vocabulary from the training text or from the vocabulary file; and
+ * --temperature 0 is --top-k 1 whatever the seed. */
+static void test_sample_torch_state_dict(void **state)
+{
+    (void)state;
+    char path[700], err[512];
+    snprintf(path, sizeof path, "%s/torch_gpt_expected.safetensors", fixtures);
+    nn_st *f = nn_st_open(path, err, sizeof err);
+    if (!f)
+        fail_msg("%s", err);
+    const char *prompt = nn_st_meta(f, "prompt"), *greedy = nn_st_meta(f, "greedy");
+    assert_non_null(prompt);
+    assert_non_null(greedy);
+    char want[256];
+    snprintf(want, sizeof want, "%s%s\n", prompt, greedy);
+    int64_t n = utf8_count(greedy, strlen(greedy));
+    char tokens[16];
+    snprintf(tokens, sizeof tokens, "%lld", (long long)n);
+    char ckpt[700], vocab[700], text[700];
+    snprintf(ckpt, sizeof ckpt, "%s/torch_gpt.safetensors", fixtures);
+    snprintf(vocab, sizeof vocab, "%s/torch_gpt.vocab", fixtures);
+    snprintf(text, sizeof text, "%s/torch_gpt.txt", fixtures);
+    const char *how[][4] = {
+        {"--vocab", vocab, "--temperature", "0"},
+        {"--data", text, "--temperature", "0"},
+        {"--vocab", vocab, "--top-k", "1"},
+    };
+    const char *seeds[] = {"1", "99", "5"};
+    for (int i = 0; i < 3; i++) {
+        argl a = {0};
+        push(&a, "sample", "--checkpoint", ckpt, how[i][0], how[i][1], how[i][2], how[i][3],
+             "--seed", seeds[i], "--prompt", prompt, "--tokens", tokens, "--threads", "1", NULL);
+        proc p;
+        run_ok(&p, &a);
+        if (strcmp(OUT(&p), want) != 0)
+            fail_msg("%s %s %s %s: \"%s\", PyTorch's greedy text is \"%s\"", how[i][0], how[i][1],
+                     how[i][2], how[i][3], OUT(&p), want);
+        assert_string_equal(ERR(&p), "");
+        proc_free(&p);
+    }
+    nn_st_close(f);
+}
+
 int main(int argc, char **argv)
 {
     if (!gpt_args(argc, argv))
@@ -344,6 +390,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_sample),
         cmocka_unit_test(test_utf8),
         cmocka_unit_test(test_kv_cache_matches_recompute),
+        cmocka_unit_test(test_sample_torch_state_dict),
     };
     return cmocka_run_group_tests_name("gpt_sample", tests, gpt_setup, gpt_teardown);
 }

@@ -7,14 +7,21 @@
  * every case, the broadcast inputs' grads (sums over the broadcast batches)
  * checked directly, and grads accumulating across backward calls.
  *
- * Kernels: ag_gemm_builtin, ag_gemm_serial and ag_gemm (BLAS when the build
- * has it) against ag_gemm_naive over all four transpose combinations, sizes
- * of 1, primes, sizes around the 6x16 micro-tile and the 72/256 blocks,
- * alpha != 1, beta 0 (over NaN garbage), 1 and 0.5, and submatrices whose
- * leading dimensions exceed their widths (the padding must be neither read
- * nor written). */
+ * Kernels: every path to a product (ag_gemm_builtin, ag_gemm_serial and
+ * ag_gemm as the process runs them; the BLAS and the built-in forced through
+ * ag_set_matmul_backend; each ISA kernel the CPU runs, avx512, avx2 and
+ * generic, on one thread and on three, the best also on four, so that the
+ * threads' rectangles split rows, columns and both) against ag_gemm_naive over all four
+ * transpose combinations, sizes of 1, primes, sizes either side of each
+ * kernel's register tile (14 x 32, 6 x 16), of the 384-deep blocks and of
+ * the column blocks, the small products read in place, alpha != 1, beta 0
+ * (over NaN garbage), 1 and 0.5, and submatrices whose leading dimensions
+ * exceed their widths (the padding must be neither read nor written). Every
+ * shape tools/bench_matmul times: the BLAS and each kernel agree element by
+ * element and with sampled double-precision dot products. Backend names. */
 #include "test_util.h"
 
+#include "gemm_kernel.h"
 #include "internal.h"
 
 #include <stdlib.h>
@@ -493,14 +500,77 @@ typedef struct {
     int64_t pad; /* leading dims exceed the stored widths by this */
 } gemm_case;
 
-static const struct {
-    const char *name;
-    gemm_fn fn;
-} kernels[] = {
-    {"ag_gemm_builtin", ag_gemm_builtin},
-    {"ag_gemm_serial", ag_gemm_serial},
-    {"ag_gemm", ag_gemm},
-};
+/* Every way to a product: the entry points as the process runs them, the
+ * BLAS and the built-in forced through ag_set_matmul_backend, and each ISA's
+ * kernel this CPU runs (avx2 and generic on an AVX-512 machine too) on one
+ * thread and on three, split even when tiny. Filled by kernels_init. */
+typedef struct {
+    char name[48];
+    gemm_fn fn;                 /* an entry point, or NULL: */
+    const char *backend;        /*   fn under this forced backend (NULL: as is) */
+    const ag_gemm_kernel *k;    /* the kernel on `threads` threads, when fn is NULL */
+    int threads;
+} gemm_path;
+
+static gemm_path kernels[16];
+static size_t nkernels;
+
+static void add_path(gemm_path p)
+{
+    assert_true(nkernels < sizeof kernels / sizeof *kernels);
+    kernels[nkernels++] = p;
+}
+
+static void kernels_init(void)
+{
+    if (nkernels)
+        return;
+    add_path((gemm_path){"ag_gemm_builtin", ag_gemm_builtin, NULL, NULL, 0});
+    add_path((gemm_path){"ag_gemm_serial", ag_gemm_serial, NULL, NULL, 0});
+    add_path((gemm_path){"ag_gemm", ag_gemm, NULL, NULL, 0});
+    if (ag_set_matmul_backend("blas")) {
+        add_path((gemm_path){"ag_gemm (blas forced)", ag_gemm, "blas", NULL, 0});
+        add_path((gemm_path){"ag_gemm_serial (blas forced)", ag_gemm_serial, "blas", NULL, 0});
+    }
+    add_path((gemm_path){"ag_gemm (builtin forced)", ag_gemm, "builtin", NULL, 0});
+    assert_true(ag_set_matmul_backend("auto"));
+    const char *isas[] = {"avx512", "avx2", "generic"};
+    for (size_t i = 0; i < sizeof isas / sizeof *isas; i++) {
+        const ag_gemm_kernel *k = ag_gemm_kernel_named(isas[i]);
+        if (!k)
+            continue;
+        gemm_path p = {"", NULL, NULL, k, 1};
+        snprintf(p.name, sizeof p.name, "builtin:%s, 1 thread", isas[i]);
+        add_path(p);
+        p.threads = 3;
+        snprintf(p.name, sizeof p.name, "builtin:%s, 3 threads", isas[i]);
+        add_path(p);
+        if (k == ag_gemm_kernel_best()) { /* 2 x 2 rectangles where both dims have two panels */
+            p.threads = 4;
+            snprintf(p.name, sizeof p.name, "builtin:%s, 4 threads", isas[i]);
+            add_path(p);
+        }
+    }
+}
+
+static void run_path(const gemm_path *p, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+                     float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
+                     float beta, float *C, int64_t ldc)
+{
+    if (p->fn) {
+        char was[64];
+        snprintf(was, sizeof was, "%s", ag_matmul_backend());
+        if (p->backend)
+            assert_true(ag_set_matmul_backend(p->backend));
+        p->fn(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        assert_true(ag_set_matmul_backend(was));
+        return;
+    }
+    int64_t par_min = ag_gemm_par_min;
+    ag_gemm_par_min = 0;
+    ag_gemm_blocked(p->k, p->threads, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    ag_gemm_par_min = par_min;
+}
 
 #define PAD_SENTINEL 12345.0f
 
@@ -544,9 +614,11 @@ static void check_gemm(gemm_case g)
     memcpy(want, C0, bytes);
     ag_gemm_naive(g.ta, g.tb, g.M, g.N, g.K, g.alpha, A, lda, B, ldb, g.beta, want, ldc);
 
-    for (size_t k = 0; k < sizeof kernels / sizeof *kernels; k++) {
+    kernels_init();
+    for (size_t k = 0; k < nkernels; k++) {
         memcpy(got, C0, bytes);
-        kernels[k].fn(g.ta, g.tb, g.M, g.N, g.K, g.alpha, A, lda, B, ldb, g.beta, got, ldc);
+        run_path(&kernels[k], g.ta, g.tb, g.M, g.N, g.K, g.alpha, A, lda, B, ldb, g.beta, got,
+                 ldc);
         for (int64_t i = 0; i < g.M; i++)
             for (int64_t j = 0; j < ldc; j++) {
                 float w = want[i * ldc + j], v = got[i * ldc + j];
@@ -661,6 +733,204 @@ static void test_gemm_submatrix_leading_dims(void **state)
     check_gemm((gemm_case){true, true, 100, 300, 260, 1.0f, 1.0f, 7});
 }
 
+/* Edge sizes against every kernel: 1, primes, odd, and one either side of
+ * each kernel's register tile (AVX-512 14 x 32, AVX2 and generic 6 x 16),
+ * all four transposes, with alpha, beta and padded leading dims rotating. */
+static void test_gemm_edge_sizes_every_kernel(void **state)
+{
+    (void)state;
+    const int64_t ms[] = {1, 2, 5, 6, 7, 13, 14, 15, 29, 43};
+    const int64_t ns[] = {1, 3, 15, 16, 17, 31, 32, 33, 67};
+    const int64_t ks[] = {1, 7, 97};
+    const float alphas[] = {1.0f, -0.5f, 2.0f}, betas[] = {0.0f, 1.0f, 0.5f, 0.0f};
+    int i = 0;
+    for (size_t a = 0; a < sizeof ms / sizeof *ms; a++)
+        for (size_t b = 0; b < sizeof ns / sizeof *ns; b++)
+            for (size_t c = 0; c < sizeof ks / sizeof *ks; c++, i++)
+                check_gemm((gemm_case){i & 1, (i >> 1) & 1, ms[a], ns[b], ks[c], alphas[i % 3],
+                                       betas[i % 4], i % 5 == 0 ? 0 : i % 3 + 1});
+}
+
+/* The depth blocks (384 deep, in equal parts: 385 is two of 193 and 192),
+ * and more columns than one packed B block holds on common L2 sizes. */
+static void test_gemm_depth_and_column_blocks(void **state)
+{
+    (void)state;
+    check_gemm_all_transposes(17, 45, 383, 1.0f, 0.0f, 0);
+    check_gemm_all_transposes(17, 45, 385, 1.0f, 0.5f, 1);
+    check_gemm_all_transposes(15, 33, 769, -1.0f, 1.0f, 0);
+    check_gemm_all_transposes(29, 1100, 70, 1.0f, 0.0f, 2);
+    check_gemm((gemm_case){false, true, 31, 4100, 40, 1.0f, 0.5f, 0});
+    check_gemm((gemm_case){true, false, 30, 2050, 400, 0.5f, 0.0f, 3});
+}
+
+/* Small products read A and B where they are stored, without packing
+ * (whole 32- or 16-column panels, few row panels): strided rows of A and B
+ * (the padding is NaN), ragged row panels. */
+static void test_gemm_unpacked_small_products(void **state)
+{
+    (void)state;
+    check_gemm_all_transposes(64, 32, 64, 1.0f, 0.0f, 0);
+    check_gemm_all_transposes(64, 32, 64, 1.0f, 1.0f, 5);
+    check_gemm_all_transposes(50, 64, 256, 0.5f, 0.5f, 3);
+    check_gemm_all_transposes(9, 16, 33, 1.0f, 0.0f, 17);
+    check_gemm_all_transposes(112, 48, 20, 1.0f, 0.0f, 1);
+}
+
+/* sum over k of op(A)[i, k] op(B)[k, j] in double */
+static double dot_ref(bool ta, bool tb, int64_t i, int64_t j, int64_t K, const float *A,
+                      int64_t lda, const float *B, int64_t ldb)
+{
+    double s = 0;
+    for (int64_t k = 0; k < K; k++)
+        s += (double)(ta ? A[k * lda + i] : A[i * lda + k]) *
+             (double)(tb ? B[j * ldb + k] : B[k * ldb + j]);
+    return s;
+}
+
+/* Every shape tools/bench_matmul times, on every kernel: the BLAS (when
+ * built with it) and each built-in agree element by element, and 1000
+ * sampled elements of each agree with a double-precision dot product. The
+ * big ones take the best kernel only in an unoptimized build. */
+static void test_gemm_bench_shapes(void **state)
+{
+    (void)state;
+    const struct {
+        bool ta, tb;
+        int64_t M, N, K;
+    } shapes[] = {
+        {false, true, 16384, 1536, 384}, {false, false, 16384, 384, 1536},
+        {true, false, 1536, 384, 16384}, {false, true, 16384, 1152, 384},
+        {false, true, 256, 256, 64},     {false, false, 256, 64, 256},
+        {false, true, 64, 256, 64},      {false, false, 64, 64, 256},
+        {true, false, 64, 64, 256},      {false, true, 64, 64, 32},
+        {false, false, 64, 32, 64},      {true, false, 64, 32, 64},
+        {false, true, 2048, 512, 128},   {false, false, 2048, 128, 512},
+        {true, false, 512, 128, 2048},   {false, true, 512, 256, 64},
+        {true, false, 256, 64, 512},     {false, true, 256, 128, 32},
+    };
+    kernels_init();
+    ag_rng r = ag_rng_new(7);
+    for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+        bool ta = shapes[si].ta, tb = shapes[si].tb;
+        int64_t M = shapes[si].M, N = shapes[si].N, K = shapes[si].K;
+        int64_t lda = ta ? M : K, ldb = tb ? K : N;
+        float *A = matrix(&r, ta ? K : M, lda, lda, 0), *B = matrix(&r, tb ? N : K, ldb, ldb, 0);
+        float *C = malloc((size_t)(M * N) * sizeof *C), *first = malloc((size_t)(M * N) * sizeof *C);
+        bool big = M * N * K > 100000000;
+        const char *first_name = NULL;
+        for (size_t k = 0; k < nkernels; k++) {
+            const gemm_path *p = &kernels[k];
+            /* the forced backends and each ISA's kernel at 3 threads */
+            if (p->fn ? !p->backend : p->threads != 3)
+                continue;
+#ifndef __OPTIMIZE__
+            if (big && !(p->fn && (!strcmp(p->backend, "blas") || !strcmp(p->backend, "builtin"))))
+                continue;
+#endif
+            for (int64_t i = 0; i < M * N; i++)
+                C[i] = NAN;
+            run_path(p, ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, N);
+            float tol = 2e-6f * (float)(K + 1);
+            ag_rng pick = ag_rng_new(si);
+            for (int s = 0; s < 1000; s++) {
+                int64_t i = (int64_t)(ag_rng_uniform(&pick) * (float)M) % M;
+                int64_t j = (int64_t)(ag_rng_uniform(&pick) * (float)N) % N;
+                double w = dot_ref(ta, tb, i, j, K, A, lda, B, ldb);
+                if (!(fabs(C[i * N + j] - w) <= tol * (1.0 + fabs(w))))
+                    fail_msg("%s, %lld x %lld x %lld ta=%d tb=%d: C[%lld, %lld] = %.8g, want %.8g",
+                             p->name, (long long)M, (long long)N, (long long)K, ta, tb,
+                             (long long)i, (long long)j, (double)C[i * N + j], w);
+            }
+            if (!first_name) {
+                memcpy(first, C, (size_t)(M * N) * sizeof *C);
+                first_name = p->name;
+                continue;
+            }
+            for (int64_t i = 0; i < M * N; i++)
+                if (!(fabsf(C[i] - first[i]) <= 2 * tol * (1.0f + fabsf(first[i]))))
+                    fail_msg("%s and %s differ, %lld x %lld x %lld ta=%d tb=%d: C[%lld] = %.8g "
+                             "and %.8g", p->name, first_name, (long long)M, (long long)N,
+                             (long long)K, ta, tb, (long long)i, (double)C[i], (double)first[i]);
+        }
+        (void)big;
+        free(A);
+        free(B);
+        free(C);
+        free(first);
+    }
+}
+
+/* ag_set_matmul_backend: names it takes and refuses, ag_matmul_backend's
+ * answers, and that a refused name changes nothing. */
+static void test_matmul_backend_names(void **state)
+{
+    (void)state;
+    char was[64];
+    snprintf(was, sizeof was, "%s", ag_matmul_backend());
+    assert_true(strncmp(was, "openblas:", 9) == 0 || strcmp(was, "cblas") == 0 ||
+                strncmp(was, "builtin:", 8) == 0);
+
+    assert_true(ag_set_matmul_backend("builtin"));
+    char want[64];
+    snprintf(want, sizeof want, "builtin:%s", ag_gemm_kernel_best()->name);
+    assert_string_equal(ag_matmul_backend(), want);
+    assert_true(ag_set_matmul_backend("builtin:generic"));
+    assert_string_equal(ag_matmul_backend(), "builtin:generic");
+    if (ag_gemm_kernel_named("avx2")) {
+        assert_true(ag_set_matmul_backend("builtin:avx2"));
+        assert_string_equal(ag_matmul_backend(), "builtin:avx2");
+    } else {
+        assert_false(ag_set_matmul_backend("builtin:avx2"));
+    }
+    assert_int_equal(ag_set_matmul_backend("builtin:avx512"), ag_gemm_kernel_named("avx512") != NULL);
+
+    /* refused: nothing changes */
+    snprintf(want, sizeof want, "%s", ag_matmul_backend());
+    assert_false(ag_set_matmul_backend("builtin:sse9"));
+    assert_false(ag_set_matmul_backend("mkl"));
+    assert_false(ag_set_matmul_backend(""));
+    assert_false(ag_set_matmul_backend(NULL));
+    assert_string_equal(ag_matmul_backend(), want);
+
+    /* a build with a BLAS takes "blas", and names it */
+    if (ag_set_matmul_backend("blas"))
+        assert_true(strncmp(ag_matmul_backend(), "openblas:", 9) == 0 ||
+                    strcmp(ag_matmul_backend(), "cblas") == 0);
+    else
+        assert_string_equal(ag_matmul_backend(), want);
+    /* what it said before is a name it takes back */
+    assert_true(ag_set_matmul_backend(was));
+    assert_string_equal(ag_matmul_backend(), was);
+    assert_true(ag_set_matmul_backend("auto"));
+    assert_string_equal(ag_matmul_backend(), was);
+}
+
+/* The matmul op gives the same values on every backend (a product big
+ * enough to run threaded). */
+static void test_matmul_op_same_on_every_backend(void **state)
+{
+    (void)state;
+    const char *names[] = {"blas", "builtin:avx512", "builtin:avx2", "builtin:generic"};
+    ag_tensor *a = ag_rand(NULL, TEST_RNG(3), -1.0f, 1.0f, SHP(3, 70, 130));
+    ag_tensor *b = ag_rand(NULL, TEST_RNG(4), -1.0f, 1.0f, SHP(130, 90));
+    ag_ctx *c = ag_ctx_new();
+    char was[64];
+    snprintf(was, sizeof was, "%s", ag_matmul_backend());
+    assert_true(ag_set_matmul_backend("builtin"));
+    ag_tensor *want = ag_matmul(c, a, b);
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        if (!ag_set_matmul_backend(names[i]))
+            continue;
+        ag_tensor *got = ag_matmul(c, a, b);
+        assert_close(got->data, want->data, want->numel, 1e-5);
+    }
+    assert_true(ag_set_matmul_backend(was));
+    ag_ctx_free(c);
+    ag_tensor *all[2] = {a, b};
+    free_all(all, 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -689,6 +959,12 @@ int main(void)
         cmocka_unit_test(test_gemm_beta_one_and_half_accumulate),
         cmocka_unit_test(test_gemm_alpha_scales),
         cmocka_unit_test(test_gemm_submatrix_leading_dims),
+        cmocka_unit_test(test_gemm_edge_sizes_every_kernel),
+        cmocka_unit_test(test_gemm_depth_and_column_blocks),
+        cmocka_unit_test(test_gemm_unpacked_small_products),
+        cmocka_unit_test(test_gemm_bench_shapes),
+        cmocka_unit_test(test_matmul_backend_names),
+        cmocka_unit_test(test_matmul_op_same_on_every_backend),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

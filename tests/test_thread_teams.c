@@ -79,8 +79,14 @@ static void test_team_within_cpus_and_parts(void **state)
     assert_int_equal(ag_team(cpus + 6), cpus);
     assert_int_equal(ag_threads_in_use(), cpus);
     assert_int_equal(ag_team(1), 1);
-    /* one team size for every region: libgomp would recreate threads */
-    assert_int_equal(ag_team(2), cpus >= 2 ? cpus : 1);
+    /* one team size for every region (libgomp would recreate threads), for
+     * loops of at least half a team of parts */
+    if (cpus >= 2) {
+        assert_int_equal(ag_team((cpus + 1) / 2 > 2 ? (cpus + 1) / 2 : 2), cpus);
+        assert_int_equal(ag_team(cpus), cpus);
+    }
+    if (cpus >= 6)
+        assert_int_equal(ag_team(2), 1);
     /* inside a parallel region: one thread, no nested team */
     int inner[2] = {-1, -1};
 #pragma omp parallel num_threads(2)

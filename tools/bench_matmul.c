@@ -1,91 +1,188 @@
-/* bench_matmul.c - matmul throughput of this build's kernels against a
- * direct cblas_sgemm call (when the build has a BLAS) on the GPT's shapes:
- * forward (A @ W^T) and both backward products, plus attention's batched
- * shapes. Prints GFLOP/s and the ratio to cblas for each.
- *   build/tools/bench_matmul [threads] */
+/* bench_matmul.c - the built-in GEMM against OpenBLAS (a direct cblas_sgemm
+ * call, when the build has it) on the GPT's shapes: forward (x @ W^T), both
+ * backward products, attention's batched shapes, and the small presets'.
+ * The two run alternately, call by call, so drift in the machine's speed
+ * hits both alike; each figure is the median of its calls.
+ *
+ *   build/tools/bench_matmul [threads] [--kernel avx512|avx2|generic] [--clock cpu|wall]
+ *
+ * Per shape: GFLOP/s of builtin and openblas, builtin/openblas, and builtin's
+ * share of the FMA peak (fma_peak_run.c) at the same thread count. The clock
+ * is the process's CPU time at 1 thread (steady on a busy machine) and wall
+ * time otherwise, unless --clock says; CPU time at T threads counts as that
+ * time over T (run it with OMP_WAIT_POLICY=PASSIVE, or waiting threads' spins
+ * count as work). */
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
+#include "fma_peak.h"
+#include "gemm_kernel.h"
 #include "internal.h"
 
 #ifdef AG_HAVE_CBLAS
 #include <cblas.h>
 #endif
 
-typedef void (*gemm_fn)(bool, bool, int64_t, int64_t, int64_t, float, const float *, int64_t,
-                        const float *, int64_t, float, float *, int64_t);
+typedef struct {
+    const char *what;
+    bool ta, tb;
+    int64_t M, N, K;
+} shape;
+
+static const shape shapes[] = {
+    {"lecture ffwd x @ W^T    ", false, true, 16384, 1536, 384},
+    {"lecture ffwd dX = g @ W ", false, false, 16384, 384, 1536},
+    {"lecture ffwd dW = g^T x ", true, false, 1536, 384, 16384},
+    {"lecture qkv  x @ W^T    ", false, true, 16384, 1152, 384},
+    {"attn    q @ k^T         ", false, true, 256, 256, 64},
+    {"attn    att @ v         ", false, false, 256, 64, 256},
+    /* one head's products as ops_attention.c issues them (64-row blocks) */
+    {"lecture head q @ k^T    ", false, true, 64, 256, 64},
+    {"lecture head att @ v    ", false, false, 64, 64, 256},
+    {"lecture head dk = dS^T q", true, false, 64, 64, 256},
+    {"medium  head q @ k^T    ", false, true, 64, 64, 32},
+    {"medium  head att @ v    ", false, false, 64, 32, 64},
+    {"medium  head dk = dS^T q", true, false, 64, 32, 64},
+    {"medium  x @ W^T         ", false, true, 2048, 512, 128},
+    {"medium  dX = g @ W      ", false, false, 2048, 128, 512},
+    {"medium  dW = g^T x      ", true, false, 512, 128, 2048},
+    {"small   x @ W^T         ", false, true, 512, 256, 64},
+    {"small   dW = g^T x      ", true, false, 256, 64, 512},
+    {"tiny    x @ W^T         ", false, true, 256, 128, 32},
+};
+
+static bool cpu_clock;
+static const ag_gemm_kernel *kernel;
+static int nthreads = 1;
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(cpu_clock ? CLOCK_PROCESS_CPUTIME_ID : CLOCK_MONOTONIC, &ts);
+    double t = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    return cpu_clock ? t / nthreads : t;
+}
+
+static void run_builtin(const shape *s, const float *A, const float *B, float *C)
+{
+    ag_gemm_blocked(kernel, nthreads, s->ta, s->tb, s->M, s->N, s->K, 1.0f, A,
+                    s->ta ? s->M : s->K, B, s->tb ? s->K : s->N, 0.0f, C, s->N);
+}
 
 #ifdef AG_HAVE_CBLAS
-static void direct_cblas(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
-                         const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
-                         float *C, int64_t ldc)
+static void run_blas(const shape *s, const float *A, const float *B, float *C)
 {
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                (int)M, (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+    cblas_sgemm(CblasRowMajor, s->ta ? CblasTrans : CblasNoTrans,
+                s->tb ? CblasTrans : CblasNoTrans, (int)s->M, (int)s->N, (int)s->K, 1.0f, A,
+                (int)(s->ta ? s->M : s->K), B, (int)(s->tb ? s->K : s->N), 0.0f, C, (int)s->N);
 }
 #endif
 
-/* median GFLOP/s of reps calls */
-static double time_gemm(gemm_fn f, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float *A,
-                        float *B, float *C, int reps)
+static int cmp_double(const void *a, const void *b)
 {
-    double ts[64];
-    for (int r = 0; r < reps; r++) {
-        double t0 = omp_get_wtime();
-        f(ta, tb, M, N, K, 1.0f, A, ta ? M : K, B, tb ? K : N, 0.0f, C, N);
-        ts[r] = omp_get_wtime() - t0;
-    }
-    for (int i = 1; i < reps; i++) /* insertion sort, reps is small */
-        for (int j = i; j > 0 && ts[j] < ts[j - 1]; j--) {
-            double t = ts[j];
-            ts[j] = ts[j - 1];
-            ts[j - 1] = t;
-        }
-    return 2.0 * (double)M * N * K / ts[reps / 2] / 1e9;
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *t, int n)
+{
+    qsort(t, (size_t)n, sizeof *t, cmp_double);
+    return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
 }
 
 int main(int argc, char **argv)
 {
-    if (argc > 1)
-        ag_set_num_threads(atoi(argv[1]));
-    struct { const char *what; bool ta, tb; int64_t M, N, K; } shapes[] = {
-        {"ffwd fc   x @ W^T   ", false, true, 16384, 1536, 384},
-        {"ffwd fc   dX = g @ W", false, false, 16384, 384, 1536},
-        {"ffwd fc   dW = g^T x", true, false, 1536, 384, 16384},
-        {"qkv       x @ W^T   ", false, true, 16384, 1152, 384},
-        {"attn      q @ k^T   ", false, true, 256, 256, 64},
-        {"attn      att @ v   ", false, false, 256, 64, 256},
-        {"medium    x @ W^T   ", false, true, 2048, 512, 128},
-        {"medium    dX = g @ W", false, false, 2048, 128, 512},
-        {"medium    dW = g^T x", true, false, 512, 128, 2048},
-        {"small     x @ W^T   ", false, true, 512, 256, 64},
-        {"small     dW = g^T x", true, false, 256, 64, 512},
-        {"tiny      x @ W^T   ", false, true, 256, 128, 32},
-    };
+    const char *kname = NULL, *clock_name = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--kernel") == 0 && i + 1 < argc)
+            kname = argv[++i];
+        else if (strcmp(argv[i], "--clock") == 0 && i + 1 < argc)
+            clock_name = argv[++i];
+        else if (atoi(argv[i]) > 0)
+            nthreads = atoi(argv[i]);
+        else {
+            fprintf(stderr, "usage: bench_matmul [threads] [--kernel avx512|avx2|generic] "
+                            "[--clock cpu|wall]\n");
+            return 2;
+        }
+    }
+    kernel = kname ? ag_gemm_kernel_named(kname) : ag_gemm_kernel_best();
+    if (!kernel) {
+        fprintf(stderr, "bench_matmul: this build or CPU has no %s kernel\n", kname);
+        return 2;
+    }
+    cpu_clock = clock_name ? strcmp(clock_name, "cpu") == 0 : nthreads == 1;
+    ag_set_num_threads(nthreads);
+
+    const char *isa;
+    double peak = fma_peak_gflops(nthreads, cpu_clock, 5, &isa);
+    const char *blas_name = "none";
+#ifdef AG_HAVE_CBLAS
+    if (ag_set_matmul_backend("blas"))
+        blas_name = ag_matmul_backend();
+#endif
+    printf("bench_matmul: threads=%d clock=%s builtin=%s openblas=%s fma_peak=%.1f GFLOP/s (%s)\n",
+           nthreads, cpu_clock ? "cpu" : "wall", kernel->name, blas_name, peak, isa);
+    printf("%-24s %5s %5s %5s  %8s %8s  %6s  %6s\n", "shape", "M", "N", "K", "builtin",
+           "openblas", "ratio", "%peak");
+
     size_t maxe = 16384 * 1536;
-    float *A = malloc(maxe * sizeof *A), *B = malloc(maxe * sizeof *B), *C = malloc(maxe * sizeof *C);
+    float *A = malloc(maxe * sizeof *A), *B = malloc(maxe * sizeof *B);
+    float *C = malloc(maxe * sizeof *C);
     ag_rng r = ag_rng_new(1);
     for (size_t i = 0; i < maxe; i++) {
         A[i] = ag_rng_uniform(&r) - 0.5f;
         B[i] = ag_rng_uniform(&r) - 0.5f;
     }
-    printf("matmul: backend=%s threads=%d\n", ag_matmul_backend(), ag_get_num_threads());
-    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
-        int64_t M = shapes[s].M, N = shapes[s].N, K = shapes[s].K;
-        int reps = M * N * K > 100000000 ? 7 : 31;
-        double ag = time_gemm(ag_gemm, shapes[s].ta, shapes[s].tb, M, N, K, A, B, C, reps);
-        double bi = time_gemm(ag_gemm_builtin, shapes[s].ta, shapes[s].tb, M, N, K, A, B, C, reps);
+    double worst = 1e9;
+    const char *worst_what = "";
+    for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+        const shape *s = &shapes[si];
+        double flops = 2.0 * (double)s->M * (double)s->N * (double)s->K;
+        /* about 0.3 s of calls per kernel at 100 GFLOP/s, 7 at least */
+        int reps = (int)(3e10 / flops);
+        reps = reps < 7 ? 7 : reps > 301 ? 301 : reps;
+        double *tb = malloc((size_t)reps * sizeof *tb), *to = malloc((size_t)reps * sizeof *to);
+        run_builtin(s, A, B, C); /* warm: page in, wake threads */
 #ifdef AG_HAVE_CBLAS
-        double cb = time_gemm(direct_cblas, shapes[s].ta, shapes[s].tb, M, N, K, A, B, C, reps);
-        printf("%s (%5lld x %5lld x %5lld): ag_gemm %6.1f  builtin %6.1f  cblas %6.1f GFLOP/s"
-               "  ag/cblas %.2f  builtin/cblas %.2f\n", shapes[s].what, (long long)M, (long long)N,
-               (long long)K, ag, bi, cb, ag / cb, bi / cb);
-#else
-        printf("%s (%5lld x %5lld x %5lld): ag_gemm %6.1f  builtin %6.1f GFLOP/s\n",
-               shapes[s].what, (long long)M, (long long)N, (long long)K, ag, bi);
+        run_blas(s, A, B, C);
 #endif
+        for (int i = 0; i < reps; i++) {
+            double t0 = now();
+            run_builtin(s, A, B, C);
+            tb[i] = now() - t0;
+#ifdef AG_HAVE_CBLAS
+            t0 = now();
+            run_blas(s, A, B, C);
+            to[i] = now() - t0;
+#endif
+        }
+        double gb = flops / median(tb, reps) / 1e9;
+#ifdef AG_HAVE_CBLAS
+        double go = flops / median(to, reps) / 1e9;
+        printf("%s %5lld %5lld %5lld  %8.1f %8.1f  %6.2f  %5.0f%%\n", s->what, (long long)s->M,
+               (long long)s->N, (long long)s->K, gb, go, gb / go, 100 * gb / peak);
+        if (gb / go < worst) {
+            worst = gb / go;
+            worst_what = s->what;
+        }
+#else
+        printf("%s %5lld %5lld %5lld  %8.1f %8s  %6s  %5.0f%%\n", s->what, (long long)s->M,
+               (long long)s->N, (long long)s->K, gb, "-", "-", 100 * gb / peak);
+#endif
+        free(tb);
+        free(to);
     }
+#ifdef AG_HAVE_CBLAS
+    printf("bench_matmul: threads=%d worst builtin/openblas %.2f (%s)\n", nthreads, worst,
+           worst_what);
+#else
+    (void)worst;
+    (void)worst_what;
+#endif
     free(A);
     free(B);
     free(C);

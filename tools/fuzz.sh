@@ -8,6 +8,7 @@
 # runtimes) and libomp-dev (clang's OpenMP) when missing. The build is
 # build-fuzz: -Dfuzz=true, ASan + UBSan, and no OpenBLAS (-Dblas=disabled:
 # Debian's OpenBLAS brings GCC's libgomp, which must not meet clang's libomp).
+# Nor MPI (-Dmpi=disabled): the harnesses never start it.
 # The seed corpus tests/fuzz/corpus/<name>/ is only read: what the fuzzer
 # adds goes to a scratch directory ($FUZZ_WORK, default /tmp/agrad-fuzz),
 # so the committed corpus stays small. Crashes, leaks and hangs (-timeout)
@@ -42,7 +43,7 @@ fi
 # sanitized; b_lundef=false because the sanitizer runtimes are linked into
 # the executables, not into the shared libraries
 if [ ! -d "$build" ]; then
-    CC=clang meson setup "$build" -Dfuzz=true -Dblas=disabled -Dtests=false \
+    CC=clang meson setup "$build" -Dfuzz=true -Dblas=disabled -Dmpi=disabled -Dtests=false \
         -Db_sanitize=address,undefined -Db_lundef=false --buildtype=debugoptimized >/dev/null
 fi
 meson compile -C "$build" fuzz_safetensors fuzz_text fuzz_cli >/dev/null

@@ -4,10 +4,26 @@ into a PNG of the per-step training loss and the periodic train/val estimates.
 
     python3 tools/plot_loss.py runs/tiny/loss.csv [out.png]
 
-Needs matplotlib (Debian: apt-get install python3-matplotlib).
+Needs matplotlib in the Python that runs it (Debian's python3-matplotlib is for
+/usr/bin/python3; another python3 first on PATH, a pyenv or a venv, needs its own:
+`python3 -m pip install matplotlib`, or run /usr/bin/python3 tools/plot_loss.py ...).
 """
 import csv
+import os
 import sys
+
+SYSTEM_PYTHON = '/usr/bin/python3'
+
+
+def no_matplotlib():
+    """What to do when this interpreter cannot import matplotlib, naming it."""
+    exe = sys.executable or 'this python'
+    system = os.path.exists(SYSTEM_PYTHON) and os.path.realpath(exe) == os.path.realpath(SYSTEM_PYTHON)
+    if system:
+        return (f'plot_loss: {exe} has no matplotlib: apt-get install python3-matplotlib')
+    return (f'plot_loss: {exe} (Python {sys.version.split()[0]}) has no matplotlib. Install it for '
+            f'this interpreter ({exe} -m pip install matplotlib), or run the system one, '
+            f'whose package is python3-matplotlib: {SYSTEM_PYTHON} {" ".join(sys.argv)}')
 
 
 def read(path):
@@ -46,7 +62,7 @@ def main():
         matplotlib.use('Agg')
         import matplotlib.pyplot as plt
     except ImportError:
-        sys.exit('plot_loss: needs matplotlib (apt-get install python3-matplotlib)')
+        sys.exit(no_matplotlib())
     steps, batch, ev_steps, train, val = read(src)
     if not steps and not ev_steps:
         sys.exit(f'plot_loss: no loss rows in {src}')

@@ -33,11 +33,12 @@ int ag_parts_past(int64_t work, int64_t min);
 /* ag_parts_past for an elementwise loop over `work` elements. */
 static inline int ag_par_parts(int64_t work) { return ag_parts_past(work, AG_PAR_MIN); }
 
-/* Threads to run `parts` parts on now: 1 for one part or inside a parallel
- * region; otherwise the pool's team, the same for every region: the thread
- * count, at most the CPUs, fewer while the machine is contended (threads.c).
- * Members beyond the parts wait at the barrier: libgomp would end them and
- * create them again for the next larger team, at tens of us a thread. */
+/* Threads to run `parts` parts on now: the pool's team, the same for every
+ * region -- the thread count, at most the CPUs, fewer while the machine is
+ * contended (threads.c) -- when the parts are at least half the team; else
+ * 1 (also for one part, or inside a parallel region). Members beyond the
+ * parts wait at the barrier: libgomp would end them and create them again
+ * for the next larger team, at tens of us a thread. */
 int ag_team(int parts);
 
 /* The sum of range(lo, hi, user) over [0, n) cut into ag_par_parts(work)
@@ -70,8 +71,11 @@ int64_t ag_now_ns(void); /* CLOCK_MONOTONIC */
  * themselves. Loops whose result depends on the split (partial sums) cut
  * themselves into ag_par_parts(work) parts and loop over those. */
 #define AG_PARALLEL(work, clauses, ...)                                      \
+    AG_PARALLEL_TEAM(ag_team(ag_par_parts(work)), clauses, __VA_ARGS__)
+/* The same on `team` threads (ag_team's answer; below 2, a plain loop). */
+#define AG_PARALLEL_TEAM(team, clauses, ...)                                 \
     do {                                                                     \
-        int ag_team_ = ag_team(ag_par_parts(work));                          \
+        int ag_team_ = (team);                                               \
         if (ag_team_ > 1) {                                                  \
             ag_region ag_region_;                                            \
             ag_region_begin(&ag_region_);                                    \
@@ -143,6 +147,9 @@ typedef struct {
     int ngrave;
 } ag_arena;
 
+/* "out of memory allocating <bytes> bytes" (0: the size unknown) through the
+ * error handler, then abort if the handler returns. */
+_Noreturn void ag_oom(size_t bytes);
 void ag_arena_init(ag_arena *a, size_t min_block);
 void ag_arena_free(ag_arena *a);
 void *ag_arena_alloc(ag_arena *a, size_t bytes); /* 64-byte aligned, never NULL */
@@ -226,7 +233,8 @@ void ag_sum_product(float *dst, bool per_row, const float *g, const float *x, in
 /* Row-major C[M,N] = alpha * op(A)[M,K] @ op(B)[K,N] + beta * C, op = transpose when ta/tb. */
 void ag_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
              int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
-/* The same with the built-in OpenMP kernel, and the naive triple loop it is tested against. */
+/* The same with the built-in kernel for the CPU's best ISA (gemm_blocked.c), whatever
+ * backend is chosen, and the naive triple loop both are tested against. */
 void ag_gemm_builtin(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
                      const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
                      float *C, int64_t ldc);

@@ -111,10 +111,20 @@ bool cli_parse(cli_opt *opts, int n, int argc, char **argv, bool *help, char *er
     return true;
 }
 
+/* The placeholder a help text starts with ("FILE: ..."), its length, or 0. */
+static size_t placeholder(const char *help)
+{
+    size_t k = 0;
+    while (help[k] >= 'A' && help[k] <= 'Z')
+        k++;
+    return k > 0 && k <= 8 && help[k] == ':' && help[k + 1] == ' ' ? k : 0;
+}
+
 void cli_print_help(FILE *f, const cli_opt *opts, int n)
 {
     for (int i = 0; i < n; i++) {
         const cli_opt *o = &opts[i];
+        const char *help = o->help;
         char def[128] = "";
         switch (o->type) {
         case CLI_INT: snprintf(def, sizeof def, "%lld", (long long)*(int64_t *)o->value); break;
@@ -124,13 +134,20 @@ void cli_print_help(FILE *f, const cli_opt *opts, int n)
             break;
         case CLI_BOOL: snprintf(def, sizeof def, "%s", *(bool *)o->value ? "true" : "false"); break;
         }
-        const char *meta = o->type == CLI_INT ? " N" : o->type == CLI_FLOAT ? " X"
-                           : o->type == CLI_STRING ? " S" : "";
+        char meta[16];
+        size_t k = placeholder(help);
+        if (k) {
+            snprintf(meta, sizeof meta, " %.*s", (int)k, help);
+            help += k + 2;
+        } else
+            snprintf(meta, sizeof meta, "%s", o->type == CLI_INT ? " N" : o->type == CLI_FLOAT ? " X"
+                                             : o->type == CLI_STRING ? " TEXT" : "");
         char left[64];
         snprintf(left, sizeof left, "--%s%s", o->name, meta);
-        if (strstr(o->help, "(default: ")) /* the help states a derived default itself */
-            fprintf(f, "  %-22s %s\n", left, o->help);
+        /* a help that states a derived default itself, or that the flag is required, gets no other */
+        if (strstr(help, "(default: ") || strstr(help, "(required)"))
+            fprintf(f, "  %-22s %s\n", left, help);
         else
-            fprintf(f, "  %-22s %s (default: %s)\n", left, o->help, def);
+            fprintf(f, "  %-22s %s (default: %s)\n", left, help, def);
     }
 }

@@ -23,7 +23,9 @@ typedef struct {
  * "--help" sets *help. Positional arguments are errors. */
 bool cli_parse(cli_opt *opts, int n, int argc, char **argv, bool *help, char *err, size_t errlen);
 /* Prints each flag with its help and current (default) value; a help text
- * that says "(default: ...)" itself gets no second one. */
+ * that says "(default: ...)" or "(required)" itself gets none. A help text
+ * may start with its value's placeholder, "FILE: checkpoint to read" (up to 8
+ * capitals and ": "); otherwise numbers show N (integers) or X, strings TEXT. */
 void cli_print_help(FILE *f, const cli_opt *opts, int n);
 cli_opt *cli_find(cli_opt *opts, int n, const char *name);
 

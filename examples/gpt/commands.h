@@ -6,5 +6,9 @@ int cmd_train(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 double gpt_now(void);
+/* From here on every error ag and nn report (an allocation that failed, above
+ * all) ends the program: "<cmd>: <message>" on stderr, then cleanup(message,
+ * arg) when given (this command's own: files to close or remove), exit 1. */
+void gpt_fatal_errors(const char *cmd, void (*cleanup)(const char *message, void *arg), void *arg);
 
 #endif

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "nn.h"
 
@@ -124,8 +125,10 @@ bool gpt_data_from_text(gpt_data *d, const unsigned char *text, size_t len, char
     uint32_t *shrunk = realloc(sorted, (size_t)size * sizeof *sorted);
     d->vocab.chars = shrunk ? shrunk : sorted; /* shrinking failed: keep the larger block */
     d->vocab.size = size;
-    for (int64_t i = 0; i < n; i++)
+    for (int64_t i = 0; i < n; i++) {
         d->tokens[i] = vocab_find(&d->vocab, cp[i]);
+        d->carriage_returns += cp[i] == '\r';
+    }
     free(cp);
     d->n = n;
     d->n_train = (int64_t)(0.9 * (double)n); /* gpt.py: n = int(0.9*len(data)) */
@@ -138,6 +141,16 @@ bool gpt_data_load(gpt_data *d, const char *path, char *err, size_t errlen)
     FILE *f = fopen(path, "rb");
     if (!f) {
         snprintf(err, errlen, "cannot open data file %s: %s", path, strerror(errno));
+        return false;
+    }
+    /* a directory opens and then fails to read; a device may never end
+     * (/dev/zero) or be empty (/dev/null); pipes are read to their end */
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && (S_ISDIR(st.st_mode) || S_ISCHR(st.st_mode) ||
+                                       S_ISBLK(st.st_mode))) {
+        snprintf(err, errlen, "cannot read data file %s: it is a %s, not a text file", path,
+                 S_ISDIR(st.st_mode) ? "directory" : "device");
+        fclose(f);
         return false;
     }
     size_t cap = 1 << 20, len = 0;
@@ -158,11 +171,13 @@ bool gpt_data_load(gpt_data *d, const char *path, char *err, size_t errlen)
         if (!got)
             break;
     }
+    int e = errno;
     bool bad = ferror(f);
     fclose(f);
     if (!buf || bad) {
         free(buf);
-        snprintf(err, errlen, "cannot read data file %s", path);
+        snprintf(err, errlen, "cannot read data file %s: %s", path,
+                 buf ? strerror(e) : "out of memory");
         return false;
     }
     char why[256];
@@ -171,6 +186,28 @@ bool gpt_data_load(gpt_data *d, const char *path, char *err, size_t errlen)
     if (!ok)
         snprintf(err, errlen, "data file %s: %s", path, why);
     return ok;
+}
+
+void gpt_data_warn(const gpt_data *d, const char *path, const char *prog, FILE *f)
+{
+    if (d->carriage_returns)
+        fprintf(f, "%s: warning: %s has %lld carriage return%s (\\r, as in Windows CRLF line "
+                "endings): the model learns each as a character and will print it. To train on "
+                "plain newlines, convert the file first: sed -i 's/\\r$//' %s (or dos2unix)\n", prog,
+                path, (long long)d->carriage_returns, d->carriage_returns == 1 ? "" : "s", path);
+}
+
+bool gpt_vocab_load(gpt_vocab *v, const char *path, char *err, size_t errlen)
+{
+    gpt_data d;
+    memset(v, 0, sizeof *v);
+    if (!gpt_data_load(&d, path, err, errlen))
+        return false;
+    *v = d.vocab;
+    d.vocab.chars = NULL;
+    d.vocab.size = 0;
+    gpt_data_free(&d);
+    return true;
 }
 
 bool gpt_data_check_block(const gpt_data *d, int64_t block_size, char *err, size_t errlen)
@@ -245,15 +282,25 @@ bool vocab_equal(const gpt_vocab *a, const gpt_vocab *b)
     return a->size == b->size && memcmp(a->chars, b->chars, (size_t)a->size * sizeof *a->chars) == 0;
 }
 
-void gpt_batch(const gpt_data *d, int split, int64_t B, int64_t T, ag_rng *rng, ag_index *x,
-               ag_index *y)
+void gpt_batch_rows(const gpt_data *d, int split, int64_t B, int64_t first, int64_t count,
+                    int64_t T, ag_rng *rng, ag_index *x, ag_index *y)
 {
     const int32_t *src = split == 0 ? d->tokens : d->tokens + d->n_train;
     int64_t len = split == 0 ? d->n_train : d->n - d->n_train;
     uint64_t range = (uint64_t)(len - T);
     for (int64_t b = 0; b < B; b++) {
+        /* every row's start is drawn, so rng moves on by B whichever rows are kept */
         int64_t start = (int64_t)(ag_rng_next(rng) % range);
-        memcpy(x->data + b * T, src + start, (size_t)T * sizeof(int32_t));
-        memcpy(y->data + b * T, src + start + 1, (size_t)T * sizeof(int32_t));
+        if (b < first || b >= first + count)
+            continue;
+        int64_t row = b - first;
+        memcpy(x->data + row * T, src + start, (size_t)T * sizeof(int32_t));
+        memcpy(y->data + row * T, src + start + 1, (size_t)T * sizeof(int32_t));
     }
+}
+
+void gpt_batch(const gpt_data *d, int split, int64_t B, int64_t T, ag_rng *rng, ag_index *x,
+               ag_index *y)
+{
+    gpt_batch_rows(d, split, B, 0, B, T, rng, x, y);
 }

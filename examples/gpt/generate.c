@@ -5,9 +5,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Draws a token from logits (V) after temperature and top-k. */
-static int32_t pick(float *logits, float *tmp, int64_t V, const gpt_sample_opts *o, ag_rng *rng)
+int32_t gpt_pick_token(float *logits, float *tmp, int64_t V, const gpt_sample_opts *o, ag_rng *rng)
 {
+    for (int64_t i = 0; i < V; i++)
+        if (!isfinite(logits[i]))
+            return -1;
+    if (o->temperature == 0) {
+        int64_t best = 0;
+        for (int64_t i = 1; i < V; i++)
+            if (logits[i] > logits[best])
+                best = i;
+        return (int32_t)best;
+    }
     for (int64_t i = 0; i < V; i++)
         logits[i] /= o->temperature;
     if (o->top_k > 0 && o->top_k < V) {
@@ -89,10 +98,13 @@ int64_t gpt_generate(const gpt_model *m, const gpt_vocab *v, const int32_t *ctx_
                 break;
             memcpy(logits, lg, (size_t)V * sizeof *logits);
         }
-        int32_t next = pick(logits, scratch, V, o, &o->rng);
+        int32_t next = gpt_pick_token(logits, scratch, V, o, &o->rng);
+        if (next < 0)
+            break;
         char buf[4];
         fwrite(buf, 1, (size_t)nn_utf8_encode(v->chars[next], buf), out);
-        fflush(out);
+        if (fflush(out) != 0 || ferror(out))
+            break; /* the caller finds the error on out */
         if (len == T_max) { /* crop to the last block_size tokens: positions move */
             memmove(window, window + 1, (size_t)(T_max - 1) * sizeof *window);
             if (cached) {

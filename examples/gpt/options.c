@@ -86,6 +86,27 @@ gpt_config gpt_options_config(const gpt_options *o, int64_t vocab_size)
     return c;
 }
 
+int64_t gpt_param_count(const gpt_config *c)
+{
+    int64_t V = c->vocab_size, T = c->block_size, C = c->n_embd, L = c->n_layer;
+    return V * C + T * C + L * (12 * C * C + 10 * C) + 2 * C + C * V + V;
+}
+
+gpt_memory gpt_train_memory(const gpt_config *c, int64_t batch)
+{
+    /* doubles: no overflow for the absurd sizes this is meant to catch */
+    double V = (double)c->vocab_size, T = (double)c->block_size, C = (double)c->n_embd,
+           L = (double)c->n_layer, H = (double)c->n_head, BT = (double)batch * T;
+    double P = V * C + T * C + L * (12 * C * C + 10 * C) + 2 * C + C * V + V;
+    gpt_memory m;
+    m.params = 2 * P * 4;
+    m.optimizer = 2 * P * 4;
+    m.activations = (BT * (L * (12 * C + 1.25 * H * T) + 18 * C + 2 * V) + P / 2) * 4 +
+                    (double)(4 << 20);
+    m.total = m.params + m.optimizer + m.activations;
+    return m;
+}
+
 double gpt_step_flops(const gpt_config *c, int64_t batch)
 {
     double C = (double)c->n_embd, T = (double)c->block_size, V = (double)c->vocab_size;

@@ -10,7 +10,8 @@ enum { OPT_TRAIN = 1, OPT_BENCH = 2, OPT_BOTH = OPT_TRAIN | OPT_BENCH };
 
 /* Every flag, in --help order:
  *   X(field, type, flag, default, min, max, commands, kept, help)
- * type: INT (int64_t), FLOAT (double) or STRING (const char *); min and max
+ * type: INT (int64_t), FLOAT (double), STRING (const char *) or BOOL (a flag
+ * without a value); min and max
  * bound a number (inclusive); commands: OPT_TRAIN, OPT_BENCH or OPT_BOTH.
  * kept, what a checkpoint does with the setting:
  *   RUN    nothing: each run's own;
@@ -20,12 +21,13 @@ enum { OPT_TRAIN = 1, OPT_BENCH = 2, OPT_BOTH = OPT_TRAIN | OPT_BENCH };
  *          takes the checkpoint's;
  *   SHAPE  as MODEL, an INT that shapes the weights, so a value given with
  *          --resume (or by --preset) must equal the checkpoint's.
+ * help may start with the value's placeholder and ": " ("FILE: ...", see cli.h).
  * A new setting is one row here, and the code that uses it. */
 #define GPT_OPTIONS(X)                                                                             \
     X(preset, STRING, "preset", NULL, 0, 0, OPT_BOTH, RUN,                                          \
-      "tiny, small, medium or lecture; flags given override it")                                   \
+      "NAME: tiny, small, medium or lecture; flags given override it")                             \
     X(data, STRING, "data", "data/tinyshakespeare.txt", 0, 0, OPT_TRAIN, RUN,                      \
-      "UTF-8 text file to train on")                                                               \
+      "FILE: UTF-8 text to train on")                                                              \
     X(batch_size, INT, "batch-size", 64, 1, 1 << 20, OPT_BOTH, TRAIN, "sequences per batch")       \
     X(block_size, INT, "block-size", 256, 1, 1 << 16, OPT_BOTH, SHAPE, "context length")           \
     X(n_embd, INT, "n-embd", 384, 1, 1 << 16, OPT_BOTH, SHAPE, "embedding width")                  \
@@ -44,11 +46,20 @@ enum { OPT_TRAIN = 1, OPT_BENCH = 2, OPT_BOTH = OPT_TRAIN | OPT_BENCH };
     X(grad_clip, FLOAT, "grad-clip", 0.0, 0, 1e9, OPT_TRAIN, TRAIN,                                \
       "clip the grad norm to this, 0 for off")                                                     \
     X(out, STRING, "out", NULL, 0, 0, OPT_TRAIN, RUN,                                              \
-      "directory for the checkpoint and loss log (default: runs/<preset>)")                        \
+      "DIR: directory for the checkpoint and loss log, locked while the run lasts (default: the " \
+      "--resume checkpoint's directory, else runs/<preset>, runs/default without --preset)")       \
     X(checkpoint, STRING, "checkpoint", NULL, 0, 0, OPT_TRAIN, RUN,                                \
-      "checkpoint file (default: <out>/ckpt.safetensors)")                                         \
-    X(log, STRING, "log", NULL, 0, 0, OPT_TRAIN, RUN, "loss history CSV (default: <out>/loss.csv)") \
-    X(resume, STRING, "resume", NULL, 0, 0, OPT_TRAIN, RUN, "continue training from this checkpoint") \
+      "FILE: checkpoint to write (default: <out>/ckpt.safetensors)")                               \
+    X(log, STRING, "log", NULL, 0, 0, OPT_TRAIN, RUN,                                              \
+      "FILE: loss history CSV (default: <out>/loss.csv)")                                          \
+    X(resume, STRING, "resume", NULL, 0, 0, OPT_TRAIN, RUN,                                        \
+      "FILE: continue training from this checkpoint")                                              \
+    X(force, BOOL, "force", false, 0, 0, OPT_TRAIN, RUN,                                           \
+      "start a new run even where a checkpoint or loss log exists, replacing them")                \
+    X(init_from, STRING, "init-from", NULL, 0, 0, OPT_TRAIN, RUN,                                  \
+      "FILE: start from these weights (a checkpoint or a gpt.py state_dict), new optimizer")       \
+    X(attention_scale, STRING, "attention-scale", "n_embd", 0, 0, OPT_TRAIN, RUN,                  \
+      "NAME: a state_dict's attention scale: n_embd (gpt.py's) or head_size")                      \
     X(log_interval, INT, "log-interval", 100, 0, 1e9, OPT_TRAIN, RUN,                              \
       "steps between progress lines when not on a terminal, 0 for none")                           \
     X(sample_tokens, INT, "sample-tokens", 500, 0, 1e9, OPT_TRAIN, RUN,                            \
@@ -59,6 +70,7 @@ enum { OPT_TRAIN = 1, OPT_BENCH = 2, OPT_BOTH = OPT_TRAIN | OPT_BENCH };
 typedef int64_t gpt_opt_INT;
 typedef double gpt_opt_FLOAT;
 typedef const char *gpt_opt_STRING;
+typedef bool gpt_opt_BOOL;
 
 typedef struct {
 #define X(field, type, ...) gpt_opt_##type field;
@@ -93,5 +105,19 @@ gpt_config gpt_options_config(const gpt_options *o, int64_t vocab_size);
 /* Model FLOPs of one training step (forward + backward = 3x the forward matmuls):
  * 3 B T (L (24 C^2 + 4 T C) + 2 C V). */
 double gpt_step_flops(const gpt_config *c, int64_t batch);
+
+/* What training a model of config c at batch (per process) needs, in bytes. */
+typedef struct {
+    double params;      /* the model's parameters P = V C + T C + L (12 C^2 + 10 C) + 2 C + C V + V
+                         * as floats: weights and their gradients, 2 P */
+    double optimizer;   /* AdamW's two moments, 2 P */
+    double activations; /* one training step's arena peak (evaluation needs less, in the same
+                         * arena): B T (L (12 C + 1.25 H T) + 18 C + 2 V) + P / 2 floats and 4 MiB,
+                         * fitted as an upper bound on ag_ctx_bytes_peak */
+    double total;
+} gpt_memory;
+gpt_memory gpt_train_memory(const gpt_config *c, int64_t batch);
+/* The model's parameter count, as above. */
+int64_t gpt_param_count(const gpt_config *c);
 
 #endif

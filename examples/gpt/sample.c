@@ -1,4 +1,5 @@
 /* sample.c - `gpt sample`: text from a checkpoint. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,19 +10,22 @@
 
 int cmd_sample(int argc, char **argv)
 {
-    const char *path = NULL, *prompt = NULL;
+    const char *path = NULL, *prompt = NULL, *data = NULL, *vocab_file = NULL, *scale = "n_embd";
     int64_t tokens = 500, top_k = 0, seed = 1337, threads = 0;
     double temperature = 1.0;
     bool no_cache = false;
     cli_opt t[] = {
-        {"checkpoint", CLI_STRING, &path, "checkpoint to sample from (required)", 0, 0, false},
-        {"prompt", CLI_STRING, &prompt, "text to continue (default: gpt.py's token 0)", 0, 0, false},
+        {"checkpoint", CLI_STRING, &path, "FILE: checkpoint (or gpt.py state_dict) to sample from (required)", 0, 0, false},
+        {"prompt", CLI_STRING, &prompt, "TEXT: text to continue (default: gpt.py's token 0)", 0, 0, false},
         {"tokens", CLI_INT, &tokens, "characters to generate", 0, 1e9, false},
-        {"temperature", CLI_FLOAT, &temperature, "divides the logits; lower is more conservative", 1e-6, 1e6, false},
+        {"temperature", CLI_FLOAT, &temperature, "divides the logits; lower is more conservative, 0 is greedy", 0, 1e6, false},
         {"top-k", CLI_INT, &top_k, "sample among the k most likely characters, 0 for all", 0, 1e9, false},
         {"seed", CLI_INT, &seed, "sampling seed", 0, 9.2e18, false},
         {"threads", CLI_INT, &threads, "threads, 0 for all cores", 0, 1024, false},
         {"no-kv-cache", CLI_BOOL, &no_cache, "recompute the whole context for every character, as gpt.py does", 0, 0, false},
+        {"data", CLI_STRING, &data, "FILE: a state_dict's vocabulary: the characters of its training text", 0, 0, false},
+        {"vocab", CLI_STRING, &vocab_file, "FILE: a state_dict's vocabulary: a file of just its characters", 0, 0, false},
+        {"attention-scale", CLI_STRING, &scale, "NAME: a state_dict's attention scale: n_embd (gpt.py's) or head_size", 0, 0, false},
     };
     int n = (int)(sizeof t / sizeof *t);
     char err[1024];
@@ -32,7 +36,9 @@ int cmd_sample(int argc, char **argv)
     }
     if (help) {
         printf("usage: gpt sample --checkpoint FILE [flags]\n\n"
-               "Generates text from a trained checkpoint, cropping the context to the block size.\n\n"
+               "Generates text from a trained checkpoint, cropping the context to the block size.\n"
+               "A PyTorch state_dict of gpt.py's model (safetensors) works too: its sizes come from\n"
+               "its shapes, its vocabulary from --data or --vocab.\n\n"
                "flags:\n");
         cli_print_help(stdout, t, n);
         return 0;
@@ -41,11 +47,24 @@ int cmd_sample(int argc, char **argv)
         fprintf(stderr, "gpt sample: --checkpoint FILE is required (see gpt sample --help)\n");
         return 2;
     }
+    if (data && vocab_file) {
+        fprintf(stderr, "gpt sample: give --data or --vocab, not both\n");
+        return 2;
+    }
     if (threads > 0)
         ag_set_num_threads((int)threads);
+    gpt_vocab given = {0};
+    const char *vocab_source = vocab_file ? vocab_file : data;
+    if (vocab_source && !gpt_vocab_load(&given, vocab_source, err, sizeof err)) {
+        fprintf(stderr, "gpt sample: %s\n", err);
+        return 1;
+    }
+    gpt_weights_opts wo = {vocab_source ? &given : NULL, vocab_source, scale, -1};
     gpt_model m;
     gpt_vocab v;
-    if (!gpt_ckpt_load(path, &m, &v, NULL, NULL, err, sizeof err)) {
+    bool loaded = gpt_weights_load(path, &wo, &m, &v, err, sizeof err);
+    vocab_free(&given);
+    if (!loaded) {
         fprintf(stderr, "gpt sample: %s\n", err);
         return 1;
     }
@@ -81,8 +100,18 @@ int cmd_sample(int argc, char **argv)
     gpt_sample_opts so = {.max_new_tokens = tokens, .temperature = (float)temperature,
                           .top_k = top_k, .rng = ag_rng_new((uint64_t)seed),
                           .no_kv_cache = no_cache};
-    gpt_generate(&m, &v, ctx_tokens, nctx, &so, stdout);
+    int64_t made = gpt_generate(&m, &v, ctx_tokens, nctx, &so, stdout);
     printf("\n");
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "gpt sample: cannot write the sample to standard output: %s\n",
+                strerror(errno));
+        rc = 1;
+    } else if (made < tokens) {
+        fprintf(stderr, "gpt sample: the model's logits are not finite after %lld character%s: "
+                "the checkpoint's weights overflow (%s)\n", (long long)made, made == 1 ? "" : "s",
+                path);
+        rc = 1;
+    }
 done:
     free(ctx_tokens);
     gpt_free(&m);

@@ -1,7 +1,8 @@
 /* fuzz_safetensors.c - libFuzzer harness for the safetensors reader
  * (nn_st_parse and every accessor on each tensor) and the GPT checkpoint
- * loader behind it (gpt_ckpt_load_st: metadata, vocabulary, config, the
- * parameters, AdamW state and training state, then one forward pass).
+ * loaders behind it (gpt_ckpt_load_st: metadata, vocabulary, config, the
+ * parameters, AdamW state and training state, then one forward pass; and
+ * gpt_weights_load_st, which also reads PyTorch state_dicts).
  * Any byte string must be read or refused with a message; never a crash, a
  * leak, a hang, or a model much larger than the file that describes it. */
 #include <math.h>
@@ -23,9 +24,9 @@ static bool st_flag_range(const char *flag, double v)
     return c && v >= c->min && v <= c->max;
 }
 
-/* What a loaded checkpoint must satisfy for sample and a resumed train to run. */
-static void st_check_loaded(const nn_st *f, const gpt_model *m, const gpt_vocab *v,
-                            const nn_adamw *opt, const gpt_train_state *ts)
+/* What loaded weights must satisfy for sample to run: the config holds,
+ * every parameter is finite, and one forward over a few positions works. */
+static void st_check_model(const nn_st *f, const gpt_model *m, const gpt_vocab *v)
 {
     const gpt_config *c = &m->cfg;
     char why[256];
@@ -33,16 +34,9 @@ static void st_check_loaded(const nn_st *f, const gpt_model *m, const gpt_vocab 
     FUZZ_CHECK(v->size == c->vocab_size && v->size >= 2);
     /* every parameter is in the file, so they cannot outnumber its data bytes / 4 */
     FUZZ_CHECK((uint64_t)nn_params_numel(&m->params) <= nn_st_data_size(f) / 4);
-    FUZZ_CHECK(opt->step >= 0);
-    FUZZ_CHECK(ts->step >= 0 && ts->evaluated_at >= -1);
-    FUZZ_CHECK(st_flag_range("batch-size", (double)ts->batch_size));
-    FUZZ_CHECK(st_flag_range("max-iters", (double)ts->max_iters));
-    FUZZ_CHECK(st_flag_range("eval-interval", (double)ts->eval_interval));
-    FUZZ_CHECK(st_flag_range("eval-iters", (double)ts->eval_iters));
-    FUZZ_CHECK(st_flag_range("seed", (double)ts->seed));
-    FUZZ_CHECK(st_flag_range("lr", ts->lr));
-    FUZZ_CHECK(st_flag_range("weight-decay", ts->weight_decay));
-    FUZZ_CHECK(st_flag_range("grad-clip", ts->grad_clip));
+    for (int i = 0; i < m->params.n; i++)
+        for (int64_t k = 0; k < m->params.items[i]->numel; k++)
+            FUZZ_CHECK(isfinite(m->params.items[i]->data[k]));
 
     /* the model runs: one no-grad forward over a few positions */
     int64_t T = c->block_size < 4 ? c->block_size : 4;
@@ -55,6 +49,23 @@ static void st_check_loaded(const nn_st *f, const gpt_model *m, const gpt_vocab 
     FUZZ_CHECK(logits && logits->numel == T * c->vocab_size);
     ag_ctx_free(ctx);
     ag_index_free(idx);
+}
+
+/* What a loaded checkpoint must satisfy for a resumed train to run. */
+static void st_check_loaded(const nn_st *f, const gpt_model *m, const gpt_vocab *v,
+                            const nn_adamw *opt, const gpt_train_state *ts)
+{
+    st_check_model(f, m, v);
+    FUZZ_CHECK(opt->step >= 0);
+    FUZZ_CHECK(ts->step >= 0 && ts->evaluated_at >= -1);
+    FUZZ_CHECK(st_flag_range("batch-size", (double)ts->batch_size));
+    FUZZ_CHECK(st_flag_range("max-iters", (double)ts->max_iters));
+    FUZZ_CHECK(st_flag_range("eval-interval", (double)ts->eval_interval));
+    FUZZ_CHECK(st_flag_range("eval-iters", (double)ts->eval_iters));
+    FUZZ_CHECK(st_flag_range("seed", (double)ts->seed));
+    FUZZ_CHECK(st_flag_range("lr", ts->lr));
+    FUZZ_CHECK(st_flag_range("weight-decay", ts->weight_decay));
+    FUZZ_CHECK(st_flag_range("grad-clip", ts->grad_clip));
 }
 
 static void st_check_tensors(const nn_st *f)
@@ -103,7 +114,45 @@ static void st_check_tensors(const nn_st *f)
     (void)nn_st_meta(f, "");
 }
 
-/* 0: refused by the reader; 1: read; 2: also loaded as a GPT checkpoint */
+/* As `gpt sample` and `gpt train --init-from` load weights: without a
+ * vocabulary (a checkpoint of ours has one), then with one of as many
+ * characters as a token_embedding_table has rows (what a state_dict needs;
+ * ours then differs from it and is refused), under both attention scales:
+ * true if either loaded. */
+static bool st_weights(const nn_st *f)
+{
+    int nd = 0;
+    int64_t shape[AG_MAX_DIMS];
+    gpt_vocab given = {0};
+    if (nn_st_shape(f, "token_embedding_table.weight", &nd, shape) && nd == 2 && shape[0] >= 2 &&
+        shape[0] <= 4096) {
+        given.size = (int)shape[0];
+        given.chars = malloc((size_t)given.size * sizeof *given.chars);
+        FUZZ_CHECK(given.chars != NULL);
+        for (int i = 0; i < given.size; i++)
+            given.chars[i] = 0x20 + (uint32_t)i;
+    }
+    bool loaded = false;
+    const char *scales[] = {"n_embd", "head_size"};
+    for (int k = 0; k < 2; k++) {
+        gpt_weights_opts wo = {k && given.chars ? &given : NULL, "<vocab>", scales[k], k ? 0.1 : -1};
+        gpt_model m;
+        gpt_vocab v;
+        char err[1024] = "";
+        if (gpt_weights_load_st(f, "<fuzz>", &wo, &m, &v, err, sizeof err)) {
+            st_check_model(f, &m, &v);
+            gpt_free(&m);
+            vocab_free(&v);
+            loaded = true;
+        } else
+            FUZZ_CHECK(err[0] != '\0');
+    }
+    vocab_free(&given);
+    return loaded;
+}
+
+/* 0: refused by the reader; 1: read; 2: also loaded as a GPT checkpoint, or
+ * its weights for sampling */
 static int fuzz_safetensors_one(const uint8_t *data, size_t size)
 {
     char err[1024] = "";
@@ -134,8 +183,10 @@ static int fuzz_safetensors_one(const uint8_t *data, size_t size)
     } else {
         FUZZ_CHECK(err[0] != '\0');
     }
+    bool weights = st_weights(f);
+    FUZZ_CHECK(!ok || weights); /* what resumes, samples */
     nn_st_close(f);
-    return ok ? 2 : 1;
+    return ok || weights ? 2 : 1;
 }
 
 #ifndef FUZZ_REPLAY
