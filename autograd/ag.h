@@ -205,9 +205,15 @@ AG_API void ag_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)))
 
 /* ---------------------------------------------------------------- threads */
 
-/* Threads for every kernel (and the BLAS). Default: OpenMP's default. */
+/* Threads for every kernel (and the BLAS). Default: OpenMP's default. An op
+ * too small to split runs on the calling thread; the others use the pool,
+ * at most one thread per CPU. Results depend only on this count, never on
+ * how many threads ran or on the machine's load. */
 AG_API void ag_set_num_threads(int n);
 AG_API int ag_get_num_threads(void);
+/* Threads the ops may use now: ag_get_num_threads() (at most the CPUs), fewer
+ * while other processes hold the cores and the threads would wait on them. */
+AG_API int ag_threads_in_use(void);
 /* The matmul kernel in use: "openblas:<OpenBLAS's kernel>" (e.g. "openblas:Zen"),
  * "cblas", or "builtin:avx512" / "builtin:avx2" / "builtin:generic". By default
  * the BLAS, unless its kernel is below the CPU's ISA (said once on stderr);

@@ -94,7 +94,9 @@ AG_API float *ag_grad_of(ag_ctx *ctx, ag_tensor *t);
  * region, it is one call fn(0, n, user) on the calling thread. Returns when
  * every range is done. Ranges must write disjoint memory; pick
  * min_per_thread so a range is worth waking a thread for (the built-in
- * elementwise ops use 32768 elements). */
+ * elementwise ops use 16384 elements past 32768). The ranges depend only on
+ * n, min_per_thread and the thread count; while other processes hold the
+ * cores they run on fewer threads (down to all on the calling thread). */
 AG_API void ag_parallel_for(int64_t n, int64_t min_per_thread,
                             void (*fn)(int64_t lo, int64_t hi, void *user), void *user);
 

@@ -37,18 +37,28 @@ static inline int64_t row_offset(int64_t r, int ndim, const int64_t *shape, cons
     return off;
 }
 
+/* sum of src[lo, hi) for ag_parallel_sum */
+static double sum_range(int64_t lo, int64_t hi, void *src)
+{
+    const float *x = src;
+    double s = 0;
+    for (int64_t i = lo; i < hi; i++)
+        s += x[i];
+    return s;
+}
+
 void ag_accum_reduce(float *dst, const ag_tensor *t, const float *src, const ag_tensor *out,
                      float scale, bool overwrite)
 {
     int64_t n = out->numel;
     if (t->numel == n) {
         if (overwrite) {
-            AG_PARALLEL_FOR(n > AG_PAR_MIN, ,
+            AG_PARALLEL(n, ,
             for (int64_t i = 0; i < n; i++)
                 dst[i] = scale * src[i];
             );
         } else {
-            AG_PARALLEL_FOR(n > AG_PAR_MIN, ,
+            AG_PARALLEL(n, ,
             for (int64_t i = 0; i < n; i++)
                 dst[i] += scale * src[i];
             );
@@ -58,11 +68,7 @@ void ag_accum_reduce(float *dst, const ag_tensor *t, const float *src, const ag_
     if (overwrite) /* the reductions below add up: start them from zero */
         memset(dst, 0, (size_t)t->numel * sizeof *dst);
     if (t->numel == 1) {
-        double s = 0;
-        AG_PARALLEL_FOR(n > AG_PAR_MIN, reduction(+ : s),
-        for (int64_t i = 0; i < n; i++)
-            s += src[i];
-        );
+        double s = ag_parallel_sum(n, n, sum_range, (void *)src);
         dst[0] += scale * (float)s;
         return;
     }
@@ -72,7 +78,7 @@ void ag_accum_reduce(float *dst, const ag_tensor *t, const float *src, const ag_
     for (int i = 0; per_row && i < t->ndim - 1; i++)
         per_row = t->shape[i] == out->shape[i];
     if (per_row) {
-        AG_PARALLEL_FOR(n > AG_PAR_MIN, ,
+        AG_PARALLEL(n, ,
         for (int64_t r = 0; r < t->numel; r++) {
             dst[r] += scale * ag_sumf(src + r * L, L);
         }
@@ -88,7 +94,7 @@ void ag_accum_reduce(float *dst, const ag_tensor *t, const float *src, const ag_
     }
     if (suffix) {
         int64_t rows = n / m;
-        AG_PARALLEL_FOR(n > AG_PAR_MIN && m >= 64, ,
+        AG_PARALLEL(m >= 64 ? n : 0, ,
         for (int64_t c0 = 0; c0 < m; c0 += 64) {
             int64_t c1 = c0 + 64 < m ? c0 + 64 : m;
             float acc[64] = {0};
@@ -126,7 +132,7 @@ void ag_sum_product(float *dst, bool per_row, const float *g, const float *x, in
                     int64_t L, bool overwrite)
 {
     if (per_row) {
-        AG_PARALLEL_FOR(rows * L > AG_PAR_MIN, ,
+        AG_PARALLEL(rows * L, ,
         for (int64_t r = 0; r < rows; r++) {
             float acc = ag_dot(g + r * L, x + r * L, L);
             dst[r] = (overwrite ? 0.0f : dst[r]) + acc;
@@ -135,7 +141,7 @@ void ag_sum_product(float *dst, bool per_row, const float *g, const float *x, in
         return;
     }
     /* column sums, split by blocks of 64 columns so threads never share a dst element */
-    AG_PARALLEL_FOR(rows * L > AG_PAR_MIN && L >= 64, ,
+    AG_PARALLEL(L >= 64 ? rows * L : 0, ,
     for (int64_t c0 = 0; c0 < L; c0 += 64) {
         int64_t c1 = c0 + 64 < L ? c0 + 64 : L;
         float acc[64] = {0};

@@ -41,7 +41,7 @@ static void scale_c(float *C, int64_t ldc, int64_t M, int64_t N, float beta)
 {
     if (beta == 1.0f)
         return;
-    AG_PARALLEL_FOR(M * N > AG_PAR_MIN && !omp_in_parallel(), ,
+    AG_PARALLEL(M * N, ,
     for (int64_t i = 0; i < M; i++)
         for (int64_t j = 0; j < N; j++)
             C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
@@ -70,25 +70,42 @@ static void blas(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
                 (int)M, (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
 }
 
-/* Below this many multiply-adds a GEMM runs on one thread: splitting it
- * costs more in wake-ups and barriers than it saves. */
-#define GEMM_PAR_MIN (1 << 20)
+/* A threaded BLAS call, timed for the contention cap (threads.c): its team
+ * came late when the call took longer than one slow core would -- 10
+ * GFLOP/s, 4 GB/s for the operands -- a floor any SIMD core clears, while
+ * a worker descheduled by other load costs milliseconds. */
+static void blas_timed(int nt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+                       const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                       float *C, int64_t ldc)
+{
+    if (nt < 2) {
+        blas(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    int64_t t0 = ag_now_ns();
+    blas(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    int64_t now = ag_now_ns(), wall = now - t0;
+    int64_t flops_ns = 2 * M * N * K / 10, bytes_ns = M * K + K * N + 2 * M * N;
+    ag_team_note(nt, wall > 50000 && wall > flops_ns && wall > bytes_ns, now);
+}
 
 static void blas_threaded(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
                           const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
                           float *C, int64_t ldc)
 {
-    int nt = omp_get_max_threads();
-    if (M * N * K < GEMM_PAR_MIN && nt > 1 && !omp_in_parallel()) {
+    /* one thread up to AG_GEMM_MIN multiply-adds, else the pool's team
+     * (fewer under load: threads.c) */
+    int nt = ag_team(ag_parts_past(M * N * K, AG_GEMM_MIN)), icv = omp_get_max_threads();
+    if (nt != icv && !omp_in_parallel()) {
         /* OpenBLAS splits anything over 2^18 multiply-adds across threads and
          * has no per-call thread count, but its OpenMP build sizes its team
-         * by omp_get_max_threads(): one thread for this call, no wake-ups */
-        omp_set_num_threads(1);
-        blas(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+         * by omp_get_max_threads(): this call's team, no more wake-ups */
         omp_set_num_threads(nt);
+        blas_timed(nt, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        omp_set_num_threads(icv);
         return;
     }
-    blas(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    blas_timed(nt, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 #endif
 
@@ -250,6 +267,14 @@ const char *ag_matmul_backend(void) { return chosen()->name; }
 
 /* ---------------------------------------------------------------- entry points */
 
+/* The built-in kernel's split: from ag_gemm_par_min multiply-adds on, a
+ * rectangle of C per ag_gemm_par_min of them, at most the thread count
+ * (ag_gemm_blocked runs them on the pool's team, fewer under load). */
+static int blocked_parts(int64_t M, int64_t N, int64_t K)
+{
+    return ag_parts_past(M * N * K, ag_gemm_par_min - 1);
+}
+
 void ag_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
              int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
 {
@@ -260,8 +285,8 @@ void ag_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, con
         return;
     }
 #endif
-    ag_gemm_blocked(b->kernel, omp_in_parallel() ? 1 : omp_get_max_threads(), ta, tb, M, N, K,
-                    alpha, A, lda, B, ldb, beta, C, ldc);
+    ag_gemm_blocked(b->kernel, blocked_parts(M, N, K), ta, tb, M, N, K, alpha, A, lda, B, ldb,
+                    beta, C, ldc);
 }
 
 /* Called from inside a parallel region: the OpenMP build of OpenBLAS runs
@@ -284,6 +309,6 @@ void ag_gemm_builtin(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float al
                      const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
                      float *C, int64_t ldc)
 {
-    ag_gemm_blocked(ag_gemm_kernel_best(), omp_in_parallel() ? 1 : omp_get_max_threads(), ta,
-                    tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    ag_gemm_blocked(ag_gemm_kernel_best(), blocked_parts(M, N, K), ta, tb, M, N, K, alpha, A,
+                    lda, B, ldb, beta, C, ldc);
 }

@@ -288,13 +288,23 @@ void ag_gemm_blocked(const ag_gemm_kernel *k, int nthreads, bool ta, bool tb, in
     }
     g.bp = buf;
     g.ap = buf + nt * g.bpn;
-    if (nt == 1) {
-        gemm_run(&g, 0);
-    } else {
-        /* a team smaller than asked for runs the missing threads' rectangles too */
-#pragma omp parallel num_threads(nt)
-        for (int id = omp_get_thread_num(); id < nt; id += omp_get_num_threads())
+    /* the pool's team (threads.c: the same size for every region, fewer
+     * under load); a team smaller than nt runs the missing rectangles too,
+     * a larger one leaves threads idle, and C is the same either way */
+    int team = ag_team(nt);
+    if (team < 2) {
+        for (int id = 0; id < nt; id++)
             gemm_run(&g, id);
+    } else {
+        ag_region r;
+        ag_region_begin(&r);
+#pragma omp parallel num_threads(team)
+        {
+            ag_region_enter(&r);
+            for (int id = omp_get_thread_num(); id < nt; id += omp_get_num_threads())
+                gemm_run(&g, id);
+        }
+        ag_region_end(&r, team);
     }
     if (buf != small)
         free(buf);

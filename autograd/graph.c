@@ -88,7 +88,7 @@ void *(ag_saved)(const ag_tensor *out) { return ag_saved(out); }
 
 static void zero_floats(float *p, int64_t n)
 {
-    AG_PARALLEL_FOR(n > 4 * AG_PAR_MIN, ,
+    AG_PARALLEL(n / 4, ,
     for (int64_t i = 0; i < n; i++)
         p[i] = 0.0f;
     );

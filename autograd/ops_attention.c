@@ -250,10 +250,12 @@ static void backward_pair(const geom *g, int64_t pr, const float *qkv, const flo
         pair_backward(g, pr, qkv, P, gout, gqkv, overwrite, a, d);
 }
 
-/* enough work per call to wake the other threads */
-static bool parallel_worth(const geom *g, int64_t pairs)
+/* Parts for a call: past 2^18 multiply-adds of T x T tiles, a thread per
+ * 2^18 of them, and no more than the (batch, head) pairs. */
+static int parallel_parts(const geom *g, int64_t pairs)
 {
-    return pairs > 1 && pairs * g->T * g->T * g->hs > (1 << 18);
+    int parts = ag_parts_past(pairs * g->T * g->T * g->hs, 1 << 18);
+    return parts < pairs ? parts : (int)pairs;
 }
 
 static void attention_backward(ag_ctx *ctx, ag_tensor *out)
@@ -266,19 +268,22 @@ static void attention_backward(ag_ctx *ctx, ag_tensor *out)
     const attention_saved *s = ag_saved(out);
     geom g = s->g;
     int64_t pairs = out->shape[0] * g.H, tile = g.T * g.T;
-    bool par = parallel_worth(&g, pairs);
-    int nt = par ? omp_get_max_threads() : 1;
+    int nt = ag_team(parallel_parts(&g, pairs));
     float *scratch = ag_scratch(ctx, (size_t)(2 * nt * tile) * sizeof(float));
     const float *P = s->P;
     /* each thread its own two tiles; pairs handed out as threads come free */
-    if (par) {
+    if (nt > 1) {
+        ag_region r;
+        ag_region_begin(&r);
 #pragma omp parallel num_threads(nt)
         {
+            ag_region_enter(&r);
             float *a = scratch + 2 * omp_get_thread_num() * tile;
-#pragma omp for schedule(dynamic)
+#pragma omp for schedule(dynamic) nowait
             for (int64_t pr = 0; pr < pairs; pr++)
                 backward_pair(&g, pr, x->data, P + pr * tile, out->grad, gx, overwrite, a, a + tile);
         }
+        ag_region_end(&r, nt);
     } else {
         for (int64_t pr = 0; pr < pairs; pr++)
             backward_pair(&g, pr, x->data, P + pr * tile, out->grad, gx, overwrite, scratch,
@@ -313,22 +318,25 @@ ag_tensor *ag_attention(ag_ctx *c, ag_tensor *qkv, int n_head, float scale, floa
     geom g = {.T = T, .H = n_head, .hs = C / n_head, .C = C, .scale = scale, .p = p,
               .seed = p > 0.0f ? ag_rng_next(&c->rng) : 0};
     int64_t pairs = B * n_head, tile = T * T;
-    bool par = parallel_worth(&g, pairs);
-    int nt = par ? omp_get_max_threads() : 1;
+    int nt = ag_team(parallel_parts(&g, pairs));
     /* P is kept for backward when the op was recorded; otherwise one tile per thread */
     bool keep_p = ag_op_of(out) != NULL;
     float *P = keep_p ? ag_ctx_alloc(c, (size_t)(pairs * tile) * sizeof(float)) : NULL;
     int64_t per_thread = (keep_p ? 0 : tile) + (p > 0.0f ? tile : 0);
     float *scratch = per_thread ? ag_buf_alloc(c, nt * per_thread) : NULL;
     ag_save(c, out, &(attention_saved){.g = g, .P = P}, sizeof(attention_saved));
-    if (par) {
+    if (nt > 1) {
+        ag_region r;
+        ag_region_begin(&r);
 #pragma omp parallel num_threads(nt)
         {
+            ag_region_enter(&r);
             float *mine = scratch ? scratch + omp_get_thread_num() * per_thread : NULL;
-#pragma omp for schedule(dynamic)
+#pragma omp for schedule(dynamic) nowait
             for (int64_t pr = 0; pr < pairs; pr++)
                 forward_pair(&g, pr, qkv->data, out->data, P, mine, tile, p > 0.0f);
         }
+        ag_region_end(&r, nt);
     } else {
         for (int64_t pr = 0; pr < pairs; pr++)
             forward_pair(&g, pr, qkv->data, out->data, P, scratch, tile, p > 0.0f);

@@ -234,9 +234,10 @@ static bool qkv_by_rows(const qgeom *g)
     return L * h <= ROWS_MAX;
 }
 
-static bool qkv_parallel_worth(const qgeom *g, int64_t pairs)
+static int qkv_parallel_parts(const qgeom *g, int64_t pairs)
 {
-    return pairs > 1 && pairs * g->T * g->S * (g->hs + g->hv) / 2 > (1 << 18);
+    int parts = ag_parts_past(pairs * g->T * g->S * (g->hs + g->hv) / 2, 1 << 18);
+    return parts < pairs ? parts : (int)pairs;
 }
 
 static void qkv_backward_pair(const qgeom *g, int64_t pr, ag_tensor *const *in,
@@ -272,18 +273,21 @@ static void qkv_backward(ag_ctx *ctx, ag_tensor *out)
     qgeom g = s->g;
     qkv_grads gr = {buf[0], buf[1], buf[2], ow[0], ow[1], ow[2]};
     int64_t pairs = out->shape[0] * g.H, tile = g.T * g.S;
-    bool par = qkv_parallel_worth(&g, pairs);
-    int nt = par ? omp_get_max_threads() : 1;
+    int nt = ag_team(qkv_parallel_parts(&g, pairs));
     float *scratch = ag_scratch(ctx, (size_t)(2 * nt * tile) * sizeof(float));
     const float *P = s->P;
-    if (par) {
+    if (nt > 1) {
+        ag_region r;
+        ag_region_begin(&r);
 #pragma omp parallel num_threads(nt)
         {
+            ag_region_enter(&r);
             float *a = scratch + 2 * omp_get_thread_num() * tile;
-#pragma omp for schedule(dynamic)
+#pragma omp for schedule(dynamic) nowait
             for (int64_t pr = 0; pr < pairs; pr++)
                 qkv_backward_pair(&g, pr, in, P + pr * tile, out->grad, &gr, a, a + tile);
         }
+        ag_region_end(&r, nt);
     } else {
         for (int64_t pr = 0; pr < pairs; pr++)
             qkv_backward_pair(&g, pr, in, P + pr * tile, out->grad, &gr, scratch,
@@ -376,8 +380,8 @@ ag_tensor *ag_attention_qkv(ag_ctx *c, ag_tensor *q, ag_tensor *k, ag_tensor *v,
         return NULL;
     g.seed = p > 0.0f ? ag_rng_next(&c->rng) : 0;
     int64_t pairs = B * H, tile = T * S;
-    bool par = qkv_parallel_worth(&g, pairs), drop = p > 0.0f, rows = qkv_by_rows(&g);
-    int nt = par ? omp_get_max_threads() : 1;
+    bool drop = p > 0.0f, rows = qkv_by_rows(&g);
+    int nt = ag_team(qkv_parallel_parts(&g, pairs));
     /* P is kept for backward when the op was recorded; otherwise one tile per thread */
     bool keep_p = ag_op_of(out) != NULL;
     float *P = keep_p ? ag_ctx_alloc(c, (size_t)(pairs * tile) * sizeof(float)) : NULL;
@@ -387,14 +391,18 @@ ag_tensor *ag_attention_qkv(ag_ctx *c, ag_tensor *q, ag_tensor *k, ag_tensor *v,
     saved.g.mask = NULL; /* backward needs P, not the mask, which may be gone by then */
     ag_save(c, out, &saved, sizeof saved);
     qkv_fwd f = {&g, q, k, v, out, P, tile, drop, rows};
-    if (par) {
+    if (nt > 1) {
+        ag_region r;
+        ag_region_begin(&r);
 #pragma omp parallel num_threads(nt)
         {
+            ag_region_enter(&r);
             float *mine = scratch ? scratch + omp_get_thread_num() * per_thread : NULL;
-#pragma omp for schedule(dynamic)
+#pragma omp for schedule(dynamic) nowait
             for (int64_t pr = 0; pr < pairs; pr++)
                 qkv_forward_pair(&f, pr, mine);
         }
+        ag_region_end(&r, nt);
     } else {
         for (int64_t pr = 0; pr < pairs; pr++)
             qkv_forward_pair(&f, pr, scratch);

@@ -82,7 +82,7 @@ static void binary_kernel(binary_kind kind, ag_tensor *out, const ag_tensor *a, 
     if (nd == 0 || (ag_same_shape(a, out) && ag_same_shape(b, out))) {
         int64_t n = out->numel;
         int64_t chunk = 16384, nchunks = (n + chunk - 1) / chunk;
-        AG_PARALLEL_FOR(n > AG_PAR_MIN, ,
+        AG_PARALLEL(n, ,
         for (int64_t c = 0; c < nchunks; c++) {
             int64_t i0 = c * chunk, len = i0 + chunk < n ? chunk : n - i0;
             row(kind, out->data + i0, a->data + (a->numel == 1 ? 0 : i0), a->numel != 1,
@@ -97,7 +97,7 @@ static void binary_kernel(binary_kind kind, ag_tensor *out, const ag_tensor *a, 
         int64_t ra = ma == FULL ? L : ma == PER_ROW ? 1 : 0;
         int64_t rb = mb == FULL ? L : mb == PER_ROW ? 1 : 0;
         bool ua = ma == FULL || ma == SUFFIX, ub = mb == FULL || mb == SUFFIX;
-        AG_PARALLEL_FOR(out->numel > AG_PAR_MIN, ,
+        AG_PARALLEL(out->numel, ,
         for (int64_t r = 0; r < rows; r++)
             row(kind, out->data + r * L, a->data + r * ra, ua, b->data + r * rb, ub, L, overwrite);
         );
@@ -106,7 +106,7 @@ static void binary_kernel(binary_kind kind, ag_tensor *out, const ag_tensor *a, 
     int64_t sa[AG_MAX_DIMS], sb[AG_MAX_DIMS];
     ag_broadcast_strides(a, nd, out->shape, sa);
     ag_broadcast_strides(b, nd, out->shape, sb);
-    AG_PARALLEL_FOR(out->numel > AG_PAR_MIN, ,
+    AG_PARALLEL(out->numel, ,
     for (int64_t r = 0; r < rows; r++) {
         int64_t oa = 0, ob = 0, q = r;
         for (int d = nd - 2; d >= 0; d--) {

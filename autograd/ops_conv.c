@@ -163,13 +163,13 @@ static plan make_plan(const ag_conv_geom *g)
     return p;
 }
 
-/* Threads worth using for `tasks` independent (sample, group) products. */
+/* Chunks worth splitting `tasks` independent (sample, group) products into:
+ * a chunk per CONV_PAR_MIN multiply-adds, at most the thread count and the
+ * tasks (ag_parts: the same on a busy machine, where fewer threads run them). */
 static int conv_threads(const plan *p, int64_t tasks)
 {
-    int64_t work = tasks * p->Mg * p->K * p->P, nt = omp_get_max_threads();
-    nt = nt < tasks ? nt : tasks;
-    nt = nt < work / CONV_PAR_MIN ? nt : work / CONV_PAR_MIN;
-    return nt < 1 ? 1 : (int)nt;
+    int nt = ag_parts(tasks * p->Mg * p->K * p->P, CONV_PAR_MIN);
+    return nt < tasks ? nt : tasks < 1 ? 1 : (int)tasks;
 }
 
 /* y for tasks [t0, t1) (task = n * groups + group); col: K * P floats unless
@@ -275,12 +275,13 @@ static void conv_backward(ag_ctx *ctx, ag_tensor *out)
     float *part = gw ? ag_scratch(ctx, (size_t)(nt * w->numel) * sizeof(float)) : NULL;
     if (part)
         memset(part, 0, (size_t)(nt * w->numel) * sizeof(float));
-#pragma omp parallel for num_threads(nt) schedule(static, 1)
+    AG_PARALLEL_TEAM(ag_team(nt), schedule(static, 1),
     for (int t = 0; t < nt; t++) {
         grads mine = d;
         mine.gw = part ? part + t * w->numel : NULL;
         backward_tasks(&p, tasks * t / nt, tasks * (t + 1) / nt, &mine, col + t * ncol, true);
     }
+    );
     for (int t = 0; gw && t < nt; t++) {
         const float *pt = part + t * w->numel;
 #pragma omp simd
@@ -374,10 +375,12 @@ static ag_tensor *conv(ag_ctx *c, const ag_op *op, int nd, ag_tensor *x, ag_tens
     if (nt == 1) {
         forward_tasks(&p, 0, tasks, x->data, w->data, bd, out->data, col, false);
     } else {
-#pragma omp parallel for num_threads(nt) schedule(static, 1)
-        for (int t = 0; t < nt; t++)
+        AG_PARALLEL_TEAM(ag_team(nt), schedule(static, 1),
+        for (int t = 0; t < nt; t++) {
             forward_tasks(&p, tasks * t / nt, tasks * (t + 1) / nt, x->data, w->data, bd,
                           out->data, col ? col + t * ncol : NULL, true);
+        }
+        );
     }
     if (col)
         ag_buf_release(c, col, nt * ncol);

@@ -12,7 +12,7 @@ typedef struct {
 static void kernel(float *y, const float *x, int64_t n, uint64_t seed, float p, bool overwrite)
 {
     float scale = 1.0f / (1.0f - p);
-    AG_PARALLEL_FOR(n > AG_PAR_MIN / 4, ,
+    AG_PARALLEL(4 * n, ,
     for (int64_t i = 0; i < n; i++) {
         float v = ag_dropout_keep(seed, i, p) ? x[i] * scale : 0.0f;
         y[i] = overwrite ? v : y[i] + v;

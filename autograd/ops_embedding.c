@@ -17,7 +17,7 @@ static void embedding_backward(ag_ctx *ctx, ag_tensor *out)
     const int32_t *idx = at->idx;
     int64_t n = at->n, C = w->shape[1];
     /* split by columns, not rows: two rows may scatter into the same weight row */
-    AG_PARALLEL_FOR(n * C > AG_PAR_MIN && C >= 32, ,
+    AG_PARALLEL(C >= 32 ? n * C : 0, ,
     for (int64_t c0 = 0; c0 < C; c0 += 16) {
         int64_t c1 = c0 + 16 < C ? c0 + 16 : C;
         for (int64_t r = 0; r < n; r++) {
@@ -60,7 +60,7 @@ ag_tensor *ag_embedding(ag_ctx *c, ag_tensor *weight, const ag_index *idx)
     int32_t *saved = ag_ctx_alloc(c, (size_t)idx->numel * sizeof *saved);
     memcpy(saved, idx->data, (size_t)idx->numel * sizeof *saved);
     ag_save(c, out, &(embedding_attr){.idx = saved, .n = idx->numel}, sizeof(embedding_attr));
-    AG_PARALLEL_FOR(idx->numel * C > AG_PAR_MIN, ,
+    AG_PARALLEL(idx->numel * C, ,
     for (int64_t r = 0; r < idx->numel; r++)
         memcpy(out->data + r * C, weight->data + (int64_t)saved[r] * C, (size_t)C * sizeof(float));
     );

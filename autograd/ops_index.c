@@ -52,7 +52,7 @@ static void gather_kernel(const gather_attr *g, float *x, float *y, int64_t oute
                           int64_t inner, bool to_a)
 {
     int64_t sa = g->ast[g->axis];
-    AG_PARALLEL_FOR(outer * m * inner > AG_PAR_MIN && !(to_a && g->serial), ,
+    AG_PARALLEL(to_a && g->serial ? 0 : outer * m * inner, ,
     for (int64_t o = 0; o < outer; o++) {
         int64_t base = outer_offset(g, o);
         for (int64_t k = 0; k < m; k++) {
@@ -135,7 +135,7 @@ ag_tensor *ag_gather(ag_ctx *c, ag_tensor *a, const ag_index *idx, int axis)
     /* idx broadcast to out's shape, and a's offset of each inner position */
     int32_t *ix = ag_ctx_alloc(c, (size_t)out->numel * sizeof *ix);
     int64_t *inner_off = ag_ctx_alloc(c, (size_t)inner * sizeof *inner_off);
-    AG_PARALLEL_FOR(out->numel > AG_PAR_MIN, ,
+    AG_PARALLEL(out->numel, ,
     for (int64_t e = 0; e < out->numel; e++) {
         int64_t q = e, off = 0;
         for (int d = a->ndim - 1; d >= 0; d--) {
@@ -178,7 +178,7 @@ static void select_backward(ag_ctx *ctx, ag_tensor *out)
     const int32_t *idx = at->idx;
     const float *g = out->grad;
     /* a repeated index adds into the same row: threads own (outer, column block) pairs */
-    AG_PARALLEL_FOR(out->numel > AG_PAR_MIN, ,
+    AG_PARALLEL(out->numel, ,
     for (int64_t ob = 0; ob < at->outer * nb; ob++) {
         int64_t o = ob / nb, c0 = ob % nb * COLS, c1 = c0 + COLS < inner ? c0 + COLS : inner;
         for (int64_t k = 0; k < m; k++) {
@@ -224,7 +224,7 @@ ag_tensor *ag_index_select(ag_ctx *c, ag_tensor *a, const ag_index *idx, int axi
     at.idx = saved;
     ag_save(c, out, &at, sizeof at);
     int64_t n = at.n, m = at.m, inner = at.inner;
-    AG_PARALLEL_FOR(out->numel > AG_PAR_MIN, ,
+    AG_PARALLEL(out->numel, ,
     for (int64_t r = 0; r < at.outer * m; r++)
         memcpy(out->data + r * inner, a->data + (r / m * n + saved[r % m]) * inner,
                (size_t)inner * sizeof(float));

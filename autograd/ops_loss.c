@@ -20,7 +20,7 @@ static void ce_backward(ag_ctx *ctx, ag_tensor *out)
     int64_t N = x->shape[0], C = x->shape[1];
     int ignore = s->ignore_index;
     float scale = out->grad[0] / (float)s->count;
-    AG_PARALLEL_FOR(N * C > AG_PAR_MIN, ,
+    AG_PARALLEL(N * C, ,
     for (int64_t n = 0; n < N; n++) {
         int32_t t = s->targets[n];
         if (t == ignore)
@@ -35,6 +35,34 @@ static void ce_backward(ag_ctx *ctx, ag_tensor *out)
 }
 
 static const ag_op ce_op = {"cross_entropy", ce_backward, AG_IN(0)};
+
+typedef struct {
+    const float *logits;
+    int64_t C;
+    ce_saved *s;
+} ce_rows;
+
+/* Rows [lo, hi): each row's log-sum-exp into s->lse, and the sum of the
+ * losses of the rows not ignored (for ag_parallel_sum). */
+static double ce_range(int64_t lo, int64_t hi, void *user)
+{
+    const ce_rows *j = user;
+    int64_t C = j->C;
+    ce_saved *s = j->s;
+    double total = 0;
+    for (int64_t n = lo; n < hi; n++) {
+        const float *xr = j->logits + n * C;
+        float m = -INFINITY, sum = 0.0f;
+        for (int64_t k = 0; k < C; k++)
+            m = xr[k] > m ? xr[k] : m;
+        for (int64_t k = 0; k < C; k++)
+            sum += ag_expf(xr[k] - m);
+        s->lse[n] = (double)m + logf(sum);
+        if (s->targets[n] != s->ignore_index)
+            total += s->lse[n] - xr[s->targets[n]];
+    }
+    return total;
+}
 
 ag_tensor *ag_cross_entropy(ag_ctx *c, ag_tensor *logits, const ag_index *targets, int ignore_index)
 {
@@ -71,20 +99,8 @@ ag_tensor *ag_cross_entropy(ag_ctx *c, ag_tensor *logits, const ag_index *target
     s->count = count;
     s->ignore_index = ignore_index;
     ag_node_of(out)->saved = s;
-    double total = 0;
-    AG_PARALLEL_FOR(N * C > AG_PAR_MIN, reduction(+ : total),
-    for (int64_t n = 0; n < N; n++) {
-        const float *xr = logits->data + n * C;
-        float m = -INFINITY, sum = 0.0f;
-        for (int64_t k = 0; k < C; k++)
-            m = xr[k] > m ? xr[k] : m;
-        for (int64_t k = 0; k < C; k++)
-            sum += ag_expf(xr[k] - m);
-        s->lse[n] = (double)m + logf(sum);
-        if (tg[n] != ignore_index)
-            total += s->lse[n] - xr[tg[n]];
-    }
-    );
+    ce_rows job = {logits->data, C, s};
+    double total = ag_parallel_sum(N, N * C, ce_range, &job);
     out->data[0] = (float)(total / (double)count); /* no rows counted: NaN, as in PyTorch */
     return out;
 }

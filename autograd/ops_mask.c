@@ -10,7 +10,7 @@ static uint8_t *expand_mask(ag_ctx *c, const ag_tensor *a, const ag_tensor *mask
     int64_t st[AG_MAX_DIMS];
     ag_broadcast_strides(mask, nd, a->shape, st);
     uint8_t *m = ag_ctx_alloc(c, (size_t)a->numel);
-    AG_PARALLEL_FOR(a->numel > AG_PAR_MIN, ,
+    AG_PARALLEL(a->numel, ,
     for (int64_t e = 0; e < a->numel; e++) {
         int64_t q = e, off = 0;
         for (int d = nd - 1; d >= 0; d--) {
@@ -28,7 +28,7 @@ static void masked_fill_backward(ag_ctx *ctx, ag_tensor *out)
     float *gx = ag_grad_of(ctx, ag_input(out, 0));
     const uint8_t *m = ag_saved(out);
     if (gx)
-        AG_PARALLEL_FOR(out->numel > AG_PAR_MIN, ,
+        AG_PARALLEL(out->numel, ,
         for (int64_t i = 0; i < out->numel; i++)
             gx[i] += m[i] ? 0.0f : out->grad[i];
         );
@@ -57,7 +57,7 @@ ag_tensor *ag_masked_fill(ag_ctx *c, ag_tensor *a, const ag_tensor *mask, float 
         return NULL;
     uint8_t *m = expand_mask(c, a, mask);
     ag_node_of(out)->saved = m;
-    AG_PARALLEL_FOR(a->numel > AG_PAR_MIN, ,
+    AG_PARALLEL(a->numel, ,
     for (int64_t i = 0; i < a->numel; i++)
         out->data[i] = m[i] ? value : a->data[i];
     );
@@ -69,7 +69,7 @@ ag_tensor *ag_masked_fill(ag_ctx *c, ag_tensor *a, const ag_tensor *mask, float 
 static void causal_kernel(float *y, const float *x, int64_t rows, int64_t T, int64_t S,
                           float value, bool overwrite)
 {
-    AG_PARALLEL_FOR(rows * S > AG_PAR_MIN, ,
+    AG_PARALLEL(rows * S, ,
     for (int64_t r = 0; r < rows; r++) {
         int64_t t = r % T;
         float *yr = y + r * S;

@@ -51,11 +51,20 @@ static void batched(int64_t nb, const int64_t *oa, const int64_t *ob, const int6
                     int64_t ldc)
 {
     /* many small products: one per thread beats splitting each */
-    if (disjoint && nb >= 2 * omp_get_max_threads() && M * N * K < 512 * 512 * 512) {
-#pragma omp parallel for schedule(dynamic)
-        for (int64_t b = 0; b < nb; b++)
-            ag_gemm_serial(ta, tb, M, N, K, 1.0f, A + oa[b], lda, B + ob[b], ldb, beta, C + oc[b],
-                           ldc);
+    int parts = ag_parts_past(nb * M * N * K, AG_GEMM_MIN);
+    int nt = disjoint && nb >= 2 * parts && M * N * K < 512 * 512 * 512 ? ag_team(parts) : 1;
+    if (nt > 1) {
+        ag_region r;
+        ag_region_begin(&r);
+#pragma omp parallel num_threads(nt)
+        {
+            ag_region_enter(&r);
+#pragma omp for schedule(dynamic) nowait
+            for (int64_t b = 0; b < nb; b++)
+                ag_gemm_serial(ta, tb, M, N, K, 1.0f, A + oa[b], lda, B + ob[b], ldb, beta,
+                               C + oc[b], ldc);
+        }
+        ag_region_end(&r, nt);
         return;
     }
     for (int64_t b = 0; b < nb; b++)
@@ -179,7 +188,7 @@ static ag_tensor *matmul(ag_ctx *c, const ag_op *op, ag_tensor *a, ag_tensor *b,
     float beta = 0.0f;
     if (bias) { /* rows start as the bias and the product adds to them: no second pass */
         int64_t rows = nb * M;
-        AG_PARALLEL_FOR(rows * N > AG_PAR_MIN, ,
+        AG_PARALLEL(rows * N, ,
         for (int64_t r = 0; r < rows; r++)
             memcpy(out->data + r * N, bias->data, (size_t)N * sizeof(float));
         );

@@ -79,29 +79,24 @@ static void norm_backward(ag_ctx *ctx, ag_tensor *out)
     float *gx = ag_grad_buf(ctx, x, &overwrite_x), *gw = ag_grad_buf(ctx, w, &overwrite_w);
     float *gb = ag_grad_buf(ctx, b, &overwrite_b);
     int64_t C = out->shape[out->ndim - 1], rows = out->numel / C;
-    bool par = out->numel > AG_PAR_MIN;
-    int nt = par ? omp_get_max_threads() : 1;
-    /* per thread: gw and gb partial sums, and two rows of scratch */
-    float *part = ag_scratch(ctx, (size_t)(nt * 4 * C) * sizeof(float));
-    memset(part, 0, (size_t)(nt * 4 * C) * sizeof(float));
+    /* rows cut into parts by the work alone, each part its own gw and gb
+     * partial sums (added in part order below) and two rows of scratch */
+    int parts = ag_par_parts(out->numel);
+    float *part = ag_scratch(ctx, (size_t)(parts * 4 * C) * sizeof(float));
+    memset(part, 0, (size_t)(parts * 4 * C) * sizeof(float));
     const norm_saved *s = ag_saved(out);
-    if (par) {
-#pragma omp parallel num_threads(nt)
-        {
-            int id = omp_get_thread_num(), n = omp_get_num_threads();
-            float *p = part + id * 4 * C;
-            norm_grad_rows(gx, overwrite_x, gw ? p : NULL, gb ? p + C : NULL, out->grad, x->data, w->data,
-                           s, rows * id / n, rows * (id + 1) / n, C, p + 2 * C);
-        }
-    } else {
-        norm_grad_rows(gx, overwrite_x, gw ? part : NULL, gb ? part + C : NULL, out->grad, x->data, w->data,
-                       s, 0, rows, C, part + 2 * C);
+    AG_PARALLEL(out->numel, schedule(static),
+    for (int p = 0; p < parts; p++) {
+        float *q = part + p * 4 * C;
+        norm_grad_rows(gx, overwrite_x, gw ? q : NULL, gb ? q + C : NULL, out->grad, x->data,
+                       w->data, s, rows * p / parts, rows * (p + 1) / parts, C, q + 2 * C);
     }
+    );
     for (int64_t j = 0; j < C; j++) {
         float sw = 0.0f, sb = 0.0f;
-        for (int t = 0; t < nt; t++) {
-            sw += part[t * 4 * C + j];
-            sb += part[t * 4 * C + C + j];
+        for (int p = 0; p < parts; p++) {
+            sw += part[p * 4 * C + j];
+            sb += part[p * 4 * C + C + j];
         }
         if (gw)
             gw[j] = (overwrite_w ? 0.0f : gw[j]) + sw;
@@ -139,16 +134,13 @@ ag_tensor *ag_layer_norm(ag_ctx *c, ag_tensor *x, ag_tensor *w, ag_tensor *b, fl
     s->mean = ag_ctx_alloc(c, (size_t)rows * sizeof(float));
     s->rstd = ag_ctx_alloc(c, (size_t)rows * sizeof(float));
     ag_node_of(out)->saved = s;
-    if (x->numel > AG_PAR_MIN) {
-#pragma omp parallel
-        {
-            int64_t id = omp_get_thread_num(), n = omp_get_num_threads();
-            norm_rows(out->data, x->data, w->data, b->data, rows * id / n, rows * (id + 1) / n, C,
-                      eps, s->mean, s->rstd);
-        }
-    } else {
-        norm_rows(out->data, x->data, w->data, b->data, 0, rows, C, eps, s->mean, s->rstd);
+    int parts = ag_par_parts(x->numel);
+    AG_PARALLEL(x->numel, schedule(static),
+    for (int p = 0; p < parts; p++) {
+        norm_rows(out->data, x->data, w->data, b->data, rows * p / parts, rows * (p + 1) / parts,
+                  C, eps, s->mean, s->rstd);
     }
+    );
     return out;
 }
 
@@ -219,29 +211,24 @@ static void rms_backward(ag_ctx *ctx, ag_tensor *out)
     bool overwrite_x, overwrite_w = false;
     float *gx = ag_grad_buf(ctx, x, &overwrite_x), *gw = w ? ag_grad_buf(ctx, w, &overwrite_w) : NULL;
     int64_t C = out->shape[out->ndim - 1], rows = out->numel / C;
-    bool par = out->numel > AG_PAR_MIN;
-    int nt = par ? omp_get_max_threads() : 1;
-    /* per thread: gw's partial sums and a row of scratch */
-    float *part = ag_scratch(ctx, (size_t)(nt * 2 * C) * sizeof(float));
-    memset(part, 0, (size_t)(nt * 2 * C) * sizeof(float));
+    /* rows cut into parts by the work alone, each part its own gw partial
+     * sums (added in part order below) and a row of scratch */
+    int parts = ag_par_parts(out->numel);
+    float *part = ag_scratch(ctx, (size_t)(parts * 2 * C) * sizeof(float));
+    memset(part, 0, (size_t)(parts * 2 * C) * sizeof(float));
     const rms_saved *s = ag_saved(out);
     const float *wd = w ? w->data : NULL;
-    if (par) {
-#pragma omp parallel num_threads(nt)
-        {
-            int id = omp_get_thread_num(), n = omp_get_num_threads();
-            float *p = part + id * 2 * C;
-            rms_grad_rows(gx, overwrite_x, gw ? p : NULL, out->grad, x->data, wd, s->rstd,
-                          rows * id / n, rows * (id + 1) / n, C, p + C);
-        }
-    } else {
-        rms_grad_rows(gx, overwrite_x, gw ? part : NULL, out->grad, x->data, wd, s->rstd, 0, rows,
-                      C, part + C);
+    AG_PARALLEL(out->numel, schedule(static),
+    for (int p = 0; p < parts; p++) {
+        float *q = part + p * 2 * C;
+        rms_grad_rows(gx, overwrite_x, gw ? q : NULL, out->grad, x->data, wd, s->rstd,
+                      rows * p / parts, rows * (p + 1) / parts, C, q + C);
     }
+    );
     for (int64_t j = 0; gw && j < C; j++) {
         float sw = 0.0f;
-        for (int t = 0; t < nt; t++)
-            sw += part[t * 2 * C + j];
+        for (int p = 0; p < parts; p++)
+            sw += part[p * 2 * C + j];
         gw[j] = (overwrite_w ? 0.0f : gw[j]) + sw;
     }
 }
@@ -274,14 +261,12 @@ ag_tensor *ag_rms_norm(ag_ctx *c, ag_tensor *x, ag_tensor *w, float eps)
     s->rstd = ag_ctx_alloc(c, (size_t)rows * sizeof(float));
     ag_node_of(out)->saved = s;
     const float *wd = w ? w->data : NULL;
-    if (x->numel > AG_PAR_MIN) {
-#pragma omp parallel
-        {
-            int64_t id = omp_get_thread_num(), n = omp_get_num_threads();
-            rms_rows(out->data, x->data, wd, rows * id / n, rows * (id + 1) / n, C, eps, s->rstd);
-        }
-    } else {
-        rms_rows(out->data, x->data, wd, 0, rows, C, eps, s->rstd);
+    int parts = ag_par_parts(x->numel);
+    AG_PARALLEL(x->numel, schedule(static),
+    for (int p = 0; p < parts; p++) {
+        rms_rows(out->data, x->data, wd, rows * p / parts, rows * (p + 1) / parts, C, eps,
+                 s->rstd);
     }
+    );
     return out;
 }

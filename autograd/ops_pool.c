@@ -195,7 +195,7 @@ static void pool_backward(ag_ctx *ctx, ag_tensor *out)
     const ag_conv_geom *g = &s->g;
     int64_t planes = g->N * g->C, HW = g->H * g->W, P = g->OH * g->OW;
     const float *gy = out->grad;
-    AG_PARALLEL_FOR(planes > 1 && P * g->kH * g->kW * planes > AG_PAR_MIN, ,
+    AG_PARALLEL(planes > 1 ? P * g->kH * g->kW * planes : 0, ,
     for (int64_t q = 0; q < planes; q++) {
         float *gxq = gx + q * HW;
         const float *gyq = gy + q * P;
@@ -280,7 +280,7 @@ static ag_tensor *pool(ag_ctx *c, const ag_op *op, int nd, bool is_max, ag_tenso
     ag_save(c, out, &(pool_saved){.g = g, .arg = arg}, sizeof(pool_saved));
     const float *xd = x->data;
     float *yd = out->data;
-    AG_PARALLEL_FOR(planes > 1 && P * g.kH * g.kW * planes > AG_PAR_MIN, ,
+    AG_PARALLEL(planes > 1 ? P * g.kH * g.kW * planes : 0, ,
     for (int64_t q = 0; q < planes; q++) {
         if (is_max)
             max_plane(&g, xd + q * HW, yd + q * P, arg ? arg + q * P : NULL);

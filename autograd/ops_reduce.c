@@ -13,28 +13,35 @@ typedef struct {
     const int32_t *arg;      /* max: the k of each maximum, (outer, inner) */
 } reduce_attr;
 
+/* sum of x[lo, hi) for ag_parallel_sum */
+static double sum_range(int64_t lo, int64_t hi, void *x)
+{
+    const float *v = x;
+    double s = 0;
+#pragma omp simd reduction(+ : s)
+    for (int64_t k = lo; k < hi; k++)
+        s += v[k];
+    return s;
+}
+
 /* y[o, i] = scale * sum_k x[o, k, i] */
 static void sum_kernel(float *y, const float *x, int64_t outer, int64_t n, int64_t inner,
                        float scale)
 {
     if (inner == 1 && outer == 1) { /* one long row: split it */
-        double s = 0;
-        AG_PARALLEL_FOR(n > AG_PAR_MIN, simd reduction(+ : s),
-        for (int64_t k = 0; k < n; k++)
-            s += x[k];
-        );
+        double s = ag_parallel_sum(n, n, sum_range, (void *)x);
         y[0] = (float)(s * scale);
         return;
     }
     if (inner == 1) {
-        AG_PARALLEL_FOR(outer * n > AG_PAR_MIN, ,
+        AG_PARALLEL(outer * n, ,
         for (int64_t o = 0; o < outer; o++) {
             y[o] = (float)(ag_sumd(x + o * n, n) * scale);
         }
         );
         return;
     }
-    AG_PARALLEL_FOR(outer * n * inner > AG_PAR_MIN, ,
+    AG_PARALLEL(outer * n * inner, ,
     for (int64_t o = 0; o < outer; o++) {
         float *yo = y + o * inner;
         for (int64_t i = 0; i < inner; i++)
@@ -65,14 +72,14 @@ static void sum_backward(ag_ctx *ctx, ag_tensor *out)
      * keep the inner loop long */
 #define PUT(I, V) gx[I] = (overwrite ? 0.0f : gx[I]) + (V)
     if (outer == 1) { /* sum over everything, or over the first axis: split the rows */
-        AG_PARALLEL_FOR(x->numel > AG_PAR_MIN, ,
+        AG_PARALLEL(x->numel, ,
         for (int64_t k = 0; k < n; k++)
             for (int64_t i = 0; i < inner; i++)
                 PUT(k * inner + i, scale * g[i]);
         );
         return;
     }
-    AG_PARALLEL_FOR(x->numel > AG_PAR_MIN, ,
+    AG_PARALLEL(x->numel, ,
     for (int64_t o = 0; o < outer; o++) {
         int64_t base = o * n * inner;
         const float *go = g + o * inner;
@@ -93,7 +100,7 @@ static void sum_backward(ag_ctx *ctx, ag_tensor *out)
 static void max_kernel(float *y, int32_t *arg, const float *x, int64_t outer, int64_t n,
                        int64_t inner)
 {
-    AG_PARALLEL_FOR(outer * n * inner > AG_PAR_MIN, collapse(2),
+    AG_PARALLEL(outer * n * inner, collapse(2),
     for (int64_t o = 0; o < outer; o++)
         for (int64_t i = 0; i < inner; i++) {
             const float *p = x + o * n * inner + i;
@@ -208,7 +215,7 @@ static void var_kernel(float *y, double *mean, const float *x, int64_t outer, in
                        int64_t inner, double inv)
 {
     int64_t nb = (inner + COLS - 1) / COLS;
-    AG_PARALLEL_FOR(outer * n * inner > AG_PAR_MIN, ,
+    AG_PARALLEL(outer * n * inner, ,
     for (int64_t ob = 0; ob < outer * nb; ob++) {
         int64_t o = ob / nb, c0 = ob % nb * COLS, w = inner - c0 < COLS ? inner - c0 : COLS;
         const float *xo = x + o * n * inner + c0;
@@ -248,7 +255,7 @@ static void var_backward(ag_ctx *ctx, ag_tensor *out)
     const float *g = out->grad, *xd = x->data;
     float scale = at->scale;
     /* gx[o, k, i] (+)= scale g[o, i] (x[o, k, i] - mean[o, i]) */
-    AG_PARALLEL_FOR(x->numel > AG_PAR_MIN, ,
+    AG_PARALLEL(x->numel, ,
     for (int64_t o = 0; o < at->outer; o++)
         for (int64_t k = 0; k < n; k++) {
             int64_t base = (o * n + k) * inner;
@@ -351,7 +358,7 @@ static void cumsum_kernel(float *dst, const float *src, int64_t outer, int64_t n
                           bool reverse, bool overwrite)
 {
     int64_t nb = (inner + COLS - 1) / COLS;
-    AG_PARALLEL_FOR(outer * n * inner > AG_PAR_MIN, ,
+    AG_PARALLEL(outer * n * inner, ,
     for (int64_t ob = 0; ob < outer * nb; ob++) {
         int64_t o = ob / nb, c0 = ob % nb * COLS, w = inner - c0 < COLS ? inner - c0 : COLS;
         double s[COLS] = {0};

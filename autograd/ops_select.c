@@ -12,7 +12,7 @@ static uint8_t *expand_cond(ag_ctx *c, const ag_tensor *cond, const ag_tensor *o
     uint8_t *m = ag_ctx_alloc(c, (size_t)n);
     const float *cd = cond->data;
     if (ag_same_shape(cond, out)) {
-        AG_PARALLEL_FOR(n > AG_PAR_MIN, ,
+        AG_PARALLEL(n, ,
         for (int64_t i = 0; i < n; i++)
             m[i] = cd[i] != 0.0f;
         );
@@ -21,7 +21,7 @@ static uint8_t *expand_cond(ag_ctx *c, const ag_tensor *cond, const ag_tensor *o
     int nd = out->ndim;
     int64_t st[AG_MAX_DIMS];
     ag_broadcast_strides(cond, nd, out->shape, st);
-    AG_PARALLEL_FOR(n > AG_PAR_MIN, ,
+    AG_PARALLEL(n, ,
     for (int64_t e = 0; e < n; e++) {
         int64_t q = e, off = 0;
         for (int d = nd - 1; d >= 0; d--) {
@@ -42,7 +42,7 @@ static void where_kernel(float *o, const uint8_t *m, const ag_tensor *a, const a
     int64_t n = out->numel;
     const float *ad = a->data, *bd = b->data;
     if (ag_same_shape(a, out) && ag_same_shape(b, out)) {
-        AG_PARALLEL_FOR(n > AG_PAR_MIN, ,
+        AG_PARALLEL(n, ,
         for (int64_t i = 0; i < n; i++)
             o[i] = m[i] ? ad[i] : bd[i];
         );
@@ -54,7 +54,7 @@ static void where_kernel(float *o, const uint8_t *m, const ag_tensor *a, const a
     ag_broadcast_strides(b, nd, out->shape, sb);
     int64_t L = nd ? out->shape[nd - 1] : 1, rows = L ? n / L : 0;
     int64_t la = nd ? sa[nd - 1] : 0, lb = nd ? sb[nd - 1] : 0;
-    AG_PARALLEL_FOR(n > AG_PAR_MIN, ,
+    AG_PARALLEL(n, ,
     for (int64_t r = 0; r < rows; r++) {
         int64_t oa = 0, ob = 0, q = r;
         for (int d = nd - 2; d >= 0; d--) {
@@ -91,14 +91,14 @@ static void where_backward(ag_ctx *ctx, ag_tensor *out)
             continue;
         uint8_t pick = k == 0;
         if (ag_same_shape(in, out)) {
-            AG_PARALLEL_FOR(n > AG_PAR_MIN, ,
+            AG_PARALLEL(n, ,
             for (int64_t i = 0; i < n; i++)
                 gk[i] = (overwrite ? 0.0f : gk[i]) + (m[i] == pick ? g[i] : 0.0f);
             );
             continue;
         }
         tmp = tmp ? tmp : ag_scratch(ctx, (size_t)n * sizeof(float));
-        AG_PARALLEL_FOR(n > AG_PAR_MIN, ,
+        AG_PARALLEL(n, ,
         for (int64_t i = 0; i < n; i++)
             tmp[i] = m[i] == pick ? g[i] : 0.0f;
         );
@@ -151,7 +151,7 @@ static void clamp_backward(ag_ctx *ctx, ag_tensor *out)
     const clamp_attr *at = ag_saved(out);
     const float lo = at->lo, hi = at->hi, *xd = x->data, *g = out->grad;
     int64_t n = out->numel;
-    AG_PARALLEL_FOR(n > AG_PAR_MIN, ,
+    AG_PARALLEL(n, ,
     for (int64_t i = 0; i < n; i++)
         gx[i] = (overwrite ? 0.0f : gx[i]) + (((xd[i] >= lo) & (xd[i] <= hi)) ? g[i] : 0.0f);
     );
@@ -171,7 +171,7 @@ ag_tensor *ag_clamp(ag_ctx *c, ag_tensor *a, float lo, float hi)
     float *y = out->data;
     int64_t n = a->numel;
     /* as torch: min(max(x, lo), hi), so hi wins when lo > hi; NaN passes */
-    AG_PARALLEL_FOR(n > AG_PAR_MIN, ,
+    AG_PARALLEL(n, ,
     for (int64_t i = 0; i < n; i++) {
         float v = x[i] < lo ? lo : x[i];
         y[i] = v > hi ? hi : v;

@@ -2,7 +2,6 @@
  * stack, chunk, expand and detach. */
 #include "internal.h"
 
-#include <omp.h>
 #include <stdlib.h>
 
 /* ---- reshape: same data, new shape; grads pass straight through */
@@ -109,14 +108,13 @@ static void permute_kernel(const ag_tensor *in, const ag_tensor *out, const int6
         st[i] = ist[perm[i]];
     int64_t L = nd ? out->shape[nd - 1] : 1, sl = nd ? st[nd - 1] : 1;
     int64_t rows = L ? out->numel / L : 0;
-    /* each thread a run of rows */
-    if (out->numel > AG_PAR_MIN) {
-#pragma omp parallel
-        permute_rows(omp_get_thread_num(), omp_get_num_threads(), nd, st, L, sl, rows, out, in_buf,
-                     out_buf, to_in, overwrite);
-    } else {
-        permute_rows(0, 1, nd, st, L, sl, rows, out, in_buf, out_buf, to_in, overwrite);
+    /* each part a run of rows */
+    int parts = ag_par_parts(out->numel);
+    AG_PARALLEL(out->numel, schedule(static),
+    for (int p = 0; p < parts; p++) {
+        permute_rows(p, parts, nd, st, L, sl, rows, out, in_buf, out_buf, to_in, overwrite);
     }
+    );
 }
 
 static void permute_backward(ag_ctx *ctx, ag_tensor *out)
@@ -191,7 +189,7 @@ static void copy_block(float *dst, int64_t dn, int64_t d0, const float *src, int
                        int64_t s0, int64_t len, int64_t outer, int64_t inner, bool overwrite)
 {
     int64_t w = len * inner;
-    AG_PARALLEL_FOR(outer * w > AG_PAR_MIN, ,
+    AG_PARALLEL(outer * w, ,
     for (int64_t o = 0; o < outer; o++) {
         float *d = dst + (o * dn + d0) * inner;
         const float *s = src + (o * sn + s0) * inner;
@@ -482,7 +480,7 @@ ag_tensor *ag_expand(ag_ctx *c, ag_tensor *a, int ndim, const int64_t *shape)
     int64_t st[AG_MAX_DIMS], L = s[ndim - 1], rows = L ? out->numel / L : 0;
     ag_broadcast_strides(a, ndim, s, st);
     int64_t sl = st[ndim - 1];
-    AG_PARALLEL_FOR(out->numel > AG_PAR_MIN, ,
+    AG_PARALLEL(out->numel, ,
     for (int64_t r = 0; r < rows; r++) {
         int64_t q = r, off = 0;
         for (int d = ndim - 2; d >= 0; d--) {

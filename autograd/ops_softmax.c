@@ -51,13 +51,13 @@ static void row_forward(float *y, const float *x, int64_t n, bool log_)
 static void forward(float *y, const float *x, int64_t outer, int64_t n, int64_t inner, bool log_)
 {
     if (inner == 1) {
-        AG_PARALLEL_FOR(outer * n > AG_PAR_MIN, ,
+        AG_PARALLEL(outer * n, ,
         for (int64_t o = 0; o < outer; o++)
             row_forward(y + o * n, x + o * n, n, log_);
         );
         return;
     }
-    AG_PARALLEL_FOR(outer * n * inner > AG_PAR_MIN, collapse(2),
+    AG_PARALLEL(outer * n * inner, collapse(2),
     for (int64_t o = 0; o < outer; o++)
         for (int64_t i = 0; i < inner; i++) {
             const float *xl = x + o * n * inner + i;
@@ -101,7 +101,7 @@ static void backward(ag_ctx *ctx, ag_tensor *out)
     bool log_ = ag_op_of(out) == &log_softmax_op;
     const float *y = out->data, *g = out->grad;
     if (inner == 1) { /* contiguous rows */
-        AG_PARALLEL_FOR(outer * n > AG_PAR_MIN, ,
+        AG_PARALLEL(outer * n, ,
         for (int64_t o = 0; o < outer; o++) {
             const float *yr = y + o * n, *gr = g + o * n;
             float *xr = gx + o * n;
@@ -119,7 +119,7 @@ static void backward(ag_ctx *ctx, ag_tensor *out)
         );
         return;
     }
-    AG_PARALLEL_FOR(outer * n * inner > AG_PAR_MIN, collapse(2),
+    AG_PARALLEL(outer * n * inner, collapse(2),
     for (int64_t o = 0; o < outer; o++)
         for (int64_t i = 0; i < inner; i++) {
             int64_t base = o * n * inner + i;

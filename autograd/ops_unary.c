@@ -53,7 +53,7 @@ typedef enum { UNARY_OPS(KIND) UNARY_COUNT } unary_kind;
 #undef KIND
 
 /* One parallel loop per kind so each body is a straight vectorizable line. */
-#define MAP(N, BODY) AG_PARALLEL_FOR((N) > AG_PAR_MIN, , for (int64_t i = 0; i < (N); i++) { BODY; });
+#define MAP(N, BODY) AG_PARALLEL((N), , for (int64_t i = 0; i < (N); i++) { BODY; });
 
 static const bool periodic[] = {
 #define PERIODIC(name, args, fwd, bwd, reads) [UNARY_##name] = IS_PERIODIC_##args,

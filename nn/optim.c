@@ -2,8 +2,9 @@
 #include "nn.h"
 #include "private.h"
 
+#include "ag_op.h"
+
 #include <math.h>
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,20 +39,27 @@ void nn_sgd_init(nn_sgd *o, nn_params *p, float lr, float momentum, float weight
     o->n = p->n;
 }
 
+typedef struct {
+    void (*fn)(void *, int64_t, int64_t);
+    void *arg;
+} range_job;
+
+static void run_range(int64_t lo, int64_t hi, void *user)
+{
+    range_job *j = user;
+    j->fn(j->arg, lo, hi);
+}
+
 /* Splits [0, n) over the threads when n is large enough to be worth waking
- * them, calling fn(arg, k0, k1) on each piece; otherwise one call, no
- * OpenMP runtime entered at all. */
+ * them (past 65536, runs of at least 32768: ag_parallel_for, which also
+ * uses fewer threads while the machine is busy), calling fn(arg, k0, k1) on
+ * each piece; otherwise one call, no OpenMP runtime entered at all. */
 static void over_range(int64_t n, void (*fn)(void *, int64_t, int64_t), void *arg)
 {
-    if (n > 65536) {
-#pragma omp parallel
-        {
-            int64_t id = omp_get_thread_num(), nt = omp_get_num_threads();
-            fn(arg, n * id / nt, n * (id + 1) / nt);
-        }
-    } else {
+    if (n > 65536)
+        ag_parallel_for(n, 32768, run_range, &(range_job){fn, arg});
+    else
         fn(arg, 0, n);
-    }
 }
 
 typedef struct {

@@ -206,6 +206,22 @@ static inline void push(argl *a, ...)
 #define TINY_MODEL "--n-embd", "32", "--n-head", "4", "--n-layer", "2", "--block-size", "16", \
                    "--batch-size", "16", "--threads", "1"
 
+/* argv for gpt with a's arguments (at most 80). A cross build's tests run
+ * under meson's exe_wrapper (qemu-user): gpt must too, so argv starts with
+ * MESON_EXE_WRAPPER's words (split at spaces, into wrap) when it is set. */
+static inline void gpt_argv(char **argv, char *wrap, size_t wrap_size, const argl *a)
+{
+    int k = 0;
+    const char *w = getenv("MESON_EXE_WRAPPER");
+    snprintf(wrap, wrap_size, "%s", w ? w : "");
+    for (char *t = strtok(wrap, " "); t && k < 6; t = strtok(NULL, " "))
+        argv[k++] = t;
+    argv[k++] = (char *)gpt_path;
+    for (int i = 0; i < a->n; i++)
+        argv[k++] = (char *)a->v[i];
+    argv[k] = NULL;
+}
+
 static inline void proc_start(proc *p, const argl *a)
 {
     memset(p, 0, sizeof *p);
@@ -220,12 +236,9 @@ static inline void proc_start(proc *p, const argl *a)
     posix_spawn_file_actions_addclose(&fa, err[0]);
     posix_spawn_file_actions_addclose(&fa, out[1]);
     posix_spawn_file_actions_addclose(&fa, err[1]);
-    char *argv[82];
-    argv[0] = (char *)gpt_path;
-    for (int i = 0; i < a->n; i++)
-        argv[i + 1] = (char *)a->v[i];
-    argv[a->n + 1] = NULL;
-    int rc = posix_spawn(&p->pid, gpt_path, &fa, NULL, argv, environ);
+    char *argv[90], wrap[256];
+    gpt_argv(argv, wrap, sizeof wrap, a);
+    int rc = posix_spawn(&p->pid, argv[0], &fa, NULL, argv, environ);
     posix_spawn_file_actions_destroy(&fa);
     close(out[1]);
     close(err[1]);
@@ -255,11 +268,8 @@ static inline void proc_start_with(proc *p, const argl *a, const char *stdout_to
     int out[2], err[2];
     assert_int_equal(pipe(out), 0);
     assert_int_equal(pipe(err), 0);
-    char *argv[82];
-    argv[0] = (char *)gpt_path;
-    for (int i = 0; i < a->n; i++)
-        argv[i + 1] = (char *)a->v[i];
-    argv[a->n + 1] = NULL;
+    char *argv[90], wrap[256];
+    gpt_argv(argv, wrap, sizeof wrap, a);
     fflush(NULL);
     p->pid = fork();
     assert_true(p->pid >= 0);
@@ -271,7 +281,7 @@ static inline void proc_start_with(proc *p, const argl *a, const char *stdout_to
             _exit(126);
         close(out[0]);
         close(err[0]);
-        execve(gpt_path, argv, environ);
+        execve(argv[0], argv, environ);
         _exit(127);
     }
     close(out[1]);

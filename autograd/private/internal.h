@@ -10,22 +10,88 @@
 #include <math.h>
 #include <string.h>
 
+/* ---------------------------------------------------------------- threads
+ * (threads.c says how teams are sized and why they shrink under load) */
+
 /* Below this many elements an elementwise loop stays serial: waking threads
- * costs more than the work. */
+ * costs more than the work. Past it, a thread per AG_PAR_MIN elements. */
 #define AG_PAR_MIN 32768
 
-/* Runs the for statement given last as `omp parallel for clauses` when cond
- * holds, else as a plain loop. An OpenMP if clause would still enter the
- * runtime when false: about 0.4 us and a futex wake per loop, which for the
- * small models is more than the loops themselves. */
-#define AG_PARALLEL_FOR(cond, clauses, ...)                                  \
+/* The same for a matmul, in multiply-adds (2^20: about 15 us on one core). */
+#define AG_GEMM_MIN (1 << 20)
+
+/* Parts a loop of `work` units is cut into, each worth at least `grain`:
+ * work / grain, at least 1, at most the thread count (ag_set_num_threads).
+ * Depends on nothing else, so results that depend on the split do not
+ * depend on the machine's load. */
+int ag_parts(int64_t work, int64_t grain);
+
+/* Parts for a loop worth splitting only past `min` units: 1 up to min,
+ * past it work / min but at least 2 (at most the thread count). */
+int ag_parts_past(int64_t work, int64_t min);
+
+/* ag_parts_past for an elementwise loop over `work` elements. */
+static inline int ag_par_parts(int64_t work) { return ag_parts_past(work, AG_PAR_MIN); }
+
+/* Threads to run `parts` parts on now: the pool's team, the same for every
+ * region -- the thread count, at most the CPUs, fewer while the machine is
+ * contended (threads.c) -- when the parts are at least half the team; else
+ * 1 (also for one part, or inside a parallel region). Members beyond the
+ * parts wait at the barrier: libgomp would end them and create them again
+ * for the next larger team, at tens of us a thread. */
+int ag_team(int parts);
+
+/* The sum of range(lo, hi, user) over [0, n) cut into ag_par_parts(work)
+ * ranges, added in range order: the same bits on any team, loaded or not. */
+double ag_parallel_sum(int64_t n, int64_t work,
+                       double (*range)(int64_t lo, int64_t hi, void *user), void *user);
+
+/* Caps teams at cap threads for hold_ns, as if the machine were contended
+ * (tests: results must not change). */
+void ag_team_hold_cap(int cap, int64_t hold_ns);
+
+/* Timing of one parallel region, for the contention cap: begin before
+ * `omp parallel`, enter first thing inside it (every thread), end after it. */
+typedef struct {
+    int64_t t0;
+    _Atomic long long late; /* ns from begin to the last worker's enter */
+} ag_region;
+void ag_region_begin(ag_region *r);
+void ag_region_enter(ag_region *r);
+void ag_region_end(ag_region *r, int team);
+/* For a parallel call timed as a whole (a BLAS call): whether its team came
+ * late (cost more than it gave), at time now (ag_now_ns). */
+void ag_team_note(int team, bool late, int64_t now);
+int64_t ag_now_ns(void); /* CLOCK_MONOTONIC */
+
+/* Runs the for statement given last as `omp for clauses` on a team sized by
+ * `work` elements (ag_par_parts, then ag_team), else as a plain loop. An OpenMP if
+ * clause would still enter the runtime when false: about 0.4 us and a futex
+ * wake per loop, which for the small models is more than the loops
+ * themselves. Loops whose result depends on the split (partial sums) cut
+ * themselves into ag_par_parts(work) parts and loop over those. */
+#define AG_PARALLEL(work, clauses, ...)                                      \
+    AG_PARALLEL_TEAM(ag_team(ag_par_parts(work)), clauses, __VA_ARGS__)
+/* The same on `team` threads (ag_team's answer; below 2, a plain loop). */
+#define AG_PARALLEL_TEAM(team, clauses, ...)                                 \
     do {                                                                     \
-        if (cond) {                                                          \
-            _Pragma(AG_STR(omp parallel for clauses)) __VA_ARGS__            \
+        int ag_team_ = (team);                                               \
+        if (ag_team_ > 1) {                                                  \
+            ag_region ag_region_;                                            \
+            ag_region_begin(&ag_region_);                                    \
+            _Pragma("omp parallel num_threads(ag_team_)")                    \
+            {                                                                \
+                ag_region_enter(&ag_region_);                                \
+                _Pragma(AG_STR(omp for clauses nowait)) __VA_ARGS__          \
+            }                                                                \
+            ag_region_end(&ag_region_, ag_team_);                            \
         } else {                                                             \
             __VA_ARGS__                                                      \
         }                                                                    \
     } while (0)
+/* AG_PARALLEL_FOR(cond, ...) took a condition and used every thread. */
+#define AG_PARALLEL_FOR(...)                                                 \
+    _Static_assert(0, "AG_PARALLEL_FOR(n > AG_PAR_MIN, ...) is now AG_PARALLEL(n, ...): see internal.h")
 #define AG_STR(x) #x
 
 /* ---------------------------------------------------------------- tensors */

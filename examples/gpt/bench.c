@@ -78,8 +78,9 @@ int cmd_bench(int argc, char **argv)
     printf("bench: preset=%s threads=%d ms/step=%.2f tokens/s=%.0f peak_rss_mib=%.0f gflops=%.1f\n",
            o.preset ? o.preset : "custom", ag_get_num_threads(), med * 1e3, (double)(B * T) / med,
            (double)ru.ru_maxrss / 1024.0, gpt_step_flops(&cfg, B) / med / 1e9);
-    fprintf(stderr, "bench: last loss %.4f, arena peak %.0f MiB, matmul %s\n", (double)last,
-            (double)ag_ctx_bytes_peak(c) / (1 << 20), ag_matmul_backend());
+    fprintf(stderr, "bench: last loss %.4f, arena peak %.0f MiB, matmul %s, threads in use %d\n",
+            (double)last, (double)ag_ctx_bytes_peak(c) / (1 << 20), ag_matmul_backend(),
+            ag_threads_in_use());
     free(times);
     ag_index_free(x);
     ag_index_free(y);
