@@ -174,10 +174,11 @@ AG_API void *ag_ctx_alloc(ag_ctx *ctx, size_t bytes);
 /* What the products (matmul, matmul_nt, linear, attention, attention_qkv) compute in. */
 typedef enum { AG_FP32 = 0, AG_BF16 = 1 } ag_precision;
 /* The precision of the products ctx runs from now on, as torch.autocast: AG_BF16 rounds
- * their operands to bfloat16 (nearest even) and sums in FP32, forward and backward, and
- * keeps what their backward reads in bf16 (half the memory); their outputs and grads,
- * and every other op, stay FP32. An op's backward uses the precision it was recorded
- * with. Default AG_FP32. */
+ * their operands to bfloat16 (nearest even) and sums in FP32, forward and backward; an
+ * input their backward reads is kept as a bf16 copy (made once per tensor and step), so
+ * ag_release frees its FP32 data, and ag_attention recomputes P in backward instead of
+ * keeping it. Their outputs and grads, and every other op, stay FP32. An op's backward
+ * uses the precision it was recorded with. Default AG_FP32. */
 AG_API void ag_set_precision(ag_ctx *ctx, ag_precision p);
 AG_API ag_precision ag_get_precision(const ag_ctx *ctx);
 /* "fp32" or "bf16". */
