@@ -590,6 +590,31 @@ static void no_grad_same_numbers(void **state)
     ag_tensor_free(w);
 }
 
+/* Empty sizes under bf16: K = 0 gives zeros (the bias for linear), M = 0 nothing. */
+static void empty_sizes(void **state)
+{
+    (void)state;
+    ag_tensor *a = randt(101, AG_SHAPE(3, 0)), *b = randt(102, AG_SHAPE(0, 4));
+    ag_tensor *e = randt(103, AG_SHAPE(0, 5)), *w = randt(104, AG_SHAPE(2, 5));
+    ag_tensor *bias = randt(105, AG_SHAPE(2));
+    ag_ctx *c = ag_ctx_new();
+    ag_set_precision(c, AG_BF16);
+    ag_tensor *y = ag_matmul(c, a, b);
+    assert_shape(y, 3, 4);
+    for (int i = 0; i < 12; i++)
+        assert_true(y->data[i] == 0.0f);
+    assert_true(ag_backward(c, ag_sum_all(c, y)));
+    ag_tensor *z = ag_linear(c, e, w, bias);
+    assert_shape(z, 0, 2);
+    ag_tensor *l = ag_linear(c, a, ag_zeros(c, AG_SHAPE(2, 0)), bias);
+    assert_shape(l, 3, 2);
+    for (int i = 0; i < 6; i++)
+        assert_true(l->data[i] == bias->data[i % 2]);
+    ag_ctx_free(c);
+    ag_tensor *ts[] = {a, b, e, w, bias};
+    free_all(ts, 5);
+}
+
 /* The same bits on 1 and 2 threads: a linear over a (B, T, 3C) attention
  * step, forward and grads, in bf16. */
 static void same_bits_on_threads(void **state)
@@ -635,6 +660,7 @@ int main(void)
         cmocka_unit_test(saved_in_bf16),
         cmocka_unit_test(no_grad_same_numbers),
         cmocka_unit_test(same_bits_on_threads),
+        cmocka_unit_test(empty_sizes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
