@@ -13,8 +13,10 @@
  * against the packed op on the same numbers.
  *
  * Recorded under AG_BF16 (ag_set_precision), as ag_attention: the products
- * in ag_gemm_bf16_serial by row blocks, P kept in bf16, q, k and v as bf16
- * copies (one shared when q is k) unless their FP32 data stays anyway. */
+ * in ag_gemm_bf16_serial by row blocks, q, k and v kept as bf16 copies (one
+ * shared when q is k) unless their FP32 data stays anyway; without an
+ * additive mask P is not kept but recomputed in backward from each row's
+ * max and 1 / sum, with one (which may be gone by then) P is kept in bf16. */
 #include "attention_rows.h"
 #include "precision.h"
 
@@ -37,8 +39,9 @@ typedef struct {
 typedef struct {
     qgeom g;
     const float *P; /* (B, H, T, S) */
-    bool bf16;      /* recorded under AG_BF16: P16 instead of P, and q, k, v's operands */
-    const ag_bf16 *P16;
+    bool bf16;      /* recorded under AG_BF16: q, k, v's operands, and instead of P */
+    const float *stats; /* each row's softmax max and 1 / sum (B, H, T, 2), without a mask */
+    const ag_bf16 *P16; /* or P in bf16, with one */
     ag_operand in[3];
 } qkv_saved;
 
@@ -236,32 +239,83 @@ static void qpair_backward_rows(const qgeom *g, int64_t pair, const float *q, co
     }
 }
 
-/* qpair_forward in bf16: the scores and softmax in the FP32 tile pt, copied
- * to P16 when kept (else NULL); d the dropout tile, or pt. */
-static void qpair_forward16(const qgeom *g, int64_t pair, ag_operand q, ag_operand k,
-                            ag_operand v, float *o, ag_bf16 *P16, float *pt, float *d)
+/* qkv_row in bf16: the mask row added, then the softmax and dropout of
+ * softmax_dropout_span, keeping the row's max and 1 / sum in st[0], st[1]
+ * when st is not NULL */
+static void qkv_row16(const qgeom *g, int64_t pair, int64_t t, const float *mk, float *pr,
+                      float *dr, int64_t width, float *st)
 {
-    int64_t T = g->T, S = g->S, hs = g->hs, hv = g->hv;
+    int64_t n = kept(g, t);
+    if (mk)
+        for (int64_t j = 0; j < n; j++)
+            pr[j] += mk[t * g->S + j];
+    float m = pr[0];
+    for (int64_t j = 1; j < n; j++)
+        m = pr[j] > m ? pr[j] : m;
+#pragma omp simd
+    for (int64_t j = 0; j < n; j++)
+        pr[j] = ag_expf(pr[j] - m);
+    float r = 1.0f / ag_sumf(pr, n);
+    for (int64_t j = 0; j < n; j++)
+        pr[j] *= r;
+    for (int64_t j = n; j < width; j++)
+        pr[j] = 0.0f;
+    if (st)
+        st[0] = m, st[1] = r;
+    if (dr != pr) {
+        float inv = 1.0f / (1.0f - g->p);
+        uint64_t base = (uint64_t)((pair * g->T + t) * g->S);
+        for (int64_t j = 0; j < n; j++)
+            dr[j] = ag_dropout_keep(g->seed, (int64_t)base + j, g->p) ? pr[j] * inv : 0.0f;
+        for (int64_t j = n; j < width; j++)
+            dr[j] = 0.0f;
+    }
+}
+
+/* The scaled scores of row block i0 (rows, cols) of a pair into pt: the
+ * same call forward and backward, so the same bits */
+static void qscores16(const qgeom *g, ag_operand q, ag_operand k, int64_t i0, int64_t rows,
+                      int64_t cols, float *pt)
+{
+    ag_operand qi = ag_operand_at(q, i0 * g->hs);
+    ag_gemm_bf16_serial(false, true, rows, cols, g->hs, g->scale, qi.p, qi.h, g->hs, k.p, k.h,
+                        g->hs, 0.0f, pt + i0 * g->S, g->S);
+}
+
+/* What a pair's backward gets P from: the rows' statistics, or P in bf16 */
+typedef struct {
+    const float *st;
+    const ag_bf16 *P16;
+} qkv_keep;
+
+/* qpair_forward in bf16: the scores and softmax in the FP32 tile pt, kept
+ * (when kp is not NULL) as each row's statistics or as P in bf16; d the
+ * dropout tile, or pt. */
+static void qpair_forward16(const qgeom *g, int64_t pair, ag_operand q, ag_operand k,
+                            ag_operand v, float *o, const qkv_keep *kp, float *pt, float *d)
+{
+    int64_t T = g->T, S = g->S, hv = g->hv;
     const float *mk = mask_of(g, pair);
     for (int64_t i0 = 0; i0 < T; i0 += RB) {
         int64_t rows = min64(RB, T - i0), cols = g->causal ? min64(i0 + rows, S) : S;
-        ag_operand qi = ag_operand_at(q, i0 * hs);
-        ag_gemm_bf16_serial(false, true, rows, cols, hs, g->scale, qi.p, qi.h, hs, k.p, k.h, hs,
-                            0.0f, pt + i0 * S, S);
+        qscores16(g, q, k, i0, rows, cols, pt);
         for (int64_t t = i0; t < i0 + rows; t++) {
-            qkv_row(g, pair, t, mk, pt + t * S, d + t * S, cols);
-            if (P16)
-                ag_bf16_from_f32(P16 + t * S, pt + t * S, cols);
+            qkv_row16(g, pair, t, mk, pt + t * S, d + t * S, cols,
+                      kp && kp->st ? (float *)kp->st + 2 * t : NULL);
+            if (kp && kp->P16)
+                ag_bf16_from_f32((ag_bf16 *)kp->P16 + t * S, pt + t * S, cols);
         }
         ag_gemm_bf16_serial(false, false, rows, hv, cols, 1.0f, d + i0 * S, false, S, v.p, v.h,
                             hv, 0.0f, o + i0 * hv, hv);
     }
 }
 
-/* qpair_backward in bf16, P from P16 (D too, without dropout) */
+/* qpair_backward in bf16: pt gets P again, block by block (recomputed from
+ * the rows' statistics, or widened from P16); a holds dD then dS, d holds D
+ * with dropout (without it, D is P). */
 static void qpair_backward16(const qgeom *g, int64_t pair, ag_operand q, ag_operand k,
-                             ag_operand v, const ag_bf16 *P16, const float *go,
-                             const qkv_grads *gr, float *a, float *d)
+                             ag_operand v, const qkv_keep *kp, const float *go,
+                             const qkv_grads *gr, float *a, float *d, float *pt)
 {
     int64_t T = g->T, S = g->S, hs = g->hs, hv = g->hv;
     float *gq = gr->q + pair * T * hs, *gk = gr->k + pair * S * hs, *gv = gr->v + pair * S * hv;
@@ -269,19 +323,31 @@ static void qpair_backward16(const qgeom *g, int64_t pair, ag_operand q, ag_oper
     float inv = 1.0f / (1.0f - g->p);
     for (int64_t i0 = 0; i0 < T; i0 += RB) {
         int64_t rows = min64(RB, T - i0), cols = g->causal ? min64(i0 + rows, S) : S;
+        if (kp->st)
+            qscores16(g, q, k, i0, rows, cols, pt);
         ag_gemm_bf16_serial(false, true, rows, cols, hv, 1.0f, go + i0 * hv, false, hv, v.p, v.h,
                             hv, 0.0f, a + i0 * S, S);
         for (int64_t t = i0; t < i0 + rows; t++) {
-            const ag_bf16 *pr = P16 + t * S;
-            float *ar = a + t * S;
+            float *pr = pt + t * S, *ar = a + t * S;
             int64_t n = kept(g, t);
+            if (kp->st) { /* as qkv_row16: exp, then times 1 / sum */
+                float m = kp->st[2 * t], r = kp->st[2 * t + 1];
+                for (int64_t j = 0; j < n; j++)
+                    pr[j] = ag_expf(pr[j] - m);
+                for (int64_t j = 0; j < n; j++)
+                    pr[j] *= r;
+                for (int64_t j = n; j < cols; j++)
+                    pr[j] = 0.0f;
+            } else {
+                ag_bf16_to_f32(pr, kp->P16 + t * S, cols);
+            }
             if (drop) {
                 float *dr = d + t * S;
                 uint64_t base = (uint64_t)((pair * T + t) * S);
                 for (int64_t j = 0; j < n; j++) {
-                    bool kp = ag_dropout_keep(g->seed, (int64_t)base + j, g->p);
-                    ar[j] = kp ? ar[j] * inv : 0.0f;
-                    dr[j] = kp ? ag_bf16_float(pr[j]) * inv : 0.0f;
+                    bool keep = ag_dropout_keep(g->seed, (int64_t)base + j, g->p);
+                    ar[j] = keep ? ar[j] * inv : 0.0f;
+                    dr[j] = keep ? pr[j] * inv : 0.0f;
                 }
                 for (int64_t j = n; j < cols; j++)
                     dr[j] = 0.0f;
@@ -289,16 +355,17 @@ static void qpair_backward16(const qgeom *g, int64_t pair, ag_operand q, ag_oper
             float dot = 0.0f;
 #pragma omp simd reduction(+ : dot)
             for (int64_t j = 0; j < n; j++)
-                dot += ar[j] * ag_bf16_float(pr[j]);
+                dot += ar[j] * pr[j];
 #pragma omp simd
             for (int64_t j = 0; j < n; j++)
-                ar[j] = ag_bf16_float(pr[j]) * (ar[j] - dot) * g->scale;
+                ar[j] = pr[j] * (ar[j] - dot) * g->scale;
             for (int64_t j = n; j < cols; j++)
                 ar[j] = 0.0f;
         }
         ag_gemm_bf16_serial(false, false, rows, hs, cols, 1.0f, a + i0 * S, false, S, k.p, k.h,
                             hs, gr->oq ? 0.0f : 1.0f, gq + i0 * hs, hs);
     }
+    const float *D = drop ? d : pt;
     for (int64_t j0 = 0; j0 < S; j0 += RB) {
         int64_t w = min64(RB, S - j0), r0 = g->causal ? j0 : 0;
         int64_t kw = g->causal ? (T - j0 < 0 ? 0 : min64(w, T - j0)) : w;
@@ -306,14 +373,8 @@ static void qpair_backward16(const qgeom *g, int64_t pair, ag_operand q, ag_oper
             ag_operand qr = ag_operand_at(q, r0 * hs);
             ag_gemm_bf16_serial(true, false, kw, hs, T - r0, 1.0f, a + r0 * S + j0, false, S,
                                 qr.p, qr.h, hs, gr->ok ? 0.0f : 1.0f, gk + j0 * hs, hs);
-            if (drop)
-                ag_gemm_bf16_serial(true, false, kw, hv, T - r0, 1.0f, d + r0 * S + j0, false, S,
-                                    go + r0 * hv, false, hv, gr->ov ? 0.0f : 1.0f, gv + j0 * hv,
-                                    hv);
-            else
-                ag_gemm_bf16_serial(true, false, kw, hv, T - r0, 1.0f, P16 + r0 * S + j0, true,
-                                    S, go + r0 * hv, false, hv, gr->ov ? 0.0f : 1.0f,
-                                    gv + j0 * hv, hv);
+            ag_gemm_bf16_serial(true, false, kw, hv, T - r0, 1.0f, D + r0 * S + j0, false, S,
+                                go + r0 * hv, false, hv, gr->ov ? 0.0f : 1.0f, gv + j0 * hv, hv);
         }
         if (gr->ok)
             memset(gk + (j0 + kw) * hs, 0, (size_t)((w - kw) * hs) * sizeof *gk);
@@ -334,16 +395,17 @@ static int qkv_parallel_parts(const qgeom *g, int64_t pairs)
     return parts < pairs ? parts : (int)pairs;
 }
 
-/* one pair's backward under bf16 */
+/* one pair's backward under bf16, three tiles of scratch at a */
 static void qkv_backward_pair16(const qkv_saved *s, int64_t pr, const float *gout,
-                                const qkv_grads *gr, float *a, float *d)
+                                const qkv_grads *gr, float *a)
 {
     const qgeom *g = &s->g;
+    int64_t tile = g->T * g->S;
     ag_operand q = ag_operand_at(s->in[0], pr * g->T * g->hs),
                k = ag_operand_at(s->in[1], pr * g->S * g->hs),
                v = ag_operand_at(s->in[2], pr * g->S * g->hv);
-    qpair_backward16(g, pr, q, k, v, s->P16 + pr * g->T * g->S, gout + pr * g->T * g->hv, gr, a,
-                     d);
+    qkv_keep kp = {s->stats ? s->stats + pr * 2 * g->T : NULL, s->P16 ? s->P16 + pr * tile : NULL};
+    qpair_backward16(g, pr, q, k, v, &kp, gout + pr * g->T * g->hv, gr, a, a + tile, a + 2 * tile);
 }
 
 static void qkv_backward_pair(const qgeom *g, int64_t pr, ag_tensor *const *in,
@@ -380,7 +442,8 @@ static void qkv_backward(ag_ctx *ctx, ag_tensor *out)
     qkv_grads gr = {buf[0], buf[1], buf[2], ow[0], ow[1], ow[2]};
     int64_t pairs = out->shape[0] * g.H, tile = g.T * g.S;
     int nt = ag_team(qkv_parallel_parts(&g, pairs));
-    float *scratch = ag_scratch(ctx, (size_t)(2 * nt * tile) * sizeof(float));
+    int per = s->bf16 ? 3 : 2; /* tiles per thread */
+    float *scratch = ag_scratch(ctx, (size_t)(per * nt * tile) * sizeof(float));
     const float *P = s->P;
     if (nt > 1) {
         ag_region r;
@@ -388,11 +451,11 @@ static void qkv_backward(ag_ctx *ctx, ag_tensor *out)
 #pragma omp parallel num_threads(nt)
         {
             ag_region_enter(&r);
-            float *a = scratch + 2 * omp_get_thread_num() * tile;
+            float *a = scratch + per * omp_get_thread_num() * tile;
 #pragma omp for schedule(dynamic) nowait
             for (int64_t pr = 0; pr < pairs; pr++) {
                 if (s->bf16)
-                    qkv_backward_pair16(s, pr, out->grad, &gr, a, a + tile);
+                    qkv_backward_pair16(s, pr, out->grad, &gr, a);
                 else
                     qkv_backward_pair(&g, pr, in, P + pr * tile, out->grad, &gr, a, a + tile);
             }
@@ -401,7 +464,7 @@ static void qkv_backward(ag_ctx *ctx, ag_tensor *out)
     } else {
         for (int64_t pr = 0; pr < pairs; pr++) {
             if (s->bf16)
-                qkv_backward_pair16(s, pr, out->grad, &gr, scratch, scratch + tile);
+                qkv_backward_pair16(s, pr, out->grad, &gr, scratch);
             else
                 qkv_backward_pair(&g, pr, in, P + pr * tile, out->grad, &gr, scratch,
                                   scratch + tile);
@@ -456,17 +519,33 @@ static bool place_mask(ag_ctx *c, const ag_tensor *m, int64_t B, qgeom *g)
     return true;
 }
 
-/* ag_attention_qkv's forward under bf16 over the operands x[3] */
+/* pair pr of qkv16_forward, kp the whole call's (NULL: nothing kept) */
+static void qkv_pair_forward16(const qgeom *g, int64_t pr, const ag_operand *x, ag_tensor *out,
+                               const qkv_keep *kp, float *pt, bool drop)
+{
+    int64_t tile = g->T * g->S;
+    qkv_keep mine = {kp && kp->st ? kp->st + pr * 2 * g->T : NULL,
+                     kp && kp->P16 ? kp->P16 + pr * tile : NULL};
+    qpair_forward16(g, pr, ag_operand_at(x[0], pr * g->T * g->hs),
+                    ag_operand_at(x[1], pr * g->S * g->hs), ag_operand_at(x[2], pr * g->S * g->hv),
+                    out->data + pr * g->T * g->hv, kp ? &mine : NULL, pt, drop ? pt + tile : pt);
+}
+
+/* ag_attention_qkv's forward under bf16 over the operands x[3]: when
+ * recorded it keeps the rows' statistics, or with a mask P in bf16 */
 static void qkv16_forward(ag_ctx *c, ag_tensor *out, const qgeom *g, const ag_operand *x,
                           int64_t pairs, int nt)
 {
     int64_t tile = g->T * g->S, per_thread = (g->p > 0.0f ? 2 : 1) * tile;
-    ag_bf16 *P16 = ag_op_of(out) ? ag_ctx_alloc(c, (size_t)(pairs * tile) * sizeof *P16) : NULL;
+    bool keep = ag_op_of(out) != NULL;
+    float *st = keep && !g->mask ? ag_ctx_alloc(c, (size_t)(pairs * 2 * g->T) * sizeof *st) : NULL;
+    ag_bf16 *P16 = keep && g->mask ? ag_ctx_alloc(c, (size_t)(pairs * tile) * sizeof *P16) : NULL;
     float *scratch = ag_buf_alloc(c, nt * per_thread);
-    qkv_saved saved = {.g = *g, .bf16 = true, .P16 = P16, .in = {x[0], x[1], x[2]}};
+    qkv_saved saved = {.g = *g, .bf16 = true, .stats = st, .P16 = P16, .in = {x[0], x[1], x[2]}};
     saved.g.mask = NULL;
     ag_save(c, out, &saved, sizeof saved);
     bool drop = g->p > 0.0f;
+    qkv_keep kp = {st, P16};
     if (nt > 1) {
         ag_region r;
         ag_region_begin(&r);
@@ -476,19 +555,12 @@ static void qkv16_forward(ag_ctx *c, ag_tensor *out, const qgeom *g, const ag_op
             float *pt = scratch + omp_get_thread_num() * per_thread;
 #pragma omp for schedule(dynamic) nowait
             for (int64_t pr = 0; pr < pairs; pr++)
-                qpair_forward16(g, pr, ag_operand_at(x[0], pr * g->T * g->hs),
-                                ag_operand_at(x[1], pr * g->S * g->hs),
-                                ag_operand_at(x[2], pr * g->S * g->hv),
-                                out->data + pr * g->T * g->hv, P16 ? P16 + pr * tile : NULL, pt,
-                                drop ? pt + tile : pt);
+                qkv_pair_forward16(g, pr, x, out, keep ? &kp : NULL, pt, drop);
         }
         ag_region_end(&r, nt);
     } else {
         for (int64_t pr = 0; pr < pairs; pr++)
-            qpair_forward16(g, pr, ag_operand_at(x[0], pr * g->T * g->hs),
-                            ag_operand_at(x[1], pr * g->S * g->hs),
-                            ag_operand_at(x[2], pr * g->S * g->hv), out->data + pr * g->T * g->hv,
-                            P16 ? P16 + pr * tile : NULL, scratch, drop ? scratch + tile : scratch);
+            qkv_pair_forward16(g, pr, x, out, keep ? &kp : NULL, scratch, drop);
     }
     ag_buf_release(c, scratch, nt * per_thread);
 }

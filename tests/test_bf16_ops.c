@@ -191,7 +191,7 @@ static void products_match_hand_and_bound(void **state)
  * out = P16 rv; backward from the rounded go: dD = go16 rv^T,
  * dS = P' (dD - rowsum(dD P')) scale, dq = round(dS) rk,
  * dk = round(dS)^T rq, dv = P16^T go16, where P' is P16 (attention_qkv
- * keeps P in bf16) or P (ag_attention recomputes it in FP32). */
+ * with an additive mask keeps P in bf16) or P (recomputed in FP32). */
 typedef struct {
     float *out, *gq, *gk, *gv;
 } attn_result;
@@ -205,12 +205,14 @@ static ag_tensor *round_in(ag_ctx *c, ag_tensor *t)
 }
 
 static attn_result attention_by_hand(ag_tensor *q, ag_tensor *k, ag_tensor *v, const ag_tensor *G,
-                                     bool causal, float scale, bool p16_in_ds)
+                                     ag_tensor *mask, bool causal, float scale, bool p16_in_ds)
 {
     ag_ctx *c = ag_ctx_new();
     ag_set_grad_enabled(c, false);
     ag_tensor *rq = round_in(c, q), *rk = round_in(c, k), *rv = round_in(c, v);
     ag_tensor *s = ag_mul_scalar(c, ag_matmul_nt(c, rq, rk), scale);
+    if (mask)
+        s = ag_add(c, s, mask);
     if (causal)
         s = ag_causal_mask(c, s, -INFINITY);
     ag_tensor *P = ag_softmax(c, s, -1), *P16 = round_in(c, P);
@@ -230,7 +232,8 @@ static attn_result attention_by_hand(ag_tensor *q, ag_tensor *k, ag_tensor *v, c
 }
 
 static attn_result attention_run(ag_precision p, ag_tensor *q, ag_tensor *k, ag_tensor *v,
-                                 const ag_tensor *G, bool causal, float scale, float drop)
+                                 const ag_tensor *G, const ag_tensor *mask, bool causal,
+                                 float scale, float drop)
 {
     ag_ctx *c = ag_ctx_new();
     ag_ctx_manual_seed(c, 5);
@@ -238,7 +241,7 @@ static attn_result attention_run(ag_precision p, ag_tensor *q, ag_tensor *k, ag_
     ag_zero_grad(q);
     ag_zero_grad(k);
     ag_zero_grad(v);
-    ag_tensor *y = ag_attention_qkv(c, q, k, v, NULL, causal, scale, drop, true);
+    ag_tensor *y = ag_attention_qkv(c, q, k, v, mask, causal, scale, drop, true);
     assert_non_null(y);
     assert_true(ag_backward_with(c, y, ag_from_data(c, G->data, y->ndim, y->shape)));
     attn_result r = {copy_of(y->data, y->numel), copy_of(q->grad, q->numel),
@@ -293,15 +296,18 @@ static void assert_mostly_close(const float *got, const float *want, int64_t n, 
                  (long long)off, (long long)n);
 }
 
-static void check_attention(int64_t B, int64_t H, int64_t T, int64_t S, int64_t hs, bool causal)
+static void check_attention(int64_t B, int64_t H, int64_t T, int64_t S, int64_t hs, bool causal,
+                            bool masked)
 {
     ag_tensor *q = randt(21, AG_SHAPE(B, H, T, hs)), *k = randt(22, AG_SHAPE(B, H, S, hs));
     ag_tensor *v = randt(23, AG_SHAPE(B, H, S, hs));
     ag_tensor *G = ag_randn(NULL, TEST_RNG(24), 0.0f, 1.0f, AG_SHAPE(B, H, T, hs));
+    /* an additive (T, S) mask, made to need no grad */
+    ag_tensor *mask = masked ? ag_randn(NULL, TEST_RNG(25), 0.0f, 1.0f, AG_SHAPE(T, S)) : NULL;
     float scale = 1.0f / sqrtf((float)hs);
-    attn_result h = attention_run(AG_BF16, q, k, v, G, causal, scale, 0.0f);
-    attn_result f = attention_run(AG_FP32, q, k, v, G, causal, scale, 0.0f);
-    attn_result r = attention_by_hand(q, k, v, G, causal, scale, true);
+    attn_result h = attention_run(AG_BF16, q, k, v, G, mask, causal, scale, 0.0f);
+    attn_result f = attention_run(AG_FP32, q, k, v, G, mask, causal, scale, 0.0f);
+    attn_result r = attention_by_hand(q, k, v, G, mask, causal, scale, masked);
     /* by hand: the same roundings, FP32 sums in another order; a P or dS that
      * lands within FP32's noise of a bf16 tie may round the other way there */
     assert_mostly_close(h.out, r.out, G->numel, "out");
@@ -313,7 +319,7 @@ static void check_attention(int64_t B, int64_t H, int64_t T, int64_t S, int64_t 
      * within e^(2e), and P itself by u when rounded: out by at most
      * ((e^(2e) - 1) + 2u + 2u^2) max|v| */
     double e = (2 * U + U * U) * scale * (double)hs * max_abs(q->data, q->numel) *
-               max_abs(k->data, k->numel);
+               max_abs(k->data, k->numel); /* a mask adds the same to both */
     double bound = (exp(2 * e) - 1 + 2 * U + 2 * U * U) * max_abs(v->data, v->numel) + 1e-5;
     for (int64_t i = 0; i < G->numel; i++)
         if (!(fabs((double)h.out[i] - f.out[i]) <= bound))
@@ -329,19 +335,22 @@ static void check_attention(int64_t B, int64_t H, int64_t T, int64_t S, int64_t 
     free_attn(&r);
     ag_tensor *ts[] = {q, k, v, G};
     free_all(ts, 4);
+    ag_tensor_free(mask);
 }
 
 static void attention_qkv_matches_hand_and_bound(void **state)
 {
     (void)state;
-    check_attention(1, 2, 3, 3, 4, true);      /* tiny: FP32 runs it by rows */
-    check_attention(2, 2, 70, 70, 16, true);   /* two row blocks */
-    check_attention(1, 3, 20, 33, 8, false);   /* S > T, no mask */
-    check_attention(1, 1, 90, 40, 24, true);   /* S < T */
+    check_attention(1, 2, 3, 3, 4, true, false);    /* tiny: FP32 runs it by rows */
+    check_attention(2, 2, 70, 70, 16, true, false); /* two row blocks */
+    check_attention(1, 3, 20, 33, 8, false, false); /* S > T, not causal */
+    check_attention(1, 1, 90, 40, 24, true, false); /* S < T */
+    check_attention(2, 2, 70, 70, 16, true, true);  /* an additive mask: P kept in bf16 */
+    check_attention(1, 2, 20, 33, 8, false, true);
 }
 
-/* The packed op: its forward the same numbers as attention_qkv over its
- * split in bf16 (dropout included); its grads those of the hand
+/* The packed op: the same numbers as attention_qkv over its split in bf16,
+ * forward and grads (dropout included); its grads those of the hand
  * computation with P recomputed in FP32 for dS; within bf16's reach of FP32. */
 static ag_tensor *packed_run(ag_ctx *c, ag_tensor *x, int H, float p)
 {
@@ -385,7 +394,7 @@ static float *packed_by_hand(ag_tensor *x, const ag_tensor *G, int H)
     int64_t B = G->shape[0], T = G->shape[1], C = G->shape[2], hs = C / H;
     ag_tensor *g4 = ag_permute(c, ag_reshape(c, (ag_tensor *)G, AG_SHAPE(B, T, H, hs)),
                                (int[]){0, 2, 1, 3}, 4);
-    attn_result r = attention_by_hand(p[0], p[1], p[2], g4, true, 0.25f, false);
+    attn_result r = attention_by_hand(p[0], p[1], p[2], g4, NULL, true, 0.25f, false);
     float *gs[3] = {r.gq, r.gk, r.gv};
     ag_tensor *m[3];
     for (int i = 0; i < 3; i++)
@@ -424,6 +433,7 @@ static void packed_attention(void **state)
             ag_ctx_free(c);
         }
         assert_close(res[0][0], res[1][0], G->numel, 1e-5);
+        assert_close(res[0][1], res[1][1], x->numel, 1e-5); /* both recompute P */
         if (cases[ci].p == 0.0f) {
             float *hand = packed_by_hand(x, G, cases[ci].H);
             assert_mostly_close(res[0][1], hand, x->numel, "packed grad");
