@@ -169,6 +169,25 @@ AG_API size_t ag_ctx_bytes_peak(const ag_ctx *ctx);
 /* Scratch memory from ctx's arena, 64-byte aligned; gone at the next reset. */
 AG_API void *ag_ctx_alloc(ag_ctx *ctx, size_t bytes);
 
+/* ---------------------------------------------------------------- precision */
+
+/* What the products (matmul, matmul_nt, linear, attention, attention_qkv) compute in. */
+typedef enum { AG_FP32 = 0, AG_BF16 = 1 } ag_precision;
+/* The precision of the products ctx runs from now on, as torch.autocast: AG_BF16 rounds
+ * their operands to bfloat16 (nearest even) and sums in FP32, forward and backward; an
+ * input their backward reads is kept as a bf16 copy (made once per tensor and step), so
+ * ag_release frees its FP32 data, and ag_attention recomputes P in backward instead of
+ * keeping it. Their outputs and grads, and every other op, stay FP32. An op's backward
+ * uses the precision it was recorded with. Default AG_FP32. */
+AG_API void ag_set_precision(ag_ctx *ctx, ag_precision p);
+AG_API ag_precision ag_get_precision(const ag_ctx *ctx);
+/* "fp32" or "bf16". */
+AG_API const char *ag_precision_name(ag_precision p);
+/* name ("fp32" or "bf16") into *p; false, *p untouched, for any other name. */
+AG_API bool ag_precision_from_name(const char *name, ag_precision *p);
+/* What runs the bf16 products: "avx512_bf16" where the CPU has it, else "emulated". */
+AG_API const char *ag_bf16_kernel(void);
+
 /* ---------------------------------------------------------------- graph */
 
 /* d(loss)/d(every tensor that requires grad). loss must have one element;

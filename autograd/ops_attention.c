@@ -9,8 +9,17 @@
  * nothing but the diagonal blocks. The products are serial GEMMs (one pair
  * per thread); for short sequences and small heads (T hs <= ROWS_MAX) the
  * pair runs by rows without BLAS calls instead. tests/test_attention.c
- * checks both against the composition, values and grads. */
+ * checks both against the composition, values and grads.
+ *
+ * Recorded under AG_BF16 (ag_set_precision) the products run through
+ * ag_gemm_bf16_serial, always by row blocks, and qkv is kept as a bf16 copy
+ * (unless its FP32 data stays anyway). P is not kept at all: each row's
+ * max and 1 / sum are, and backward recomputes the pair's P tile from q and
+ * k with the same calls, bit for bit the forward's (FlashAttention's trade:
+ * one more (T, T/2) product per pair for (B, H, T, T) floats less, the
+ * largest tensor of a lecture step). The softmax stays FP32. */
 #include "attention_rows.h"
+#include "precision.h"
 
 #include <omp.h>
 
@@ -23,10 +32,15 @@ typedef struct {
     uint64_t seed;
 } geom;
 
-/* what backward needs: the geometry, and P (B, H, T, T) */
+/* what backward needs: the geometry, and P (B, H, T, T); under bf16
+ * instead each row's softmax max and 1 / sum (B, H, T, 2), and qkv's
+ * operand (a bf16 copy or qkv's own data) */
 typedef struct {
     geom g;
     const float *P;
+    bool bf16;
+    const float *stats;
+    ag_operand qkv;
 } attention_saved;
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -226,6 +240,129 @@ static void pair_backward_rows(const geom *g, int64_t pair, const float *qkv, co
     }
 }
 
+/* Row t of a pair under bf16: softmax_dropout_row, which keeps the row's
+ * max and 1 / sum in st[0], st[1] when st is not NULL. */
+static void softmax_row16(const geom *g, int64_t pair, int64_t t, float *pr, float *dr,
+                          int64_t width, float *st)
+{
+    float m = pr[0];
+    for (int64_t j = 1; j <= t; j++)
+        m = pr[j] > m ? pr[j] : m;
+#pragma omp simd
+    for (int64_t j = 0; j <= t; j++)
+        pr[j] = ag_expf(pr[j] - m);
+    float r = 1.0f / ag_sumf(pr, t + 1);
+    for (int64_t j = 0; j <= t; j++)
+        pr[j] *= r;
+    for (int64_t j = t + 1; j < width; j++)
+        pr[j] = 0.0f;
+    if (st)
+        st[0] = m, st[1] = r;
+    if (dr != pr) {
+        float p = g->p, inv = 1.0f / (1.0f - p);
+        uint64_t seed = g->seed, base = (uint64_t)((pair * g->T + t) * g->T);
+        for (int64_t j = 0; j <= t; j++)
+            dr[j] = ag_dropout_keep(seed, (int64_t)base + j, p) ? pr[j] * inv : 0.0f;
+        for (int64_t j = t + 1; j < width; j++)
+            dr[j] = 0.0f;
+    }
+}
+
+/* The scores of row block i0 (rows, up to column cols) of a pair into pt,
+ * scaled: the same call forward and backward, so the same bits. */
+static void scores16(const geom *g, ag_operand q, ag_operand k, int64_t i0, int64_t rows,
+                     int64_t cols, float *pt)
+{
+    int64_t T = g->T, ld = 3 * g->C;
+    ag_operand qi = ag_operand_at(q, i0 * ld);
+    ag_gemm_bf16_serial(false, true, rows, cols, g->hs, g->scale, qi.p, qi.h, ld, k.p, k.h, ld,
+                        0.0f, pt + i0 * T, T);
+}
+
+/* pair_forward in bf16: q, k, v from x (qkv's operand); the scores and the
+ * softmax in the thread's FP32 tile pt, each row's statistics into st (the
+ * pair's (T, 2), or NULL when nothing is kept); d the dropout tile, or pt. */
+static void pair_forward16(const geom *g, int64_t pair, ag_operand x, float *out, float *st,
+                           float *pt, float *d)
+{
+    int64_t T = g->T, hs = g->hs, C = g->C, ld = 3 * C;
+    ag_operand q = ag_operand_at(x, packed_at(g, pair)), k = ag_operand_at(q, C),
+               v = ag_operand_at(q, 2 * C);
+    float *o = out + out_at(g, pair);
+    for (int64_t i0 = 0; i0 < T; i0 += RB) {
+        int64_t rows = min64(RB, T - i0), cols = i0 + rows;
+        scores16(g, q, k, i0, rows, cols, pt);
+        for (int64_t t = i0; t < cols; t++)
+            softmax_row16(g, pair, t, pt + t * T, d + t * T, cols, st ? st + 2 * t : NULL);
+        ag_gemm_bf16_serial(false, false, rows, hs, cols, 1.0f, d + i0 * T, false, T, v.p, v.h,
+                            ld, 0.0f, o + i0 * C, C);
+    }
+}
+
+/* pair_backward in bf16: pt gets P again, row block by row block, from the
+ * scores and each row's statistics st; a holds dD then dS, d holds D with
+ * dropout (without it, D is P). */
+static void pair_backward16(const geom *g, int64_t pair, ag_operand x, const float *st,
+                            const float *gout, float *gqkv, bool overwrite, float *a, float *d,
+                            float *pt)
+{
+    float beta = overwrite ? 0.0f : 1.0f;
+    int64_t T = g->T, hs = g->hs, C = g->C, ld = 3 * C;
+    ag_operand q = ag_operand_at(x, packed_at(g, pair)), k = ag_operand_at(q, C),
+               v = ag_operand_at(q, 2 * C);
+    const float *go = gout + out_at(g, pair);
+    float *gq = gqkv + packed_at(g, pair), *gk = gq + C, *gv = gq + 2 * C;
+    bool drop = g->p > 0.0f;
+    float inv = 1.0f / (1.0f - g->p);
+    for (int64_t i0 = 0; i0 < T; i0 += RB) {
+        int64_t rows = min64(RB, T - i0), cols = i0 + rows;
+        scores16(g, q, k, i0, rows, cols, pt);
+        ag_gemm_bf16_serial(false, true, rows, cols, hs, 1.0f, go + i0 * C, false, C, v.p, v.h,
+                            ld, 0.0f, a + i0 * T, T);
+        for (int64_t t = i0; t < cols; t++) {
+            float *pr = pt + t * T, *ar = a + t * T;
+            float m = st[2 * t], r = st[2 * t + 1];
+            for (int64_t j = 0; j <= t; j++) /* as softmax_row16: exp, then times 1 / sum */
+                pr[j] = ag_expf(pr[j] - m);
+            for (int64_t j = 0; j <= t; j++)
+                pr[j] *= r;
+            for (int64_t j = t + 1; j < cols; j++)
+                pr[j] = 0.0f;
+            if (drop) {
+                float *dr = d + t * T;
+                uint64_t base = (uint64_t)((pair * T + t) * T);
+                for (int64_t j = 0; j <= t; j++) {
+                    bool kp = ag_dropout_keep(g->seed, (int64_t)base + j, g->p);
+                    ar[j] = kp ? ar[j] * inv : 0.0f;
+                    dr[j] = kp ? pr[j] * inv : 0.0f;
+                }
+                for (int64_t j = t + 1; j < cols; j++)
+                    dr[j] = 0.0f;
+            }
+            float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+            for (int64_t j = 0; j <= t; j++)
+                dot += ar[j] * pr[j];
+#pragma omp simd
+            for (int64_t j = 0; j <= t; j++)
+                ar[j] = pr[j] * (ar[j] - dot) * g->scale;
+            for (int64_t j = t + 1; j < cols; j++)
+                ar[j] = 0.0f;
+        }
+        ag_gemm_bf16_serial(false, false, rows, hs, cols, 1.0f, a + i0 * T, false, T, k.p, k.h,
+                            ld, beta, gq + i0 * ld, ld);
+    }
+    const float *D = drop ? d : pt;
+    for (int64_t j0 = 0; j0 < T; j0 += RB) {
+        int64_t w = min64(RB, T - j0), n = T - j0;
+        ag_operand qj = ag_operand_at(q, j0 * ld);
+        ag_gemm_bf16_serial(true, false, w, hs, n, 1.0f, a + j0 * T + j0, false, T, qj.p, qj.h,
+                            ld, beta, gk + j0 * ld, ld);
+        ag_gemm_bf16_serial(true, false, w, hs, n, 1.0f, D + j0 * T + j0, false, T, go + j0 * C,
+                            false, C, beta, gv + j0 * ld, ld);
+    }
+}
+
 static bool by_rows(const geom *g) { return g->T * g->hs <= ROWS_MAX; }
 
 /* One pair's forward with its buffers: P's tile for the pair when P is kept,
@@ -258,6 +395,58 @@ static int parallel_parts(const geom *g, int64_t pairs)
     return parts < pairs ? parts : (int)pairs;
 }
 
+/* attention_backward's pairs under bf16, three tiles of scratch per thread */
+static void backward16(const attention_saved *s, int64_t pairs, const float *gout, float *gx,
+                       bool overwrite, int nt, float *scratch)
+{
+    int64_t T = s->g.T, tile = T * T;
+    if (nt > 1) {
+        ag_region r;
+        ag_region_begin(&r);
+#pragma omp parallel num_threads(nt)
+        {
+            ag_region_enter(&r);
+            float *a = scratch + 3 * omp_get_thread_num() * tile;
+#pragma omp for schedule(dynamic) nowait
+            for (int64_t pr = 0; pr < pairs; pr++)
+                pair_backward16(&s->g, pr, s->qkv, s->stats + pr * 2 * T, gout, gx, overwrite, a,
+                                a + tile, a + 2 * tile);
+        }
+        ag_region_end(&r, nt);
+    } else {
+        for (int64_t pr = 0; pr < pairs; pr++)
+            pair_backward16(&s->g, pr, s->qkv, s->stats + pr * 2 * T, gout, gx, overwrite,
+                            scratch, scratch + tile, scratch + 2 * tile);
+    }
+}
+
+/* ag_attention's forward under bf16: the rows' statistics (pairs, T, 2) kept
+ * in st when recorded (else NULL) */
+static void forward16(const geom *g, int64_t pairs, ag_operand x, float *out, float *st, int nt,
+                      float *scratch, int64_t per_thread)
+{
+    int64_t T = g->T, tile = T * T;
+    bool drop = g->p > 0.0f;
+    if (nt > 1) {
+        ag_region r;
+        ag_region_begin(&r);
+#pragma omp parallel num_threads(nt)
+        {
+            ag_region_enter(&r);
+            float *pt = scratch + omp_get_thread_num() * per_thread;
+#pragma omp for schedule(dynamic) nowait
+            for (int64_t pr = 0; pr < pairs; pr++)
+                pair_forward16(g, pr, x, out, st ? st + pr * 2 * T : NULL, pt,
+                               drop ? pt + tile : pt);
+        }
+        ag_region_end(&r, nt);
+    } else {
+        for (int64_t pr = 0; pr < pairs; pr++)
+            pair_forward16(g, pr, x, out, st ? st + pr * 2 * T : NULL, scratch,
+                           drop ? scratch + tile : scratch);
+    }
+}
+
 static void attention_backward(ag_ctx *ctx, ag_tensor *out)
 {
     ag_tensor *x = ag_input(out, 0);
@@ -269,8 +458,12 @@ static void attention_backward(ag_ctx *ctx, ag_tensor *out)
     geom g = s->g;
     int64_t pairs = out->shape[0] * g.H, tile = g.T * g.T;
     int nt = ag_team(parallel_parts(&g, pairs));
-    float *scratch = ag_scratch(ctx, (size_t)(2 * nt * tile) * sizeof(float));
+    float *scratch = ag_scratch(ctx, (size_t)((s->bf16 ? 3 : 2) * nt * tile) * sizeof(float));
     const float *P = s->P;
+    if (s->bf16) {
+        backward16(s, pairs, out->grad, gx, overwrite, nt, scratch);
+        return;
+    }
     /* each thread its own two tiles; pairs handed out as threads come free */
     if (nt > 1) {
         ag_region r;
@@ -293,6 +486,8 @@ static void attention_backward(ag_ctx *ctx, ag_tensor *out)
 
 /* backward reads qkv and the saved P, not the output */
 static const ag_op attention_op = {"attention", attention_backward, AG_IN(0)};
+/* under bf16 with qkv kept as a bf16 copy: none of the inputs' data */
+static const ag_op attention16_op = {"attention", attention_backward, AG_NO_DATA};
 
 ag_tensor *ag_attention(ag_ctx *c, ag_tensor *qkv, int n_head, float scale, float dropout,
                         bool training)
@@ -311,7 +506,12 @@ ag_tensor *ag_attention(ag_ctx *c, ag_tensor *qkv, int n_head, float scale, floa
         return NULL;
     }
     int64_t B = qkv->shape[0], T = qkv->shape[1], C = qkv->shape[2] / 3;
-    ag_tensor *out = ag_result(c, &attention_op, &qkv, 1, 3, (int64_t[]){B, T, C});
+    bool bf16 = ag_bf16_on(c);
+    ag_operand x = {qkv->data, false};
+    if (bf16)
+        x = ag_bf16_operand(c, qkv, ag_grad_enabled(c) && ag_requires_grad(qkv));
+    ag_tensor *out = ag_result(c, x.h ? &attention16_op : &attention_op, &qkv, 1, 3,
+                               (int64_t[]){B, T, C});
     if (!out)
         return NULL;
     float p = training ? dropout : 0.0f;
@@ -319,6 +519,16 @@ ag_tensor *ag_attention(ag_ctx *c, ag_tensor *qkv, int n_head, float scale, floa
               .seed = p > 0.0f ? ag_rng_next(&c->rng) : 0};
     int64_t pairs = B * n_head, tile = T * T;
     int nt = ag_team(parallel_parts(&g, pairs));
+    if (bf16) { /* the rows' statistics kept when recorded; a P tile (and a dropout tile) per thread */
+        float *st = ag_op_of(out) ? ag_ctx_alloc(c, (size_t)(pairs * 2 * T) * sizeof *st) : NULL;
+        int64_t per_thread = (p > 0.0f ? 2 : 1) * tile;
+        float *scratch = ag_buf_alloc(c, nt * per_thread);
+        ag_save(c, out, &(attention_saved){.g = g, .bf16 = true, .stats = st, .qkv = x},
+                sizeof(attention_saved));
+        forward16(&g, pairs, x, out->data, st, nt, scratch, per_thread);
+        ag_buf_release(c, scratch, nt * per_thread);
+        return out;
+    }
     /* P is kept for backward when the op was recorded; otherwise one tile per thread */
     bool keep_p = ag_op_of(out) != NULL;
     float *P = keep_p ? ag_ctx_alloc(c, (size_t)(pairs * tile) * sizeof(float)) : NULL;

@@ -10,8 +10,15 @@
  * The packed op (ag_attention) stays as it was, its own fast path: its code
  * is untouched but for the shared rows moving into attention_rows.h.
  * tests/test_attention_qkv.c checks this op against the composition and
- * against the packed op on the same numbers. */
+ * against the packed op on the same numbers.
+ *
+ * Recorded under AG_BF16 (ag_set_precision), as ag_attention: the products
+ * in ag_gemm_bf16_serial by row blocks, q, k and v kept as bf16 copies (one
+ * shared when q is k) unless their FP32 data stays anyway; without an
+ * additive mask P is not kept but recomputed in backward from each row's
+ * max and 1 / sum, with one (which may be gone by then) P is kept in bf16. */
 #include "attention_rows.h"
+#include "precision.h"
 
 #include <omp.h>
 
@@ -32,6 +39,10 @@ typedef struct {
 typedef struct {
     qgeom g;
     const float *P; /* (B, H, T, S) */
+    bool bf16;      /* recorded under AG_BF16: q, k, v's operands, and instead of P */
+    const float *stats; /* each row's softmax max and 1 / sum (B, H, T, 2), without a mask */
+    const ag_bf16 *P16; /* or P in bf16, with one */
+    ag_operand in[3];
 } qkv_saved;
 
 static int64_t kept(const qgeom *g, int64_t t) { return g->causal ? min64(t + 1, g->S) : g->S; }
@@ -228,6 +239,150 @@ static void qpair_backward_rows(const qgeom *g, int64_t pair, const float *q, co
     }
 }
 
+/* qkv_row in bf16: the mask row added, then the softmax and dropout of
+ * softmax_dropout_span, keeping the row's max and 1 / sum in st[0], st[1]
+ * when st is not NULL */
+static void qkv_row16(const qgeom *g, int64_t pair, int64_t t, const float *mk, float *pr,
+                      float *dr, int64_t width, float *st)
+{
+    int64_t n = kept(g, t);
+    if (mk)
+        for (int64_t j = 0; j < n; j++)
+            pr[j] += mk[t * g->S + j];
+    float m = pr[0];
+    for (int64_t j = 1; j < n; j++)
+        m = pr[j] > m ? pr[j] : m;
+#pragma omp simd
+    for (int64_t j = 0; j < n; j++)
+        pr[j] = ag_expf(pr[j] - m);
+    float r = 1.0f / ag_sumf(pr, n);
+    for (int64_t j = 0; j < n; j++)
+        pr[j] *= r;
+    for (int64_t j = n; j < width; j++)
+        pr[j] = 0.0f;
+    if (st)
+        st[0] = m, st[1] = r;
+    if (dr != pr) {
+        float inv = 1.0f / (1.0f - g->p);
+        uint64_t base = (uint64_t)((pair * g->T + t) * g->S);
+        for (int64_t j = 0; j < n; j++)
+            dr[j] = ag_dropout_keep(g->seed, (int64_t)base + j, g->p) ? pr[j] * inv : 0.0f;
+        for (int64_t j = n; j < width; j++)
+            dr[j] = 0.0f;
+    }
+}
+
+/* The scaled scores of row block i0 (rows, cols) of a pair into pt: the
+ * same call forward and backward, so the same bits */
+static void qscores16(const qgeom *g, ag_operand q, ag_operand k, int64_t i0, int64_t rows,
+                      int64_t cols, float *pt)
+{
+    ag_operand qi = ag_operand_at(q, i0 * g->hs);
+    ag_gemm_bf16_serial(false, true, rows, cols, g->hs, g->scale, qi.p, qi.h, g->hs, k.p, k.h,
+                        g->hs, 0.0f, pt + i0 * g->S, g->S);
+}
+
+/* What a pair's backward gets P from: the rows' statistics, or P in bf16 */
+typedef struct {
+    const float *st;
+    const ag_bf16 *P16;
+} qkv_keep;
+
+/* qpair_forward in bf16: the scores and softmax in the FP32 tile pt, kept
+ * (when kp is not NULL) as each row's statistics or as P in bf16; d the
+ * dropout tile, or pt. */
+static void qpair_forward16(const qgeom *g, int64_t pair, ag_operand q, ag_operand k,
+                            ag_operand v, float *o, const qkv_keep *kp, float *pt, float *d)
+{
+    int64_t T = g->T, S = g->S, hv = g->hv;
+    const float *mk = mask_of(g, pair);
+    for (int64_t i0 = 0; i0 < T; i0 += RB) {
+        int64_t rows = min64(RB, T - i0), cols = g->causal ? min64(i0 + rows, S) : S;
+        qscores16(g, q, k, i0, rows, cols, pt);
+        for (int64_t t = i0; t < i0 + rows; t++) {
+            qkv_row16(g, pair, t, mk, pt + t * S, d + t * S, cols,
+                      kp && kp->st ? (float *)kp->st + 2 * t : NULL);
+            if (kp && kp->P16)
+                ag_bf16_from_f32((ag_bf16 *)kp->P16 + t * S, pt + t * S, cols);
+        }
+        ag_gemm_bf16_serial(false, false, rows, hv, cols, 1.0f, d + i0 * S, false, S, v.p, v.h,
+                            hv, 0.0f, o + i0 * hv, hv);
+    }
+}
+
+/* qpair_backward in bf16: pt gets P again, block by block (recomputed from
+ * the rows' statistics, or widened from P16); a holds dD then dS, d holds D
+ * with dropout (without it, D is P). */
+static void qpair_backward16(const qgeom *g, int64_t pair, ag_operand q, ag_operand k,
+                             ag_operand v, const qkv_keep *kp, const float *go,
+                             const qkv_grads *gr, float *a, float *d, float *pt)
+{
+    int64_t T = g->T, S = g->S, hs = g->hs, hv = g->hv;
+    float *gq = gr->q + pair * T * hs, *gk = gr->k + pair * S * hs, *gv = gr->v + pair * S * hv;
+    bool drop = g->p > 0.0f;
+    float inv = 1.0f / (1.0f - g->p);
+    for (int64_t i0 = 0; i0 < T; i0 += RB) {
+        int64_t rows = min64(RB, T - i0), cols = g->causal ? min64(i0 + rows, S) : S;
+        if (kp->st)
+            qscores16(g, q, k, i0, rows, cols, pt);
+        ag_gemm_bf16_serial(false, true, rows, cols, hv, 1.0f, go + i0 * hv, false, hv, v.p, v.h,
+                            hv, 0.0f, a + i0 * S, S);
+        for (int64_t t = i0; t < i0 + rows; t++) {
+            float *pr = pt + t * S, *ar = a + t * S;
+            int64_t n = kept(g, t);
+            if (kp->st) { /* as qkv_row16: exp, then times 1 / sum */
+                float m = kp->st[2 * t], r = kp->st[2 * t + 1];
+                for (int64_t j = 0; j < n; j++)
+                    pr[j] = ag_expf(pr[j] - m);
+                for (int64_t j = 0; j < n; j++)
+                    pr[j] *= r;
+                for (int64_t j = n; j < cols; j++)
+                    pr[j] = 0.0f;
+            } else {
+                ag_bf16_to_f32(pr, kp->P16 + t * S, cols);
+            }
+            if (drop) {
+                float *dr = d + t * S;
+                uint64_t base = (uint64_t)((pair * T + t) * S);
+                for (int64_t j = 0; j < n; j++) {
+                    bool keep = ag_dropout_keep(g->seed, (int64_t)base + j, g->p);
+                    ar[j] = keep ? ar[j] * inv : 0.0f;
+                    dr[j] = keep ? pr[j] * inv : 0.0f;
+                }
+                for (int64_t j = n; j < cols; j++)
+                    dr[j] = 0.0f;
+            }
+            float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+            for (int64_t j = 0; j < n; j++)
+                dot += ar[j] * pr[j];
+#pragma omp simd
+            for (int64_t j = 0; j < n; j++)
+                ar[j] = pr[j] * (ar[j] - dot) * g->scale;
+            for (int64_t j = n; j < cols; j++)
+                ar[j] = 0.0f;
+        }
+        ag_gemm_bf16_serial(false, false, rows, hs, cols, 1.0f, a + i0 * S, false, S, k.p, k.h,
+                            hs, gr->oq ? 0.0f : 1.0f, gq + i0 * hs, hs);
+    }
+    const float *D = drop ? d : pt;
+    for (int64_t j0 = 0; j0 < S; j0 += RB) {
+        int64_t w = min64(RB, S - j0), r0 = g->causal ? j0 : 0;
+        int64_t kw = g->causal ? (T - j0 < 0 ? 0 : min64(w, T - j0)) : w;
+        if (kw > 0) {
+            ag_operand qr = ag_operand_at(q, r0 * hs);
+            ag_gemm_bf16_serial(true, false, kw, hs, T - r0, 1.0f, a + r0 * S + j0, false, S,
+                                qr.p, qr.h, hs, gr->ok ? 0.0f : 1.0f, gk + j0 * hs, hs);
+            ag_gemm_bf16_serial(true, false, kw, hv, T - r0, 1.0f, D + r0 * S + j0, false, S,
+                                go + r0 * hv, false, hv, gr->ov ? 0.0f : 1.0f, gv + j0 * hv, hv);
+        }
+        if (gr->ok)
+            memset(gk + (j0 + kw) * hs, 0, (size_t)((w - kw) * hs) * sizeof *gk);
+        if (gr->ov)
+            memset(gv + (j0 + kw) * hv, 0, (size_t)((w - kw) * hv) * sizeof *gv);
+    }
+}
+
 static bool qkv_by_rows(const qgeom *g)
 {
     int64_t L = g->T > g->S ? g->T : g->S, h = g->hs > g->hv ? g->hs : g->hv;
@@ -238,6 +393,19 @@ static int qkv_parallel_parts(const qgeom *g, int64_t pairs)
 {
     int parts = ag_parts_past(pairs * g->T * g->S * (g->hs + g->hv) / 2, 1 << 18);
     return parts < pairs ? parts : (int)pairs;
+}
+
+/* one pair's backward under bf16, three tiles of scratch at a */
+static void qkv_backward_pair16(const qkv_saved *s, int64_t pr, const float *gout,
+                                const qkv_grads *gr, float *a)
+{
+    const qgeom *g = &s->g;
+    int64_t tile = g->T * g->S;
+    ag_operand q = ag_operand_at(s->in[0], pr * g->T * g->hs),
+               k = ag_operand_at(s->in[1], pr * g->S * g->hs),
+               v = ag_operand_at(s->in[2], pr * g->S * g->hv);
+    qkv_keep kp = {s->stats ? s->stats + pr * 2 * g->T : NULL, s->P16 ? s->P16 + pr * tile : NULL};
+    qpair_backward16(g, pr, q, k, v, &kp, gout + pr * g->T * g->hv, gr, a, a + tile, a + 2 * tile);
 }
 
 static void qkv_backward_pair(const qgeom *g, int64_t pr, ag_tensor *const *in,
@@ -274,7 +442,8 @@ static void qkv_backward(ag_ctx *ctx, ag_tensor *out)
     qkv_grads gr = {buf[0], buf[1], buf[2], ow[0], ow[1], ow[2]};
     int64_t pairs = out->shape[0] * g.H, tile = g.T * g.S;
     int nt = ag_team(qkv_parallel_parts(&g, pairs));
-    float *scratch = ag_scratch(ctx, (size_t)(2 * nt * tile) * sizeof(float));
+    int per = s->bf16 ? 3 : 2; /* tiles per thread */
+    float *scratch = ag_scratch(ctx, (size_t)(per * nt * tile) * sizeof(float));
     const float *P = s->P;
     if (nt > 1) {
         ag_region r;
@@ -282,16 +451,24 @@ static void qkv_backward(ag_ctx *ctx, ag_tensor *out)
 #pragma omp parallel num_threads(nt)
         {
             ag_region_enter(&r);
-            float *a = scratch + 2 * omp_get_thread_num() * tile;
+            float *a = scratch + per * omp_get_thread_num() * tile;
 #pragma omp for schedule(dynamic) nowait
-            for (int64_t pr = 0; pr < pairs; pr++)
-                qkv_backward_pair(&g, pr, in, P + pr * tile, out->grad, &gr, a, a + tile);
+            for (int64_t pr = 0; pr < pairs; pr++) {
+                if (s->bf16)
+                    qkv_backward_pair16(s, pr, out->grad, &gr, a);
+                else
+                    qkv_backward_pair(&g, pr, in, P + pr * tile, out->grad, &gr, a, a + tile);
+            }
         }
         ag_region_end(&r, nt);
     } else {
-        for (int64_t pr = 0; pr < pairs; pr++)
-            qkv_backward_pair(&g, pr, in, P + pr * tile, out->grad, &gr, scratch,
-                              scratch + tile);
+        for (int64_t pr = 0; pr < pairs; pr++) {
+            if (s->bf16)
+                qkv_backward_pair16(s, pr, out->grad, &gr, scratch);
+            else
+                qkv_backward_pair(&g, pr, in, P + pr * tile, out->grad, &gr, scratch,
+                                  scratch + tile);
+        }
     }
     for (int i = 1; i < 3; i++) {
         if (!dup[i])
@@ -305,6 +482,11 @@ static void qkv_backward(ag_ctx *ctx, ag_tensor *out)
 
 /* backward reads q, k, v and the saved P, not the mask or the output */
 static const ag_op qkv_op = {"attention_qkv", qkv_backward, AG_IN(0) | AG_IN(1) | AG_IN(2)};
+/* the same under bf16, by which of q, k, v backward reads as FP32 (bit i:
+ * input i); the others it reads from their bf16 copies */
+#define QKV16(r) {"attention_qkv", qkv_backward, (r) ? (r) : AG_NO_DATA}
+static const ag_op qkv16_ops[8] = {QKV16(0), QKV16(1), QKV16(2), QKV16(3),
+                                   QKV16(4), QKV16(5), QKV16(6), QKV16(7)};
 
 /* The additive mask lined up with (B, H, T, S) as g's mask, mask_b and
  * mask_h: its own data when its last two dims are (T, S), else a copy
@@ -335,6 +517,52 @@ static bool place_mask(ag_ctx *c, const ag_tensor *m, int64_t B, qgeom *g)
                     m->data[bh * ms[2] * ms[3] + (ms[2] == 1 ? 0 : t) * ms[3] + (ms[3] == 1 ? 0 : j)];
     g->mask = x;
     return true;
+}
+
+/* pair pr of qkv16_forward, kp the whole call's (NULL: nothing kept) */
+static void qkv_pair_forward16(const qgeom *g, int64_t pr, const ag_operand *x, ag_tensor *out,
+                               const qkv_keep *kp, float *pt, bool drop)
+{
+    int64_t tile = g->T * g->S;
+    qkv_keep mine = {kp && kp->st ? kp->st + pr * 2 * g->T : NULL,
+                     kp && kp->P16 ? kp->P16 + pr * tile : NULL};
+    qpair_forward16(g, pr, ag_operand_at(x[0], pr * g->T * g->hs),
+                    ag_operand_at(x[1], pr * g->S * g->hs), ag_operand_at(x[2], pr * g->S * g->hv),
+                    out->data + pr * g->T * g->hv, kp ? &mine : NULL, pt, drop ? pt + tile : pt);
+}
+
+/* ag_attention_qkv's forward under bf16 over the operands x[3]: when
+ * recorded it keeps the rows' statistics, or with a mask P in bf16 */
+static void qkv16_forward(ag_ctx *c, ag_tensor *out, const qgeom *g, const ag_operand *x,
+                          int64_t pairs, int nt)
+{
+    int64_t tile = g->T * g->S, per_thread = (g->p > 0.0f ? 2 : 1) * tile;
+    bool keep = ag_op_of(out) != NULL;
+    float *st = keep && !g->mask ? ag_ctx_alloc(c, (size_t)(pairs * 2 * g->T) * sizeof *st) : NULL;
+    ag_bf16 *P16 = keep && g->mask ? ag_ctx_alloc(c, (size_t)(pairs * tile) * sizeof *P16) : NULL;
+    float *scratch = ag_buf_alloc(c, nt * per_thread);
+    qkv_saved saved = {.g = *g, .bf16 = true, .stats = st, .P16 = P16, .in = {x[0], x[1], x[2]}};
+    saved.g.mask = NULL;
+    ag_save(c, out, &saved, sizeof saved);
+    bool drop = g->p > 0.0f;
+    qkv_keep kp = {st, P16};
+    if (nt > 1) {
+        ag_region r;
+        ag_region_begin(&r);
+#pragma omp parallel num_threads(nt)
+        {
+            ag_region_enter(&r);
+            float *pt = scratch + omp_get_thread_num() * per_thread;
+#pragma omp for schedule(dynamic) nowait
+            for (int64_t pr = 0; pr < pairs; pr++)
+                qkv_pair_forward16(g, pr, x, out, keep ? &kp : NULL, pt, drop);
+        }
+        ag_region_end(&r, nt);
+    } else {
+        for (int64_t pr = 0; pr < pairs; pr++)
+            qkv_pair_forward16(g, pr, x, out, keep ? &kp : NULL, scratch, drop);
+    }
+    ag_buf_release(c, scratch, nt * per_thread);
 }
 
 ag_tensor *ag_attention_qkv(ag_ctx *c, ag_tensor *q, ag_tensor *k, ag_tensor *v,
@@ -375,13 +603,30 @@ ag_tensor *ag_attention_qkv(ag_ctx *c, ag_tensor *q, ag_tensor *k, ag_tensor *v,
                  (long long)S);
         return NULL;
     }
-    ag_tensor *out = ag_result(c, &qkv_op, in, 3, 4, (int64_t[]){B, H, T, g.hv});
+    bool bf16 = ag_bf16_on(c);
+    ag_operand ops[3] = {{q->data, false}, {k->data, false}, {v->data, false}};
+    const ag_op *op = &qkv_op;
+    if (bf16) {
+        bool record = ag_grad_enabled(c) &&
+                      (ag_requires_grad(q) || ag_requires_grad(k) || ag_requires_grad(v));
+        unsigned fp32 = 0;
+        for (int i = 0; i < 3; i++) {
+            ops[i] = ag_bf16_operand(c, in[i], record);
+            fp32 |= ops[i].h ? 0u : 1u << i;
+        }
+        op = &qkv16_ops[fp32];
+    }
+    ag_tensor *out = ag_result(c, op, in, 3, 4, (int64_t[]){B, H, T, g.hv});
     if (!out)
         return NULL;
     g.seed = p > 0.0f ? ag_rng_next(&c->rng) : 0;
     int64_t pairs = B * H, tile = T * S;
     bool drop = p > 0.0f, rows = qkv_by_rows(&g);
     int nt = ag_team(qkv_parallel_parts(&g, pairs));
+    if (bf16) { /* P kept in bf16 when recorded; an FP32 tile (and a dropout tile) per thread */
+        qkv16_forward(c, out, &g, ops, pairs, nt);
+        return out;
+    }
     /* P is kept for backward when the op was recorded; otherwise one tile per thread */
     bool keep_p = ag_op_of(out) != NULL;
     float *P = keep_p ? ag_ctx_alloc(c, (size_t)(pairs * tile) * sizeof(float)) : NULL;

@@ -2,8 +2,11 @@
  *   matmul:    (..., M, K) @ (..., K, N)   -> (..., M, N)
  *   matmul_nt: (..., M, K) @ (..., N, K)^T -> (..., M, N)
  * backward:    dA = dC @ op(B)^T,  dB = A^T @ dC (nt: dC^T @ A),
- * summed over the batches an input was broadcast across. */
-#include "internal.h"
+ * summed over the batches an input was broadcast across.
+ * Recorded under AG_BF16 (ag_set_precision), all three products run through
+ * ag_gemm_bf16, and an input backward reads is kept as a bf16 copy unless
+ * its FP32 data stays anyway (precision.h): the op then does not read it. */
+#include "precision.h"
 
 #include <omp.h>
 
@@ -13,6 +16,8 @@ typedef struct {
     bool a_bcast, b_bcast;         /* an input's batch is shared by several outputs */
     bool fold;                     /* A's batches fold into M: B is one matrix */
     bool nt;                       /* B is used transposed (matmul_nt, linear) */
+    bool bf16;                     /* recorded under AG_BF16: products in bf16 */
+    ag_operand ad, bd;             /* bf16: what backward reads for A and B */
 } plan;
 
 /* Offsets of t's matrices for each output batch, t broadcast over (nbd, bshape). */
@@ -71,12 +76,75 @@ static void batched(int64_t nb, const int64_t *oa, const int64_t *ob, const int6
         ag_gemm(ta, tb, M, N, K, 1.0f, A + oa[b], lda, B + ob[b], ldb, beta, C + oc[b], ldc);
 }
 
+/* batched's bf16 products, the operands FP32 or bf16 copies */
+static void batched16(int64_t nb, const int64_t *oa, const int64_t *ob, const int64_t *oc,
+                      bool disjoint, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+                      ag_operand A, int64_t lda, ag_operand B, int64_t ldb, float beta, float *C,
+                      int64_t ldc)
+{
+    int parts = ag_parts_past(nb * M * N * K, AG_GEMM_MIN);
+    int nt = disjoint && nb >= 2 * parts && M * N * K < 512 * 512 * 512 ? ag_team(parts) : 1;
+    if (nt > 1) {
+        ag_region r;
+        ag_region_begin(&r);
+#pragma omp parallel num_threads(nt)
+        {
+            ag_region_enter(&r);
+#pragma omp for schedule(dynamic) nowait
+            for (int64_t b = 0; b < nb; b++) {
+                ag_operand a = ag_operand_at(A, oa[b]), bb = ag_operand_at(B, ob[b]);
+                ag_gemm_bf16_serial(ta, tb, M, N, K, 1.0f, a.p, a.h, lda, bb.p, bb.h, ldb, beta,
+                                    C + oc[b], ldc);
+            }
+        }
+        ag_region_end(&r, nt);
+        return;
+    }
+    for (int64_t b = 0; b < nb; b++) {
+        ag_operand a = ag_operand_at(A, oa[b]), bb = ag_operand_at(B, ob[b]);
+        ag_gemm_bf16(ta, tb, M, N, K, 1.0f, a.p, a.h, lda, bb.p, bb.h, ldb, beta, C + oc[b], ldc);
+    }
+}
+
 static int64_t *seq_offsets(ag_ctx *c, int64_t nb, int64_t step)
 {
     int64_t *o = ag_ctx_alloc(c, (size_t)(nb ? nb : 1) * sizeof *o);
     for (int64_t b = 0; b < nb; b++)
         o[b] = b * step;
     return o;
+}
+
+/* product_grads' products in bf16: dC rounded as it is read, A and B as
+ * the forward kept them (bf16 copies or FP32 data). */
+static void product_grads16(const plan *p, const float *g, const int64_t *oc, int64_t M,
+                            int64_t N, int64_t K, float *ga, float beta_a, float *gb, float beta_b)
+{
+    bool nt = p->nt;
+    ag_operand A = p->ad, B = p->bd, G = {g, false};
+    if (p->fold) {
+        int64_t R = p->nb * M;
+        if (ga) /* (R, N) @ op(B)^T -> (R, K) */
+            ag_gemm_bf16(false, !nt, R, K, N, 1.0f, g, false, N, B.p, B.h, nt ? K : N, beta_a, ga,
+                         K);
+        if (gb) {
+            if (nt) /* dB (N, K) += dC^T (N, R) @ A (R, K) */
+                ag_gemm_bf16(true, false, N, K, R, 1.0f, g, false, N, A.p, A.h, K, beta_b, gb, K);
+            else    /* dB (K, N) += A^T (K, R) @ dC (R, N) */
+                ag_gemm_bf16(true, false, K, N, R, 1.0f, A.p, A.h, K, g, false, N, beta_b, gb, N);
+        }
+        return;
+    }
+    if (ga)
+        batched16(p->nb, oc, p->ob, p->oa, !p->a_bcast, false, !nt, M, K, N, G, N, B, nt ? K : N,
+                  beta_a, ga, K);
+    if (gb) {
+        if (nt)
+            batched16(p->nb, oc, p->oa, p->ob, !p->b_bcast, true, false, N, K, M, G, N, A, K,
+                      beta_b, gb, K);
+        else
+            batched16(p->nb, p->oa, oc, p->ob, !p->b_bcast, true, false, K, N, M, A, K, G, N,
+                      beta_b, gb, N);
+    }
 }
 
 /* The products' grads, and with bias (linear's), the bias's. */
@@ -105,6 +173,10 @@ static void product_grads(ag_ctx *ctx, ag_tensor *out, ag_tensor *bias)
     }
     float beta_a = overwrite_a && (p->fold || !p->a_bcast) ? 0.0f : 1.0f;
     float beta_b = overwrite_b && (p->fold || !p->b_bcast) ? 0.0f : 1.0f;
+    if (p->bf16) {
+        product_grads16(p, g, oc, M, N, K, ga, beta_a, gb, beta_b);
+        return;
+    }
 
     if (p->fold) {
         int64_t R = p->nb * M; /* all of A's rows at once */
@@ -143,6 +215,15 @@ static const ag_op matmul_op = {"matmul", matmul_backward, AG_IN(0) | AG_IN(1)};
 static const ag_op matmul_nt_op = {"matmul_nt", matmul_backward, AG_IN(0) | AG_IN(1)};
 static const ag_op linear_op = {"linear", linear_backward, AG_IN(0) | AG_IN(1)};
 
+/* The same recorded under AG_BF16, by which inputs backward reads as FP32
+ * (bit 0: A, bit 1: B); the others it reads from their bf16 copies. */
+#define BF16_OPS(name, backward)                                                                 \
+    {{name, backward, AG_NO_DATA}, {name, backward, AG_IN(0)}, {name, backward, AG_IN(1)},     \
+     {name, backward, AG_IN(0) | AG_IN(1)}}
+static const ag_op matmul16_ops[4] = BF16_OPS("matmul", matmul_backward);
+static const ag_op matmul_nt16_ops[4] = BF16_OPS("matmul_nt", matmul_backward);
+static const ag_op linear16_ops[4] = BF16_OPS("linear", linear_backward);
+
 /* a @ op(b) (+ bias on every row, for linear), recorded as op. */
 static ag_tensor *matmul(ag_ctx *c, const ag_op *op, ag_tensor *a, ag_tensor *b, ag_tensor *bias,
                          bool nt)
@@ -175,6 +256,18 @@ static ag_tensor *matmul(ag_ctx *c, const ag_op *op, ag_tensor *a, ag_tensor *b,
     int64_t nb = ag_shape_numel(nbd, shape);
     shape[nbd] = M;
     shape[nbd + 1] = N;
+    /* bf16: the operands, and the op record that says which of them backward reads as FP32 */
+    bool bf16 = ag_bf16_on(c);
+    ag_operand A = {a->data, false}, B = {b->data, false};
+    if (bf16) {
+        bool record = ag_grad_enabled(c) && (ag_requires_grad(a) || ag_requires_grad(b) ||
+                                             (bias && ag_requires_grad(bias)));
+        A = ag_bf16_operand(c, a, record);
+        B = ag_bf16_operand(c, b, record);
+        const ag_op *ops16 = op == &linear_op ? linear16_ops
+                             : op == &matmul_nt_op ? matmul_nt16_ops : matmul16_ops;
+        op = &ops16[(A.h ? 0 : 1) | (B.h ? 0 : 2)];
+    }
     ag_tensor *out = ag_result(c, op, in, nin, nbd + 2, shape);
     if (!out)
         return NULL;
@@ -184,6 +277,9 @@ static ag_tensor *matmul(ag_ctx *c, const ag_op *op, ag_tensor *a, ag_tensor *b,
     p->b_bcast = offsets(c, b, nbd, shape, nb, &p->ob);
     p->fold = !p->a_bcast && b->numel == K * N;
     p->nt = nt;
+    p->bf16 = bf16;
+    p->ad = A;
+    p->bd = B;
     ag_node_of(out)->saved = p;
     float beta = 0.0f;
     if (bias) { /* rows start as the bias and the product adds to them: no second pass */
@@ -194,7 +290,13 @@ static ag_tensor *matmul(ag_ctx *c, const ag_op *op, ag_tensor *a, ag_tensor *b,
         );
         beta = 1.0f;
     }
-    if (p->fold)
+    if (bf16 && p->fold)
+        ag_gemm_bf16(false, nt, nb * M, N, K, 1.0f, A.p, A.h, K, B.p, B.h, nt ? K : N, beta,
+                     out->data, N);
+    else if (bf16)
+        batched16(nb, p->oa, p->ob, seq_offsets(c, nb, M * N), true, false, nt, M, N, K, A, K, B,
+                  nt ? K : N, beta, out->data, N);
+    else if (p->fold)
         ag_gemm(false, nt, nb * M, N, K, 1.0f, a->data, K, b->data, nt ? K : N, beta, out->data, N);
     else
         batched(nb, p->oa, p->ob, seq_offsets(c, nb, M * N), true, false, nt, M, N, K, a->data, K,

@@ -406,8 +406,9 @@ static void test_help(void **state)
         check_help_lists(cmds[c], names, n);
     }
     const char *sample_flags[] = {"checkpoint", "prompt", "tokens", "temperature", "top-k", "seed",
-                                  "threads", "no-kv-cache", "data", "vocab", "attention-scale"};
-    check_help_lists("sample", sample_flags, 11);
+                                  "threads", "no-kv-cache", "data", "vocab", "attention-scale",
+                                  "precision"};
+    check_help_lists("sample", sample_flags, 12);
     /* gpt.py's defaults, as the README promises */
     argl a = {0};
     push(&a, "train", "--help", NULL);

@@ -4,13 +4,16 @@ back to back on the same presets and prints the ratios. Never run two
 benchmarks at once; the machine should be otherwise idle.
 
     python3 tools/bench_compare.py [--presets tiny,small,medium,lecture] [--threads 2]
-                                   [--build build] [--scaling] [--peak]
+                                   [--build build] [--scaling] [--peak] [--precision fp32,bf16]
 
 Each configuration runs --repeat times, interleaved, and its median run
 counts. For PyTorch the best of 1 and 2 threads counts (its thread pools
 contend at 2); torch_reference.py sets OMP_WAIT_POLICY=PASSIVE. --scaling also times
 this program at 1 thread; --peak measures the FMA peak (tools/fma_peak) and
-prints the share of it each run reaches.
+prints the share of it each run reaches. --precision bf16 times `gpt bench
+--precision bf16` against PyTorch's bf16 autocast (tools/gpt_torch.py --bench
+--precision bf16); fp32,bf16 gives a row of each per preset, labelled
+"preset/bf16", and the bf16 rows' ratio to this program's fp32 step.
 """
 import argparse
 import os
@@ -44,6 +47,8 @@ def main():
     ap.add_argument('--torch-threads', default='1,2')
     ap.add_argument('--scaling', action='store_true', help='also time this program at 1 thread')
     ap.add_argument('--peak', action='store_true', help='measure the FMA peak for the share of peak')
+    ap.add_argument('--precision', default='fp32',
+                    help='fp32, bf16 or fp32,bf16: the products\' precision, ours and PyTorch\'s (autocast)')
     ap.add_argument('--repeat', type=int, default=3,
                     help='runs of each configuration, interleaved; the median run counts (default 3)')
     args = ap.parse_args()
@@ -55,23 +60,38 @@ def main():
                              capture_output=True, text=True).stdout
         print('  ' + out.strip())
         peak = float(re.search(r'gflops=([\d.]+)', out).group(1))
-    rows = []
+    precisions = args.precision.split(',')
+    if any(x not in ('fp32', 'bf16') for x in precisions):
+        sys.exit(f'bench_compare: --precision {args.precision}: give fp32, bf16 or fp32,bf16')
+    torch_bf16 = os.path.join(ROOT, 'tools', 'gpt_torch.py')
+    rows, fp32_ms = [], {}
     for p in args.presets.split(','):
         steps = str(args.steps or STEPS.get(p, 10))
         print(f'{p}:', flush=True)
-        configs = [('ours', [gpt, 'bench', '--preset', p, '--steps', steps, '--threads', str(args.threads)])]
-        if args.scaling:
-            configs.append(('ours1', [gpt, 'bench', '--preset', p, '--steps', steps, '--threads', '1']))
-        for t in args.torch_threads.split(','):
-            configs.append(('torch' + t, ['/usr/bin/python3', ref, '--bench', '--preset', p, '--steps', steps,
-                                          '--threads', t]))
+        configs = []
+        for prec in precisions:
+            tag = '' if prec == 'fp32' else '/' + prec
+            ours = [gpt, 'bench', '--preset', p, '--steps', steps, '--threads', str(args.threads)]
+            extra = [] if prec == 'fp32' else ['--precision', prec]
+            configs.append(('ours' + tag, ours + extra))
+            if args.scaling:
+                configs.append(('ours1' + tag, ours[:-1] + ['1'] + extra))
+            for t in args.torch_threads.split(','):
+                cmd = (['/usr/bin/python3', ref, '--bench'] if prec == 'fp32' else
+                       ['/usr/bin/python3', torch_bf16, '--bench', '--precision', prec])
+                configs.append(('torch' + t + tag, cmd + ['--preset', p, '--steps', steps, '--threads', t]))
         runs = {name: [] for name, _ in configs}
         for _ in range(args.repeat):  # interleaved, so a noisy spell hits every configuration
             for name, cmd in configs:
                 runs[name].append(run(cmd))
         med = {name: sorted(r, key=lambda x: x['ms'])[len(r) // 2] for name, r in runs.items()}
-        best = max((v for k, v in med.items() if k.startswith('torch')), key=lambda x: x['tps'])
-        rows.append((p, med['ours'], best, med.get('ours1')))
+        for prec in precisions:
+            tag = '' if prec == 'fp32' else '/' + prec
+            best = max((v for k, v in med.items() if k.startswith('torch') and k.endswith(tag) and
+                        (tag or '/' not in k)), key=lambda x: x['tps'])
+            rows.append((p + tag, med['ours' + tag], best, med.get('ours1' + tag)))
+            if prec == 'fp32':
+                fp32_ms[p] = med['ours']['ms']
     print()
     print('| preset | ms/step (ours / PyTorch) | tokens/s (ours / PyTorch) | speed ratio | peak RSS MiB (ours / PyTorch) | RSS ratio | GFLOP/s ours' +
           (' | share of peak' if peak else '') + (' | 2 vs 1 thread' if args.scaling else '') + ' |')
@@ -84,6 +104,10 @@ def main():
         if args.scaling:
             line += f" | {o['tps'] / o1['tps']:.2f}x"
         print(line + ' |')
+    for p, o, _, _ in rows:
+        base = p.split('/')[0]
+        if '/' in p and base in fp32_ms:
+            print(f'{p}: this program\'s step {fp32_ms[base] / o["ms"]:.2f}x as fast as its fp32 step')
 
 
 if __name__ == '__main__':

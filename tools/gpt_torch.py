@@ -4,10 +4,27 @@ PyTorch module, for fixtures, reference runs and benchmarks.
 Same modules and state_dict names as gpt.py. One deliberate difference,
 shared with the C model: attention scores are scaled by head_size**-0.5
 (as in the video and nanoGPT) where the repository's gpt.py uses n_embd**-0.5.
+
+Run as a program it times training steps in FP32 or under bf16 autocast, the
+PyTorch side of `gpt bench --precision bf16` (run with /usr/bin/python3):
+
+  gpt_torch.py --probe          what this PyTorch does with bf16 on this CPU: oneDNN
+                                present, the kernel autocast's matmul runs on
+                                (ONEDNN_VERBOSE), and a 1024^3 matmul in FP32, in
+                                bf16 tensors and under autocast, in GFLOP/s
+  gpt_torch.py --bench --preset P --precision fp32|bf16 [--steps N] [--threads T]
+      prints: bench: preset=P threads=T ms/step=X tokens/s=Y peak_rss_mib=Z gflops=G precision=bf16
+      (the same model, AdamW and random batches as tools/torch_reference.py --bench;
+      bf16 is torch.autocast('cpu', dtype=torch.bfloat16) around the forward and
+      loss, as PyTorch's recipe: master weights, grads and AdamW stay FP32)
 """
-import torch
-import torch.nn as nn
-from torch.nn import functional as F
+import os
+if __name__ == '__main__':
+    os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')  # before torch loads: see torch_reference.py
+
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+from torch.nn import functional as F  # noqa: E402
 
 
 class Head(nn.Module):
@@ -142,3 +159,102 @@ def load_safetensors(path):
         assert e['dtype'] == 'F32', name
         out[name] = torch.from_numpy(np.frombuffer(data[b:end], dtype='<f4').copy()).reshape(e['shape'])
     return out, meta
+
+
+def _probe():
+    """What Debian's PyTorch does with bf16 here (see the module's docstring)."""
+    import subprocess
+    import sys
+    import time
+    print(f'torch {torch.__version__}; mkldnn (oneDNN) available: {torch.backends.mkldnn.is_available()}; '
+          f'threads {torch.get_num_threads()}')
+    code = ('import torch; torch.set_num_threads(1); a = torch.randn(256, 256)\n'
+            'with torch.autocast("cpu", dtype=torch.bfloat16):\n    c = a @ a\n')
+    env = dict(os.environ, ONEDNN_VERBOSE='1', DNNL_VERBOSE='1')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=env).stdout
+    kernels = sorted({line.split(',')[4] for line in out.splitlines()
+                      if line.startswith(('onednn_verbose,exec', 'dnnl_verbose,exec'))})
+    isa = [line.split(',', 3)[3] for line in out.splitlines() if ',isa:' in line]
+    print(f'autocast matmul: oneDNN {", ".join(kernels) or "not used (no verbose lines)"}'
+          f'{"; ISA " + isa[0].replace("isa:", "") if isa else ""}')
+    n = 1024
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a16, b16 = a.bfloat16(), b.bfloat16()
+
+    def best(f, reps=5):
+        f()
+        ts = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            f()
+            ts.append(time.perf_counter() - t0)
+        return 2.0 * n ** 3 / min(ts) / 1e9
+
+    def auto():
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            return a @ b
+    print(f'matmul {n}^3 at {torch.get_num_threads()} threads: fp32 {best(lambda: a @ b):.1f} GFLOP/s, '
+          f'bf16 tensors {best(lambda: a16 @ b16):.1f}, autocast {best(auto):.1f}')
+
+
+def _bench(args):
+    import contextlib
+    import resource
+    import statistics
+    import sys
+    import time
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from torch_reference import DEFAULTS, PRESETS, step_flops
+    c = dict(DEFAULTS, **PRESETS[args.preset]) if args.preset else dict(DEFAULTS)
+    vocab = 65
+    torch.manual_seed(args.seed)
+    model = GPT(vocab, c['block_size'], c['n_embd'], c['n_head'], c['n_layer'], c['dropout'])
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=c['lr'])
+    B, T = c['batch_size'], c['block_size']
+
+    def autocast():
+        if args.precision == 'bf16':
+            return torch.autocast('cpu', dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+    times = []
+    for s in range(args.warmup + args.steps):
+        x = torch.randint(vocab, (B, T))
+        y = torch.randint(vocab, (B, T))
+        t0 = time.perf_counter()
+        with autocast():
+            _, loss = model(x, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        dt = time.perf_counter() - t0
+        if s >= args.warmup:
+            times.append(dt)
+    med = statistics.median(times)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    print(f"bench: preset={args.preset or 'custom'} threads={torch.get_num_threads()} ms/step={med * 1e3:.2f} "
+          f"tokens/s={B * T / med:.0f} peak_rss_mib={rss:.0f} gflops={step_flops(c, vocab) / med / 1e9:.1f} "
+          f"precision={args.precision}", flush=True)
+    print(f'bench: last loss {loss.item():.4f}', file=sys.stderr)
+
+
+if __name__ == '__main__':
+    import argparse
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--probe', action='store_true', help="what this PyTorch does with bf16 on this CPU")
+    ap.add_argument('--bench', action='store_true', help='time training steps')
+    ap.add_argument('--preset', choices=['tiny', 'small', 'medium', 'lecture'])
+    ap.add_argument('--precision', choices=['fp32', 'bf16'], default='fp32')
+    ap.add_argument('--steps', type=int, default=10)
+    ap.add_argument('--warmup', type=int, default=2)
+    ap.add_argument('--threads', type=int, default=0, help='torch threads, 0 for its default')
+    ap.add_argument('--seed', type=int, default=1337)
+    a = ap.parse_args()
+    if a.threads > 0:
+        torch.set_num_threads(a.threads)
+    if a.probe:
+        _probe()
+    if a.bench:
+        _bench(a)
+    if not a.probe and not a.bench:
+        ap.error('give --probe or --bench')

@@ -169,6 +169,13 @@ struct ag_ctx {
     bool grad_enabled;
     ag_rng rng;
     ag_free_buf *free_bufs[64]; /* freed data and grad buffers of this step, by numel % 64 */
+    int precision;        /* ag_precision of the products recorded from now on */
+    struct {              /* bf16 copies of this step's tensors, shared by their readers */
+        const ag_tensor *src;
+        const float *data;
+        uint64_t generation;
+        uint16_t *copy;
+    } bf16_copies[8];     /* the most recently used first */
 };
 
 /* Nodes that require grad and have an op, inputs before outputs, into an

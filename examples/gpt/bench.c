@@ -31,9 +31,16 @@ int cmd_bench(int argc, char **argv)
                "Times training steps of the model on random tokens (vocabulary 65, as tiny\n"
                "Shakespeare) and prints\n"
                "  bench: preset=P threads=T ms/step=X tokens/s=Y peak_rss_mib=Z gflops=G\n"
-               "with the median step time; G is the model's FLOPs per step over it.\n\nflags:\n");
+               "with the median step time; G is the model's FLOPs per step over it. With\n"
+               "--precision bf16 the line goes on with precision=bf16 bf16_kernel=K (K:\n"
+               "avx512_bf16, or emulated on a CPU without it).\n\nflags:\n");
         cli_print_help(stdout, t, n);
         return 0;
+    }
+    ag_precision prec;
+    if (!gpt_options_precision(&o, AG_FP32, &prec, err, sizeof err)) {
+        fprintf(stderr, "gpt bench: %s (see gpt bench --help)\n", err);
+        return 2;
     }
     if (o.threads > 0)
         ag_set_num_threads((int)o.threads);
@@ -43,6 +50,7 @@ int cmd_bench(int argc, char **argv)
         fprintf(stderr, "gpt bench: %s\n", err);
         return 2;
     }
+    m.precision = prec;
     nn_adamw opt;
     nn_adamw_init(&opt, &m.params, (float)o.lr);
     int64_t B = o.batch_size, T = cfg.block_size;
@@ -75,12 +83,17 @@ int cmd_bench(int argc, char **argv)
                              : 0.5 * (times[o.steps / 2 - 1] + times[o.steps / 2]);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("bench: preset=%s threads=%d ms/step=%.2f tokens/s=%.0f peak_rss_mib=%.0f gflops=%.1f\n",
+    /* bf16 adds its fields; the FP32 line stays as tools parse it */
+    char extra[96] = "";
+    if (prec == AG_BF16)
+        snprintf(extra, sizeof extra, " precision=bf16 bf16_kernel=%s", ag_bf16_kernel());
+    printf("bench: preset=%s threads=%d ms/step=%.2f tokens/s=%.0f peak_rss_mib=%.0f gflops=%.1f%s\n",
            o.preset ? o.preset : "custom", ag_get_num_threads(), med * 1e3, (double)(B * T) / med,
-           (double)ru.ru_maxrss / 1024.0, gpt_step_flops(&cfg, B) / med / 1e9);
-    fprintf(stderr, "bench: last loss %.4f, arena peak %.0f MiB, matmul %s, threads in use %d\n",
-            (double)last, (double)ag_ctx_bytes_peak(c) / (1 << 20), ag_matmul_backend(),
-            ag_threads_in_use());
+           (double)ru.ru_maxrss / 1024.0, gpt_step_flops(&cfg, B) / med / 1e9, extra);
+    char ps[64];
+    fprintf(stderr, "bench: last loss %.4f, arena peak %.0f MiB, matmul %s, threads in use %d, "
+            "precision %s\n", (double)last, (double)ag_ctx_bytes_peak(c) / (1 << 20),
+            ag_matmul_backend(), ag_threads_in_use(), gpt_precision_str(prec, ps, sizeof ps));
     free(times);
     ag_index_free(x);
     ag_index_free(y);

@@ -43,6 +43,7 @@ bool gpt_ckpt_save(const char *path, const gpt_model *m, const gpt_vocab *v, con
     GPT_IF(MODEL, kept, meta_##type(w, #field, m->cfg.field);)
     GPT_OPTIONS(X)
 #undef X
+    nn_st_add_meta(w, "precision", ag_precision_name(m->precision)); /* the weights stay F32 */
     nn_st_add_params(w, &m->params);
     if (opt)
         nn_st_add_adamw(w, opt);
@@ -284,6 +285,12 @@ static bool load_st(const nn_st *f, const char *name, gpt_model *m, gpt_vocab *v
         ok = false;
     }
     ok = ok && nn_load_params(f, &m->params, why, sizeof why);
+    /* the products' precision; checkpoints written before it was kept trained in fp32 */
+    const char *prec = nn_st_meta(f, "precision");
+    if (ok && prec && !ag_precision_from_name(prec, &m->precision)) {
+        snprintf(why, sizeof why, "metadata \"precision\" is \"%.40s\", not fp32 or bf16", prec);
+        ok = false;
+    }
     if (ok && opt) {
         nn_adamw_init(opt, &m->params, 0.0f);
         opt_built = true;

@@ -22,6 +22,15 @@ static void usage(FILE *f)
             "  gpt train --preset tiny && gpt sample --checkpoint runs/tiny/ckpt.safetensors\n");
 }
 
+const char *gpt_precision_str(ag_precision p, char *buf, size_t n)
+{
+    if (p == AG_BF16)
+        snprintf(buf, n, "bf16 (%s)", ag_bf16_kernel());
+    else
+        snprintf(buf, n, "%s", ag_precision_name(p));
+    return buf;
+}
+
 static const char *fatal_cmd = "gpt";
 static void (*fatal_cleanup)(const char *, void *);
 static void *fatal_arg;

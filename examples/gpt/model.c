@@ -75,6 +75,7 @@ static ag_tensor *logits_of(ag_ctx *c, const gpt_model *m, const ag_index *idx, 
                             gpt_kv_cache *kc, bool last_only, bool training)
 {
     int64_t T = idx->shape[idx->ndim - 1];
+    ag_set_precision(c, m->precision);
     ag_index pos = *m->positions; /* positions pos0 .. pos0+T-1, as a view */
     pos.data += pos0;
     pos.shape[0] = T;

@@ -18,6 +18,8 @@ typedef struct {
     nn_layernorm ln_f;
     nn_linear lm_head;
     ag_index *positions;        /* 0 .. block_size-1 */
+    ag_precision precision;     /* of the products: each forward below sets it on its ctx
+                                 * (AG_FP32 from gpt_init; a checkpoint records it) */
 } gpt_model;
 
 /* Checks cfg (positive sizes, n_embd divisible by n_head, 0 <= dropout < 1);

@@ -77,6 +77,16 @@ bool gpt_apply_preset(gpt_options *o, cli_opt *t, int n, char *err, size_t errle
     return false;
 }
 
+bool gpt_options_precision(const gpt_options *o, ag_precision fallback, ag_precision *p, char *err,
+                           size_t errlen)
+{
+    *p = fallback;
+    if (!o->precision || ag_precision_from_name(o->precision, p))
+        return true;
+    snprintf(err, errlen, "--precision \"%s\": choose fp32 or bf16", o->precision);
+    return false;
+}
+
 gpt_config gpt_options_config(const gpt_options *o, int64_t vocab_size)
 {
     gpt_config c = {.vocab_size = vocab_size};

@@ -39,6 +39,10 @@ enum { OPT_TRAIN = 1, OPT_BENCH = 2, OPT_BOTH = OPT_TRAIN | OPT_BENCH };
     X(weight_decay, FLOAT, "weight-decay", 0.01, 0, 10, OPT_BOTH, TRAIN, "AdamW weight decay")     \
     X(seed, INT, "seed", 1337, 0, 9.2e18, OPT_BOTH, TRAIN, "seed for init, batches and dropout")   \
     X(threads, INT, "threads", 0, 0, 1024, OPT_BOTH, RUN, "threads, 0 for all cores")              \
+    X(precision, STRING, "precision", NULL, 0, 0, OPT_BOTH, RUN,                                   \
+      "NAME: fp32 or bf16, the products' (matmul, linear, attention): bf16 rounds their operands " \
+      "to bfloat16 and sums in FP32, as torch.autocast (default: a resumed checkpoint's, else "   \
+      "fp32; the checkpoint records it)")                                                          \
     X(max_iters, INT, "max-iters", 5000, 1, 1e9, OPT_TRAIN, TRAIN, "training steps")               \
     X(eval_interval, INT, "eval-interval", 500, 1, 1e9, OPT_TRAIN, TRAIN,                          \
       "steps between train/val loss estimates")                                                    \
@@ -100,6 +104,10 @@ int gpt_option_table(gpt_options *o, int which, cli_opt *table, int max);
 bool gpt_apply_preset(gpt_options *o, cli_opt *table, int n, char *err, size_t errlen);
 /* "tiny, small, medium, lecture" */
 const char *gpt_preset_names(void);
+/* o->precision as an ag_precision, fallback when it is NULL (not given);
+ * false with err naming the flag and the choices for any other name. */
+bool gpt_options_precision(const gpt_options *o, ag_precision fallback, ag_precision *p, char *err,
+                           size_t errlen);
 /* The model config the options describe (their MODEL and SHAPE rows; vocab_size the caller's). */
 gpt_config gpt_options_config(const gpt_options *o, int64_t vocab_size);
 /* Model FLOPs of one training step (forward + backward = 3x the forward matmuls):

@@ -11,6 +11,7 @@
 int cmd_sample(int argc, char **argv)
 {
     const char *path = NULL, *prompt = NULL, *data = NULL, *vocab_file = NULL, *scale = "n_embd";
+    const char *precision = NULL;
     int64_t tokens = 500, top_k = 0, seed = 1337, threads = 0;
     double temperature = 1.0;
     bool no_cache = false;
@@ -26,6 +27,7 @@ int cmd_sample(int argc, char **argv)
         {"data", CLI_STRING, &data, "FILE: a state_dict's vocabulary: the characters of its training text", 0, 0, false},
         {"vocab", CLI_STRING, &vocab_file, "FILE: a state_dict's vocabulary: a file of just its characters", 0, 0, false},
         {"attention-scale", CLI_STRING, &scale, "NAME: a state_dict's attention scale: n_embd (gpt.py's) or head_size", 0, 0, false},
+        {"precision", CLI_STRING, &precision, "NAME: fp32 or bf16, the products' (matmul, linear; the cached attention stays fp32) (default: the checkpoint's, else fp32)", 0, 0, false},
     };
     int n = (int)(sizeof t / sizeof *t);
     char err[1024];
@@ -51,6 +53,12 @@ int cmd_sample(int argc, char **argv)
         fprintf(stderr, "gpt sample: give --data or --vocab, not both\n");
         return 2;
     }
+    ag_precision prec = AG_FP32;
+    if (precision && !ag_precision_from_name(precision, &prec)) {
+        fprintf(stderr, "gpt sample: --precision \"%s\": choose fp32 or bf16 (see gpt sample "
+                "--help)\n", precision);
+        return 2;
+    }
     if (threads > 0)
         ag_set_num_threads((int)threads);
     gpt_vocab given = {0};
@@ -68,6 +76,8 @@ int cmd_sample(int argc, char **argv)
         fprintf(stderr, "gpt sample: %s\n", err);
         return 1;
     }
+    if (precision)
+        m.precision = prec;
     int rc = 0;
     int32_t *ctx_tokens = NULL;
     int64_t nctx = 1;

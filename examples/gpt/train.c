@@ -352,6 +352,9 @@ static bool parse_flags(train_run *r, int argc, char **argv)
     /* with --resume the checkpoint sets the architecture (gpt_options_resume
      * names a flag that disagrees), so the defaults' n_head must not be held
      * against a --n-embd that matches it */
+    ag_precision prec;
+    if (!gpt_options_precision(o, AG_FP32, &prec, r->err, sizeof r->err))
+        return fail_all(r, 2, "%s (see gpt train --help)", r->err);
     if (o->resume && o->init_from)
         return fail_all(r, 2, "give --resume (the whole run) or --init-from (its weights), not both");
     if (!o->resume && !o->init_from && o->n_embd % o->n_head != 0)
@@ -504,6 +507,8 @@ static bool resume(train_run *r)
         r->o.batch_size /= r->nranks;
     }
     r->elapsed0 = r->ts.elapsed_s;
+    /* the checkpoint's precision unless --precision says otherwise (checked in parse_flags) */
+    gpt_options_precision(&r->o, r->model.precision, &r->model.precision, r->err, sizeof r->err);
     return check_memory(r, &r->model.cfg, 12.0 * (double)nn_params_numel(&r->model.params));
 }
 
@@ -527,6 +532,7 @@ static bool init(train_run *r)
         if (!gpt_init(&r->model, &cfg, (uint64_t)o->seed, r->err, sizeof r->err))
             return fail(r, 2, "%s", r->err);
     }
+    gpt_options_precision(o, AG_FP32, &r->model.precision, r->err, sizeof r->err);
     nn_adamw_init(&r->opt, &r->model.params, (float)o->lr);
     r->ts.evaluated_at = -1;
     r->ts.batch_rng = ag_rng_new((uint64_t)o->seed * 3 + 1);
@@ -663,11 +669,13 @@ static bool start(train_run *r)
         if (!lock_dir(r) || !check_overwrite(r) || !check_checkpoint_writable(r) || !open_log(r))
             return false;
 
+        char prec[64];
         printf("%.6f M parameters; vocabulary %d characters; %lld train / %lld val tokens; %d "
-               "thread%s; matmul %s\n", (double)nn_params_numel(&r->model.params) / 1e6,
+               "thread%s; matmul %s; precision %s\n", (double)nn_params_numel(&r->model.params) / 1e6,
                r->data.vocab.size, (long long)r->data.n_train,
                (long long)(r->data.n - r->data.n_train), ag_get_num_threads(),
-               ag_get_num_threads() == 1 ? "" : "s", ag_matmul_backend());
+               ag_get_num_threads() == 1 ? "" : "s", ag_matmul_backend(),
+               gpt_precision_str(r->model.precision, prec, sizeof prec));
         if (r->nranks > 1)
             printf("data parallel: %d ranks x batch %lld = global batch %lld\n", r->nranks,
                    (long long)o->batch_size, (long long)o->batch_size * r->nranks);
