@@ -20,7 +20,9 @@
 
 /* Depth of a block in k (bf16 values: an mr x kc A micro-panel is
  * mr * kc * 2 bytes of L1). */
+#ifndef AG_GEMM_BF16_KC
 #define AG_GEMM_BF16_KC 512
+#endif
 
 /* C[m, n] = alpha * sum_p a-pairs . b-pairs + beta * C for m <= mr, n <= nr
  * over kp k pairs, a and b packed as above. beta 0 writes C without reading
