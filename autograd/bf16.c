@@ -91,34 +91,78 @@ void ag_gemm_bf16_naive(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float
         }
 }
 
-/* op(X)'s rows x cols elements as FP32 values on the bf16 grid, packed with
- * leading dimension cols (rows, cols: X's stored shape). */
-static float *rounded(const void *X, bool x16, int64_t ld, int64_t rows, int64_t cols)
+/* Rows r0 .. r0+rows, columns c0 .. c0+cols of X (leading dimension ld,
+ * FP32 or bf16) on the bf16 grid, into dst with leading dimension cols. */
+static void round_block(float *dst, const void *X, bool x16, int64_t ld, int64_t r0, int64_t c0,
+                        int64_t rows, int64_t cols)
 {
-    int64_t n = rows * cols;
-    float *t = malloc((size_t)(n > 0 ? n : 1) * sizeof *t);
-    if (!t)
-        return NULL;
     const size_t es = x16 ? sizeof(ag_bf16) : sizeof(float);
     for (int64_t r = 0; r < rows; r++)
-        ag_bf16_round_f32(t + r * cols, (const char *)X + (size_t)(r * ld) * es, x16, cols);
-    return t;
+        ag_bf16_round_f32(dst + r * cols, (const char *)X + (size_t)((r0 + r) * ld + c0) * es,
+                          x16, cols);
 }
+
+static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+/* Depth of a chunk, and floats of op(A) in one: the rounded copies stay a
+ * few MiB (in L3, and reused chunk after chunk) however big the operands,
+ * and each FP32 product is still deep enough to run at full speed. */
+#define EMU_KC 512
+#define EMU_A_FLOATS (1 << 21)
+/* Floats of the per-thread buffer for small products (64 KiB). */
+#define EMU_SMALL (16 * 1024)
 
 void ag_gemm_bf16_emulated(bool serial, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
                            float alpha, const void *A, bool a16, int64_t lda, const void *B,
                            bool b16, int64_t ldb, float beta, float *C, int64_t ldc)
 {
-    int64_t ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
-    float *a = rounded(A, a16, lda, ar, ac), *b = rounded(B, b16, ldb, br, bc);
+    if (M <= 0 || N <= 0)
+        return;
+    if (K <= 0) { /* the FP32 product scales C by beta */
+        (serial ? ag_gemm_serial : ag_gemm)(ta, tb, M, N, 0, alpha, NULL, 1, NULL, 1, beta, C,
+                                            ldc);
+        return;
+    }
+    /* chunks of equal size: kc deep, mb rows of C */
+    int64_t kc = cdiv(K, cdiv(K, EMU_KC)), mb = EMU_A_FLOATS / kc;
+    mb = mb < 1 ? 1 : mb > M ? M : mb;
+    mb = cdiv(M, cdiv(M, mb));
+    /* small products (attention's, per head) round into a buffer of the
+     * calling thread's: a malloc would cost a tenth of them */
+    static _Thread_local float small[EMU_SMALL] __attribute__((aligned(64)));
+    bool fits = mb * kc + kc * N <= EMU_SMALL;
+    float *a = fits ? small : malloc((size_t)(mb * kc) * sizeof *a);
+    float *b = fits ? small + mb * kc : malloc((size_t)(kc * N) * sizeof *b);
     if (!a || !b) {
-        free(a);
-        free(b);
+        if (!fits) {
+            free(a);
+            free(b);
+        }
         ag_error("matmul: out of memory for bf16 operands of %lld x %lld x %lld",
                  (long long)M, (long long)N, (long long)K);
         return;
     }
-    (serial ? ag_gemm_serial : ag_gemm)(ta, tb, M, N, K, alpha, a, ac, b, bc, beta, C, ldc);
-    free(a);
-    free(b);
+    for (int64_t k0 = 0; k0 < K; k0 += kc) {
+        int64_t k = K - k0 < kc ? K - k0 : kc;
+        /* op(B)[k0 .. k0+k, :] as stored: k rows of N, or N rows of k */
+        if (!tb)
+            round_block(b, B, b16, ldb, k0, 0, k, N);
+        else
+            round_block(b, B, b16, ldb, 0, k0, N, k);
+        for (int64_t i0 = 0; i0 < M; i0 += mb) {
+            int64_t m = M - i0 < mb ? M - i0 : mb;
+            /* op(A)[i0 .. i0+m, k0 .. k0+k] as stored */
+            if (!ta)
+                round_block(a, A, a16, lda, i0, k0, m, k);
+            else
+                round_block(a, A, a16, lda, k0, i0, k, m);
+            (serial ? ag_gemm_serial : ag_gemm)(ta, tb, m, N, k, alpha, a, ta ? m : k, b,
+                                                tb ? k : N, k0 == 0 ? beta : 1.0f,
+                                                C + i0 * ldc, ldc);
+        }
+    }
+    if (!fits) {
+        free(a);
+        free(b);
+    }
 }

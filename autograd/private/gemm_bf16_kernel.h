@@ -70,8 +70,9 @@ void ag_gemm_bf16_blocked(const ag_gemm_bf16_kernel_t *k, int nthreads, bool ta,
                           int64_t lda, const void *B, bool b16, int64_t ldb, float beta,
                           float *C, int64_t ldc);
 
-/* The emulation (bf16.c): both operands rounded into FP32 copies, then
- * ag_gemm (ag_gemm_serial when serial): the same products at FP32 speed. */
+/* The emulation (bf16.c): chunks of both operands (512 deep, at most 2^21
+ * floats of A) rounded into FP32 copies, each chunk's product by ag_gemm
+ * (ag_gemm_serial when serial): the same products at about FP32 speed. */
 void ag_gemm_bf16_emulated(bool serial, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
                            float alpha, const void *A, bool a16, int64_t lda, const void *B,
                            bool b16, int64_t ldb, float beta, float *C, int64_t ldc);
