@@ -231,10 +231,14 @@ typedef struct {
     const float *C0; /* C before the product */
 } problem;
 
-/* Checks element (i, j) of C: against the double sum of the rounded
- * operands within the summation bound, and against the unrounded FP32
- * operands within the bf16 bound. */
-static void check_elem(const problem *p, const float *C, int64_t i, int64_t j, const char *what)
+/* What element (i, j) of C must be near: the double sums of the rounded
+ * and of the unrounded operands, and the bounds around them. */
+typedef struct {
+    int64_t i, j;
+    double want16, want32, sum_bound, bf_bound;
+} expect;
+
+static expect expected(const problem *p, int64_t i, int64_t j)
 {
     double s16 = 0, s32 = 0, mag = 0;
     for (int64_t k = 0; k < p->K; k++) {
@@ -244,20 +248,35 @@ static void check_elem(const problem *p, const float *C, int64_t i, int64_t j, c
         mag += fabs(a * b);
     }
     double c0 = p->beta == 0.0f ? 0.0 : (double)p->beta * p->C0[i * p->ldc + j];
-    double want16 = c0 + (double)p->alpha * s16, want32 = c0 + (double)p->alpha * s32;
-    double sum_bound = (double)(p->K + 8) * 0x1p-24 * (fabs(p->alpha) * mag + fabs(c0)) + 1e-30;
-    double bf_bound = 2 * 0x1p-8 * 1.01 * fabs(p->alpha) * mag + sum_bound;
-    double got = C[i * p->ldc + j];
-    if (!(fabs(got - want16) <= sum_bound))
+    expect e = {i, j, c0 + (double)p->alpha * s16, c0 + (double)p->alpha * s32, 0, 0};
+    e.sum_bound = (double)(p->K + 8) * 0x1p-24 * (fabs(p->alpha) * mag + fabs(c0)) + 1e-30;
+    e.bf_bound = 2 * 0x1p-8 * 1.01 * fabs(p->alpha) * mag + e.sum_bound;
+    return e;
+}
+
+/* C's element e.(i, j): against the rounded operands' sum within the
+ * summation bound, against the unrounded FP32 operands' within the bf16
+ * bound, and against ag_gemm_bf16_naive's (ref, when given) within twice
+ * the summation bound (both err from the exact sum). */
+static void check_elem(const problem *p, const float *C, const float *ref, const expect *e,
+                       const char *what)
+{
+    double got = C[e->i * p->ldc + e->j];
+    if (!(fabs(got - e->want16) <= e->sum_bound))
         fail_msg("%s, %lld x %lld x %lld ta=%d tb=%d a16=%d b16=%d alpha=%g beta=%g: C[%lld, "
                  "%lld] = %.9g, bf16 reference %.9g (|diff| %.3g > bound %.3g)", what,
                  (long long)p->M, (long long)p->N, (long long)p->K, p->ta, p->tb, p->a16, p->b16,
-                 (double)p->alpha, (double)p->beta, (long long)i, (long long)j, got, want16,
-                 fabs(got - want16), sum_bound);
-    if (!(fabs(got - want32) <= bf_bound))
+                 (double)p->alpha, (double)p->beta, (long long)e->i, (long long)e->j, got,
+                 e->want16, fabs(got - e->want16), e->sum_bound);
+    if (!(fabs(got - e->want32) <= e->bf_bound))
         fail_msg("%s, %lld x %lld x %lld: C[%lld, %lld] = %.9g, FP32 product %.9g (|diff| %.3g "
                  "> bf16 bound %.3g)", what, (long long)p->M, (long long)p->N, (long long)p->K,
-                 (long long)i, (long long)j, got, want32, fabs(got - want32), bf_bound);
+                 (long long)e->i, (long long)e->j, got, e->want32, fabs(got - e->want32),
+                 e->bf_bound);
+    if (ref && !(fabs(got - ref[e->i * p->ldc + e->j]) <= 2 * e->sum_bound))
+        fail_msg("%s against ag_gemm_bf16_naive, %lld x %lld x %lld: C[%lld, %lld] = %.9g, "
+                 "naive %.9g", what, (long long)p->M, (long long)p->N, (long long)p->K,
+                 (long long)e->i, (long long)e->j, got, (double)ref[e->i * p->ldc + e->j]);
 }
 
 static const char *path_name(bool emulate, via how)
@@ -269,7 +288,8 @@ static const char *path_name(bool emulate, via how)
 }
 
 /* One product on every path, checked in full (every element, C's padding
- * untouched) or at `samples` random elements. */
+ * untouched, also against ag_gemm_bf16_naive) or at `samples` random
+ * elements. */
 static void check_product(ag_rng *r, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
                           bool a16, bool b16, float alpha, float beta, int pad, int samples,
                           bool all_paths)
@@ -283,50 +303,39 @@ static void check_product(ag_rng *r, bool ta, bool tb, int64_t M, int64_t N, int
     for (int64_t i = 0; i < M * ldc; i++)
         C0[i] = i % ldc < N ? (beta == 0.0f ? NAN : 2 * ag_rng_uniform(r) - 1) : -7.0f;
     problem p = {ta, tb, M, N, K, alpha, beta, A, B, a16, b16, lda, ldb, ldc, C0};
+    /* the elements checked and what they must be, worked out once */
+    int64_t ne = samples ? samples : M * N;
+    expect *es = malloc((size_t)(ne > 0 ? ne : 1) * sizeof *es);
+    assert_non_null(es);
+    ag_rng pick = ag_rng_new((uint64_t)(M * 31 + N * 7 + K));
+    for (int64_t e = 0; e < ne; e++) {
+        int64_t i = samples ? (int64_t)(ag_rng_uniform(&pick) * (float)M) % M : e / N;
+        int64_t j = samples ? (int64_t)(ag_rng_uniform(&pick) * (float)N) % N : e % N;
+        es[e] = expected(&p, i, j);
+    }
     if (samples == 0) {
         memcpy(ref, C0, (size_t)(M * ldc) * sizeof *ref);
         ag_gemm_bf16_naive(ta, tb, M, N, K, alpha, A, a16, lda, B, b16, ldb, beta, ref, ldc);
     }
     bool kernel = have_kernel();
-    for (int e = kernel ? 0 : 1; e < 2; e++)
+    for (int em = kernel ? 0 : 1; em < 2; em++)
         for (int h = 0; h < 3; h++) {
             if (!all_paths && h != VIA_GEMM)
                 continue;
-            bool emulate = e == 1;
+            bool emulate = em == 1;
             const char *what = path_name(emulate, (via)h);
             memcpy(C, C0, (size_t)(M * ldc) * sizeof *C);
             run(emulate, (via)h, ta, tb, M, N, K, alpha, A, a16, lda, B, b16, ldb, beta, C, ldc);
-            if (samples == 0) {
+            for (int64_t e = 0; e < ne; e++)
+                check_elem(&p, C, samples ? NULL : ref, &es[e], what);
+            if (samples == 0)
                 for (int64_t i = 0; i < M; i++)
-                    for (int64_t j = 0; j < ldc; j++) {
-                        if (j >= N) {
-                            if (f_bits(C[i * ldc + j]) != f_bits(-7.0f))
-                                fail_msg("%s wrote C's padding at (%lld, %lld)", what,
-                                         (long long)i, (long long)j);
-                            continue;
-                        }
-                        check_elem(&p, C, i, j, what);
-                        /* the naive reference: the same bound */
-                        double d = fabs((double)C[i * ldc + j] - ref[i * ldc + j]);
-                        double c0 = beta == 0.0f ? 0.0 : fabs((double)beta * C0[i * ldc + j]);
-                        double mag = 0;
-                        for (int64_t k = 0; k < K; k++)
-                            mag += fabs(at16(A, a16, lda, ta, i, k) * at16(B, b16, ldb, tb, k, j));
-                        if (!(d <= (double)(K + 8) * 0x1p-23 * (fabs(alpha) * mag + c0) + 1e-30))
-                            fail_msg("%s against ag_gemm_bf16_naive, %lld x %lld x %lld: C[%lld, "
-                                     "%lld] = %.9g, naive %.9g", what, (long long)M, (long long)N,
-                                     (long long)K, (long long)i, (long long)j,
-                                     (double)C[i * ldc + j], (double)ref[i * ldc + j]);
-                    }
-            } else {
-                ag_rng pick = ag_rng_new((uint64_t)(M * 31 + N * 7 + K));
-                for (int s = 0; s < samples; s++) {
-                    int64_t i = (int64_t)(ag_rng_uniform(&pick) * (float)M) % M;
-                    int64_t j = (int64_t)(ag_rng_uniform(&pick) * (float)N) % N;
-                    check_elem(&p, C, i, j, what);
-                }
-            }
+                    for (int64_t j = N; j < ldc; j++)
+                        if (f_bits(C[i * ldc + j]) != f_bits(-7.0f))
+                            fail_msg("%s wrote C's padding at (%lld, %lld)", what, (long long)i,
+                                     (long long)j);
         }
+    free(es);
     free(A);
     free(B);
     free(C0);
