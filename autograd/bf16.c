@@ -3,69 +3,65 @@
  * where the CPU lacks AVX512_BF16 (gemm_bf16.c chooses). */
 #include "internal.h"
 #include "bf16.h"
+#include "bf16_loops.h"
 #include "gemm_bf16_kernel.h"
 
 #include <stdlib.h>
 
-/* 16 lanes at a time in the compiler's vectors (AVX-512 or SSE2, as the
- * build targets), the same integer steps as ag_bf16_round, without its
- * branch: NaN lanes take (u >> 16) | 0x40, the others u + 0x7fff + lsb. */
-typedef uint32_t u32x16 __attribute__((vector_size(64)));
-typedef uint16_t u16x16 __attribute__((vector_size(32)));
+/* The AVX-512 build of the loops (gemm_avx512bf16.c) where the CPU has it
+ * and this build does not target it; else this file's own. */
+typedef struct {
+    void (*from_f32)(ag_bf16 *, const float *, int64_t);
+    void (*to_f32)(float *, const ag_bf16 *, int64_t);
+    void (*round_f32)(float *, const float *, int64_t);
+} loops;
 
-/* x's bits rounded to bf16, in the high half (the low half is garbage) */
-static inline u32x16 round_hi(u32x16 u)
+static void from_f32_here(ag_bf16 *dst, const float *src, int64_t n)
 {
-    u32x16 nan = (u32x16)((u & 0x7fffffffu) > 0x7f800000u);
-    u32x16 r = u + 0x7fffu + ((u >> 16) & 1u);
-    return (r & ~nan) | ((u | 0x400000u) & nan);
+    bf16_from_f32_loop(dst, src, n);
 }
 
-static inline u32x16 load16f(const float *p)
+static void to_f32_here(float *dst, const ag_bf16 *src, int64_t n) { bf16_to_f32_loop(dst, src, n); }
+
+static void round_f32_here(float *dst, const float *src, int64_t n)
 {
-    u32x16 u;
-    memcpy(&u, p, sizeof u);
-    return u;
+    bf16_round_f32_loop(dst, src, n);
+}
+
+static const loops *chosen_loops(void)
+{
+    static const loops here = {from_f32_here, to_f32_here, round_f32_here};
+#if defined(AG_GEMM_BF16_X86) && !defined(__AVX512F__)
+    static const loops avx512 = {ag_bf16_from_f32_avx512, ag_bf16_to_f32_avx512,
+                                 ag_bf16_round_f32_avx512};
+    static _Atomic int have = -1;
+    int h = have;
+    if (h < 0) {
+        __builtin_cpu_init();
+        have = h = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+    }
+    if (h)
+        return &avx512;
+#endif
+    return &here;
 }
 
 void ag_bf16_from_f32(ag_bf16 *dst, const float *src, int64_t n)
 {
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        u16x16 h = __builtin_convertvector(round_hi(load16f(src + i)) >> 16, u16x16);
-        memcpy(dst + i, &h, sizeof h);
-    }
-    for (; i < n; i++)
-        dst[i] = ag_bf16_round(src[i]);
+    chosen_loops()->from_f32(dst, src, n);
 }
 
 void ag_bf16_to_f32(float *dst, const ag_bf16 *src, int64_t n)
 {
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        u16x16 h;
-        memcpy(&h, src + i, sizeof h);
-        u32x16 u = __builtin_convertvector(h, u32x16) << 16;
-        memcpy(dst + i, &u, sizeof u);
-    }
-    for (; i < n; i++)
-        dst[i] = ag_bf16_float(src[i]);
+    chosen_loops()->to_f32(dst, src, n);
 }
 
 void ag_bf16_round_f32(float *dst, const void *src, bool s16, int64_t n)
 {
-    if (s16) {
-        ag_bf16_to_f32(dst, src, n);
-        return;
-    }
-    const float *f = src;
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        u32x16 u = round_hi(load16f(f + i)) & 0xffff0000u;
-        memcpy(dst + i, &u, sizeof u);
-    }
-    for (; i < n; i++)
-        dst[i] = ag_bf16_float(ag_bf16_round(f[i]));
+    if (s16)
+        chosen_loops()->to_f32(dst, src, n);
+    else
+        chosen_loops()->round_f32(dst, src, n);
 }
 
 /* Element (r, c) of a row-major operand with leading dimension ld, as the

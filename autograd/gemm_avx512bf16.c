@@ -248,6 +248,25 @@ static void micro(int64_t m, int64_t n, int64_t kp, const uint32_t *a, const uin
 }
 #undef CASE
 
+/* ---------------------------------------------------------------- conversions */
+
+#include "bf16_loops.h"
+
+void ag_bf16_from_f32_avx512(ag_bf16 *dst, const float *src, int64_t n)
+{
+    bf16_from_f32_loop(dst, src, n);
+}
+
+void ag_bf16_to_f32_avx512(float *dst, const ag_bf16 *src, int64_t n)
+{
+    bf16_to_f32_loop(dst, src, n);
+}
+
+void ag_bf16_round_f32_avx512(float *dst, const float *src, int64_t n)
+{
+    bf16_round_f32_loop(dst, src, n);
+}
+
 const ag_gemm_bf16_kernel_t ag_gemm_bf16_avx512 = {
     .name = "avx512_bf16", .mr = MR, .nr = NR,
     .micro = micro, .pack_a = pack_a, .pack_b = pack_b,

@@ -18,6 +18,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "bf16.h"
+
 /* Depth of a block in k (bf16 values: an mr x kc A micro-panel is
  * mr * kc * 2 bytes of L1). */
 #ifndef AG_GEMM_BF16_KC
@@ -52,6 +54,11 @@ typedef struct {
 #define AG_GEMM_BF16_X86 1
 /* Runs only after the CPU reports AVX512F, AVX512BW and AVX512_BF16. */
 extern const ag_gemm_bf16_kernel_t ag_gemm_bf16_avx512;
+/* bf16.h's conversions (bf16_loops.h) compiled for AVX-512 (F and BW),
+ * for builds that do not target it. */
+void ag_bf16_from_f32_avx512(ag_bf16 *dst, const float *src, int64_t n);
+void ag_bf16_to_f32_avx512(float *dst, const ag_bf16 *src, int64_t n);
+void ag_bf16_round_f32_avx512(float *dst, const float *src, int64_t n);
 #endif
 
 /* The kernel the bf16 products run on now: NULL for the emulation (no
