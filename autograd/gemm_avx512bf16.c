@@ -15,6 +15,8 @@
  * reports them. */
 #include "gemm_bf16_kernel.h"
 
+#include <string.h>
+
 #ifdef AG_GEMM_BF16_X86
 #include <immintrin.h>
 
@@ -111,6 +113,23 @@ static inline void pack_rows(uint32_t *dst, int64_t ds, int store, const void *s
     }
 }
 
+/* Word s: (row k's s, row k+1's s) as bf16, s < width (zero past), rows
+ * at src + k * ld; row k+1 zero at k + 1 == kc. idx: pack_cols's. */
+static inline __m512i pair_rows(const void *src, bool s16, int64_t ld, int64_t k, int64_t kc,
+                                int64_t width, __m512i idx)
+{
+    __m256i r0 = load16(at(src, s16, k * ld), s16, width);
+    __m256i r1 = k + 1 < kc ? load16(at(src, s16, (k + 1) * ld), s16, width)
+                            : _mm256_setzero_si256();
+    __m512i x = _mm512_inserti64x4(_mm512_castsi256_si512(r0), r1, 1);
+    return _mm512_permutexvar_epi16(idx, x);
+}
+
+/* word i of pair_rows: 16-bit lanes i of the first row and of the second */
+#define PAIR_IDX                                                                              \
+    _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, \
+                     6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0)
+
 /* Storage rows k < kc, row k at src + k * ld, contiguous in s (width of
  * them): dst[p * ds + s] = (row 2p's s, row 2p+1's s), `store` lanes of s
  * written (zero past width): two rows converted, then interleaved. */
@@ -118,17 +137,9 @@ static inline void pack_cols(uint32_t *dst, int64_t ds, int store, const void *s
                              int64_t ld, int64_t width, int64_t kc)
 {
     const __mmask16 sm = mask16(store);
-    /* word i of the result: 16-bit lanes i of the first row and of the second */
-    const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9,
-                                         24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1,
-                                         16, 0);
-    for (int64_t k = 0; k < kc; k += 2) {
-        __m256i r0 = load16(at(src, s16, k * ld), s16, width);
-        __m256i r1 = k + 1 < kc ? load16(at(src, s16, (k + 1) * ld), s16, width)
-                                : _mm256_setzero_si256();
-        __m512i x = _mm512_inserti64x4(_mm512_castsi256_si512(r0), r1, 1);
-        _mm512_mask_storeu_epi32(dst + (k / 2) * ds, sm, _mm512_permutexvar_epi16(idx, x));
-    }
+    const __m512i idx = PAIR_IDX;
+    for (int64_t k = 0; k < kc; k += 2)
+        _mm512_mask_storeu_epi32(dst + (k / 2) * ds, sm, pair_rows(src, s16, ld, k, kc, width, idx));
 }
 
 static void pack_a(uint32_t *ap, bool ta, const void *A, bool a16, int64_t lda, int64_t i0,
@@ -248,6 +259,71 @@ static void micro(int64_t m, int64_t n, int64_t kp, const uint32_t *a, const uin
 }
 #undef CASE
 
+/* ---------------------------------------------------------------- one row */
+
+/* alpha * s + beta * C (C not read at beta 0), lanes of m */
+static inline void put_row(float *C, __mmask16 m, __m512 s, float alpha, float beta)
+{
+    __m512 r = _mm512_mul_ps(_mm512_set1_ps(alpha), s);
+    if (beta != 0.0f)
+        r = _mm512_fmadd_ps(_mm512_set1_ps(beta), _mm512_maskz_loadu_ps(m, C), r);
+    _mm512_mask_storeu_ps(C, m, r);
+}
+
+static inline float put_one(float c, float s, float alpha, float beta)
+{
+    return beta == 0.0f ? alpha * s : alpha * s + beta * c;
+}
+
+static void row(bool tb, int64_t N, int64_t K, float alpha, const ag_bf16 *a, const void *B,
+                bool b16, int64_t ldb, float beta, float *C)
+{
+    const int64_t ke = K + (K & 1); /* a's length */
+    if (tb) { /* C[j] = a . B's row j: four rows at a time, four chains */
+        int64_t j = 0;
+        for (; j + 4 <= N; j += 4) {
+            __m512 s[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                           _mm512_setzero_ps()};
+            for (int64_t k = 0; k < K; k += 32) {
+                __m512bh av = (__m512bh)_mm512_maskz_loadu_epi16(mask32(ke - k), a + k);
+                for (int r = 0; r < 4; r++)
+                    s[r] = _mm512_dpbf16_ps(
+                        s[r], av, (__m512bh)load32(at(B, b16, (j + r) * ldb + k), b16, K - k));
+            }
+            for (int r = 0; r < 4; r++)
+                C[j + r] = put_one(C[j + r], _mm512_reduce_add_ps(s[r]), alpha, beta);
+        }
+        for (; j < N; j++) {
+            __m512 s = _mm512_setzero_ps();
+            for (int64_t k = 0; k < K; k += 32) {
+                __m512bh av = (__m512bh)_mm512_maskz_loadu_epi16(mask32(ke - k), a + k);
+                s = _mm512_dpbf16_ps(s, av, (__m512bh)load32(at(B, b16, j * ldb + k), b16, K - k));
+            }
+            C[j] = put_one(C[j], _mm512_reduce_add_ps(s), alpha, beta);
+        }
+        return;
+    }
+    /* C[j0 .. j0+64] = sum over k pairs of (a[k], a[k+1]) . (B[k, j], B[k+1, j]) */
+    const __m512i idx = PAIR_IDX;
+    for (int64_t j0 = 0; j0 < N; j0 += 64) {
+        __m512 s[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                       _mm512_setzero_ps()};
+        int nv = (int)(N - j0 >= 64 ? 4 : (N - j0 + 15) / 16);
+        for (int64_t k = 0; k < K; k += 2) {
+            uint32_t pair;
+            memcpy(&pair, a + k, sizeof pair);
+            __m512bh av = (__m512bh)_mm512_set1_epi32((int)pair);
+            for (int v = 0; v < nv; v++)
+                s[v] = _mm512_dpbf16_ps(
+                    s[v], av,
+                    (__m512bh)pair_rows(at(B, b16, j0 + 16 * v), b16, ldb, k, K, N - j0 - 16 * v,
+                                        idx));
+        }
+        for (int v = 0; v < nv; v++)
+            put_row(C + j0 + 16 * v, mask16(N - j0 - 16 * v), s[v], alpha, beta);
+    }
+}
+
 /* ---------------------------------------------------------------- conversions */
 
 #include "bf16_loops.h"
@@ -269,7 +345,7 @@ void ag_bf16_round_f32_avx512(float *dst, const float *src, int64_t n)
 
 const ag_gemm_bf16_kernel_t ag_gemm_bf16_avx512 = {
     .name = "avx512_bf16", .mr = MR, .nr = NR,
-    .micro = micro, .pack_a = pack_a, .pack_b = pack_b,
+    .micro = micro, .pack_a = pack_a, .pack_b = pack_b, .row = row,
 };
 
 #endif

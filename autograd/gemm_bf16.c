@@ -252,15 +252,40 @@ void ag_gemm_bf16_blocked(const ag_gemm_bf16_kernel_t *k, int nthreads, bool ta,
 /* Floats of B rounded at a time for one row of C. */
 #define ROW_CHUNK 16384
 
-/* One row of C (sampling a token at a time): B is read once, so it is
- * rounded in chunks that stay in L2 and each chunk goes to the FP32 one-row
- * product (a GEMV), rather than packed whole. */
+/* One row of C with the kernel's GEMV: op(A)'s row as bf16 (a zero past an
+ * odd K), then B read once, converted as it is read. */
+static void one_row_kernel(const ag_gemm_bf16_kernel_t *kr, bool ta, bool tb, int64_t N,
+                           int64_t K, float alpha, const void *A, bool a16, int64_t lda,
+                           const void *B, bool b16, int64_t ldb, float beta, float *C)
+{
+    ag_bf16 *a = malloc((size_t)(K + 1) * sizeof *a);
+    if (!a) {
+        ag_error("matmul: out of memory for a bf16 row of %lld", (long long)K);
+        return;
+    }
+    for (int64_t k = 0; k < K; k++) {
+        int64_t i = ta ? k * lda : k; /* op(A)[0, k] */
+        a[k] = a16 ? ((const ag_bf16 *)A)[i] : ag_bf16_round(((const float *)A)[i]);
+    }
+    a[K] = 0;
+    kr->row(tb, N, K, alpha, a, B, b16, ldb, beta, C);
+    free(a);
+}
+
+/* One row of C (sampling a token at a time): B is read once, as a GEMV
+ * reads it, not packed whole. With the kernel, its GEMV; else B rounded in
+ * chunks that stay in L2, each chunk's product by the FP32 one-row product. */
 static void one_row(bool ta, bool tb, int64_t N, int64_t K, float alpha, const void *A,
                     bool a16, int64_t lda, const void *B, bool b16, int64_t ldb, float beta,
                     float *C)
 {
     if (K <= 0 || alpha == 0.0f) {
         scale_rows(C, 1, 1, N, beta);
+        return;
+    }
+    const ag_gemm_bf16_kernel_t *kr = ag_gemm_bf16_current();
+    if (kr && kr->row) {
+        one_row_kernel(kr, ta, tb, N, K, alpha, A, a16, lda, B, b16, ldb, beta, C);
         return;
     }
     const size_t as = a16 ? sizeof(ag_bf16) : sizeof(float), bs = b16 ? sizeof(ag_bf16)

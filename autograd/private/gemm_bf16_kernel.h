@@ -42,12 +42,20 @@ typedef void ag_gemm_bf16_pack_a_fn(uint32_t *ap, bool ta, const void *A, bool a
 typedef void ag_gemm_bf16_pack_b_fn(uint32_t *bp, bool tb, const void *B, bool b16, int64_t ldb,
                                     int64_t k0, int64_t j0, int64_t kc, int64_t n);
 
+/* One row of C (M = 1): C[j] = alpha * sum_k a[k] op(B)[k, j] + beta * C[j]
+ * for j < N, a the row of op(A) as bf16 with a zero past an odd K (so K
+ * rounded up to even values), B as stored (FP32, or bf16 when b16), read
+ * once, as a GEMV reads it. */
+typedef void ag_gemm_bf16_row_fn(bool tb, int64_t N, int64_t K, float alpha, const ag_bf16 *a,
+                                 const void *B, bool b16, int64_t ldb, float beta, float *C);
+
 typedef struct {
     const char *name; /* "avx512_bf16" */
     int mr, nr;       /* register tile */
     ag_gemm_bf16_micro_fn *micro;
     ag_gemm_bf16_pack_a_fn *pack_a;
     ag_gemm_bf16_pack_b_fn *pack_b;
+    ag_gemm_bf16_row_fn *row;
 } ag_gemm_bf16_kernel_t;
 
 #if defined(__x86_64__) || defined(_M_X64)
