@@ -276,7 +276,7 @@ static inline float put_one(float c, float s, float alpha, float beta)
 }
 
 static void row(bool tb, int64_t N, int64_t K, float alpha, const ag_bf16 *a, const void *B,
-                bool b16, int64_t ldb, float beta, float *C)
+                bool b16, int64_t ldb, float beta, float *C, float *work)
 {
     const int64_t ke = K + (K & 1); /* a's length */
     if (tb) { /* C[j] = a . B's row j: four rows at a time, four chains */
@@ -303,25 +303,35 @@ static void row(bool tb, int64_t N, int64_t K, float alpha, const ag_bf16 *a, co
         }
         return;
     }
-    /* C[j0 .. j0+64] = sum over k pairs of (a[k], a[k+1]) . (B[k, j], B[k+1, j]) */
-    const __m512i idx = PAIR_IDX;
-    for (int64_t j0 = 0; j0 < N; j0 += 64) {
-        __m512 s[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
-                       _mm512_setzero_ps()};
-        int nv = (int)(N - j0 >= 64 ? 4 : (N - j0 + 15) / 16);
-        for (int64_t k = 0; k < K; k += 2) {
-            uint32_t pair;
-            memcpy(&pair, a + k, sizeof pair);
-            __m512bh av = (__m512bh)_mm512_set1_epi32((int)pair);
-            for (int v = 0; v < nv; v++)
-                s[v] = _mm512_dpbf16_ps(
-                    s[v], av,
-                    (__m512bh)pair_rows(at(B, b16, j0 + 16 * v), b16, ldb, k, K, N - j0 - 16 * v,
-                                        idx));
+    /* C = alpha * t + beta * C, t = sum over k pairs of (a[k], a[k+1]) .
+     * (B[k, :], B[k+1, :]) accumulated in C's place (at beta 0) or in work,
+     * row pair by row pair, so B streams through in its storage order: 32
+     * columns of rows k and k+1 converted, then interleaved into the pairs
+     * of columns 0 .. 16 (lo) and 16 .. 32 (hi) */
+    __m512i lo = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11, 42, 10, 41, 9, 40, 8,
+                                  39, 7, 38, 6, 37, 5, 36, 4, 35, 3, 34, 2, 33, 1, 32, 0);
+    __m512i hi = _mm512_add_epi16(lo, _mm512_set1_epi16(16));
+    float *t = beta == 0.0f ? C : work;
+    for (int64_t j = 0; j < N; j += 16)
+        _mm512_mask_storeu_ps(t + j, mask16(N - j), _mm512_setzero_ps());
+    for (int64_t k = 0; k < K; k += 2) {
+        uint32_t pair;
+        memcpy(&pair, a + k, sizeof pair);
+        __m512bh av = (__m512bh)_mm512_set1_epi32((int)pair);
+        for (int64_t j = 0; j < N; j += 32) {
+            __m512i r0 = load32(at(B, b16, k * ldb + j), b16, N - j);
+            __m512i r1 = k + 1 < K ? load32(at(B, b16, (k + 1) * ldb + j), b16, N - j)
+                                   : _mm512_setzero_si512();
+            __mmask16 m0 = mask16(N - j), m1 = mask16(N - j - 16);
+            __m512 s0 = _mm512_maskz_loadu_ps(m0, t + j), s1 = _mm512_maskz_loadu_ps(m1, t + j + 16);
+            s0 = _mm512_dpbf16_ps(s0, av, (__m512bh)_mm512_permutex2var_epi16(r0, lo, r1));
+            s1 = _mm512_dpbf16_ps(s1, av, (__m512bh)_mm512_permutex2var_epi16(r0, hi, r1));
+            _mm512_mask_storeu_ps(t + j, m0, s0);
+            _mm512_mask_storeu_ps(t + j + 16, m1, s1);
         }
-        for (int v = 0; v < nv; v++)
-            put_row(C + j0 + 16 * v, mask16(N - j0 - 16 * v), s[v], alpha, beta);
     }
+    for (int64_t j = 0; j < N; j += 16)
+        put_row(C + j, mask16(N - j), _mm512_maskz_loadu_ps(mask16(N - j), t + j), alpha, beta);
 }
 
 /* ---------------------------------------------------------------- conversions */

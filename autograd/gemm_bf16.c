@@ -259,7 +259,10 @@ static void one_row_kernel(const ag_gemm_bf16_kernel_t *kr, bool ta, bool tb, in
                            const void *B, bool b16, int64_t ldb, float beta, float *C)
 {
     ag_bf16 *a = malloc((size_t)(K + 1) * sizeof *a);
-    if (!a) {
+    float *work = malloc((size_t)N * sizeof *work);
+    if (!a || !work) {
+        free(a);
+        free(work);
         ag_error("matmul: out of memory for a bf16 row of %lld", (long long)K);
         return;
     }
@@ -268,8 +271,9 @@ static void one_row_kernel(const ag_gemm_bf16_kernel_t *kr, bool ta, bool tb, in
         a[k] = a16 ? ((const ag_bf16 *)A)[i] : ag_bf16_round(((const float *)A)[i]);
     }
     a[K] = 0;
-    kr->row(tb, N, K, alpha, a, B, b16, ldb, beta, C);
+    kr->row(tb, N, K, alpha, a, B, b16, ldb, beta, C, work);
     free(a);
+    free(work);
 }
 
 /* One row of C (sampling a token at a time): B is read once, as a GEMV

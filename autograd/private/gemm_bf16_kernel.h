@@ -45,9 +45,10 @@ typedef void ag_gemm_bf16_pack_b_fn(uint32_t *bp, bool tb, const void *B, bool b
 /* One row of C (M = 1): C[j] = alpha * sum_k a[k] op(B)[k, j] + beta * C[j]
  * for j < N, a the row of op(A) as bf16 with a zero past an odd K (so K
  * rounded up to even values), B as stored (FP32, or bf16 when b16), read
- * once, as a GEMV reads it. */
+ * once, as a GEMV reads it; work: N floats of scratch. */
 typedef void ag_gemm_bf16_row_fn(bool tb, int64_t N, int64_t K, float alpha, const ag_bf16 *a,
-                                 const void *B, bool b16, int64_t ldb, float beta, float *C);
+                                 const void *B, bool b16, int64_t ldb, float beta, float *C,
+                                 float *work);
 
 typedef struct {
     const char *name; /* "avx512_bf16" */
