@@ -16,8 +16,8 @@
  * leading dimensions past the widths (padding NaN, never read or written),
  * sizes of 1, primes, either side of the 14 x 32 tile, K odd and 0, depth
  * and column blocks, one row (M = 1), on one thread and split over three;
- * and every shape tools/bench_matmul times (the big ones by 1000 sampled
- * elements, left out under an emulator).
+ * and every shape tools/bench_matmul times, --lecture's too (the big ones
+ * by 1000 sampled elements, left out under an emulator).
  *
  * Tolerances. With the same rounded operands, each product a*b of two bf16
  * values is exact in FP32, so the kernel and the reference differ only in
@@ -370,8 +370,9 @@ static void test_products_edge_sizes(void **state)
     ag_gemm_par_min = saved;
 }
 
-/* Every shape tools/bench_matmul times, both paths: the big ones by 1000
- * sampled elements, and left out under an emulator (minutes each). */
+/* Every shape tools/bench_matmul times (also with --lecture), both paths:
+ * the big ones by 1000 sampled elements, and left out under an emulator
+ * (minutes each). */
 static void test_products_bench_shapes(void **state)
 {
     (void)state;
@@ -388,6 +389,11 @@ static void test_products_bench_shapes(void **state)
         {false, true, 2048, 512, 128},   {false, false, 2048, 128, 512},
         {true, false, 512, 128, 2048},   {false, true, 512, 256, 64},
         {true, false, 256, 64, 512},     {false, true, 256, 128, 32},
+        /* and bench_matmul --lecture's other eight */
+        {false, false, 16384, 384, 1152}, {true, false, 1152, 384, 16384},
+        {false, true, 16384, 384, 384},   {false, false, 16384, 384, 384},
+        {true, false, 384, 384, 16384},   {false, true, 16384, 384, 1536},
+        {false, false, 16384, 1536, 384}, {true, false, 384, 1536, 16384},
     };
     ag_rng r = ag_rng_new(5);
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {

@@ -5,7 +5,7 @@
  * hits both alike; each figure is the median of its calls.
  *
  *   build/tools/bench_matmul [threads] [--kernel avx512|avx2|generic] [--clock cpu|wall]
- *                            [--precision fp32|bf16]
+ *                            [--precision fp32|bf16] [--lecture]
  *
  * Per shape: GFLOP/s of builtin and openblas, builtin/openblas, and builtin's
  * share of the FMA peak (fma_peak_run.c) at the same thread count. The clock
@@ -18,7 +18,10 @@
  * emulation without AVX512_BF16) on the same FP32 operands, converted as it
  * packs: its GFLOP/s (nominal: 2 M N K over the time), bf16/builtin,
  * bf16/openblas and its share of the bf16 peak (vdpbf16ps chains,
- * fma_peak.h); the summary line gives the lecture shapes' total time ratio. */
+ * fma_peak.h); the summary line gives the lecture shapes' total time ratio.
+ * --lecture times the lecture GPT's twelve linear-layer products instead
+ * (forward and both backward products of its four layers), the summary
+ * then their total: the ratio a training step's linear layers would see. */
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,6 +64,25 @@ static const shape shapes[] = {
     {"small   x @ W^T         ", false, true, 512, 256, 64},
     {"small   dW = g^T x      ", true, false, 256, 64, 512},
     {"tiny    x @ W^T         ", false, true, 256, 128, 32},
+};
+
+/* --lecture: the lecture GPT's twelve linear-layer products per block
+ * (B * T = 16384 tokens, n_embd 384): forward, dX and dW of qkv (384 ->
+ * 1152), the attention projection (384 -> 384) and the MLP (384 -> 1536,
+ * 1536 -> 384), W stored (out, in) as nn's linear keeps it. */
+static const shape lecture[] = {
+    {"qkv   y = x @ W^T       ", false, true, 16384, 1152, 384},
+    {"qkv   dX = g @ W        ", false, false, 16384, 384, 1152},
+    {"qkv   dW = g^T x        ", true, false, 1152, 384, 16384},
+    {"proj  y = x @ W^T       ", false, true, 16384, 384, 384},
+    {"proj  dX = g @ W        ", false, false, 16384, 384, 384},
+    {"proj  dW = g^T x        ", true, false, 384, 384, 16384},
+    {"fc    y = x @ W^T       ", false, true, 16384, 1536, 384},
+    {"fc    dX = g @ W        ", false, false, 16384, 384, 1536},
+    {"fc    dW = g^T x        ", true, false, 1536, 384, 16384},
+    {"fc2   y = x @ W^T       ", false, true, 16384, 384, 1536},
+    {"fc2   dX = g @ W        ", false, false, 16384, 1536, 384},
+    {"fc2   dW = g^T x        ", true, false, 384, 1536, 16384},
 };
 
 static bool cpu_clock, bf16;
@@ -116,11 +138,14 @@ static double median(double *t, int n)
 int main(int argc, char **argv)
 {
     const char *kname = NULL, *clock_name = NULL;
+    bool lecture_only = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--kernel") == 0 && i + 1 < argc)
             kname = argv[++i];
         else if (strcmp(argv[i], "--clock") == 0 && i + 1 < argc)
             clock_name = argv[++i];
+        else if (strcmp(argv[i], "--lecture") == 0)
+            lecture_only = true;
         else if (strcmp(argv[i], "--precision") == 0 && i + 1 < argc &&
                  (strcmp(argv[i + 1], "bf16") == 0 || strcmp(argv[i + 1], "fp32") == 0))
             bf16 = strcmp(argv[++i], "bf16") == 0;
@@ -128,7 +153,7 @@ int main(int argc, char **argv)
             nthreads = atoi(argv[i]);
         else {
             fprintf(stderr, "usage: bench_matmul [threads] [--kernel avx512|avx2|generic] "
-                            "[--clock cpu|wall] [--precision fp32|bf16]\n");
+                            "[--clock cpu|wall] [--precision fp32|bf16] [--lecture]\n");
             return 2;
         }
     }
@@ -170,8 +195,10 @@ int main(int argc, char **argv)
     }
     double worst = 1e9;
     const char *worst_what = "";
-    for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
-        const shape *s = &shapes[si];
+    const shape *list = lecture_only ? lecture : shapes;
+    size_t nshapes = lecture_only ? sizeof lecture / sizeof *lecture : sizeof shapes / sizeof *shapes;
+    for (size_t si = 0; si < nshapes; si++) {
+        const shape *s = &list[si];
         double flops = 2.0 * (double)s->M * (double)s->N * (double)s->K;
         /* about 0.3 s of calls per kernel at 100 GFLOP/s, 7 at least */
         int reps = (int)(3e10 / flops);
@@ -201,7 +228,7 @@ int main(int argc, char **argv)
         }
         double gb = flops / median(tb, reps) / 1e9;
         double gh = bf16 ? flops / median(th, reps) / 1e9 : 0;
-        bool lecture = strncmp(s->what, "lecture ffwd", 12) == 0 ||
+        bool lecture = lecture_only || strncmp(s->what, "lecture ffwd", 12) == 0 ||
                        strncmp(s->what, "lecture qkv", 11) == 0;
 #ifdef AG_HAVE_CBLAS
         double go = flops / median(to, reps) / 1e9;
@@ -234,8 +261,8 @@ int main(int argc, char **argv)
         free(th);
     }
     if (bf16) {
-        printf("bench_matmul: threads=%d lecture shapes (4) bf16 %.2fx builtin", nthreads,
-               lec_fp32 / lec_bf16);
+        printf("bench_matmul: threads=%d lecture shapes (%d) bf16 %.2fx builtin", nthreads,
+               lecture_only ? 12 : 4, lec_fp32 / lec_bf16);
 #ifdef AG_HAVE_CBLAS
         printf(", %.2fx openblas", lec_blas / lec_bf16);
 #endif
