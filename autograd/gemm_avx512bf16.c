@@ -33,6 +33,7 @@
 #define NV 2
 #endif
 #define NR (16 * NV)
+#define ARS AG_GEMM_BF16_ARS
 
 static inline __mmask16 mask16(int64_t n)
 {
@@ -147,13 +148,19 @@ static inline void pack_cols(uint32_t *dst, int64_t ds, int store, const void *s
         _mm512_mask_storeu_epi32(dst + (k / 2) * ds, sm, pair_rows(src, s16, ld, k, kc, width, idx));
 }
 
-static void pack_a(uint32_t *ap, bool ta, const void *A, bool a16, int64_t lda, int64_t i0,
-                   int64_t k0, int64_t m, int64_t kc)
+static void pack_a(uint32_t *ap, bool ta, bool rows, const void *A, bool a16, int64_t lda,
+                   int64_t i0, int64_t k0, int64_t m, int64_t kc)
 {
-    if (!ta) /* op(A)[r, k] = A[i0 + r, k0 + k]: rows of A, contiguous in k */
+    if (!ta && !rows) { /* op(A)[r, k] = A[i0 + r, k0 + k]: rows of A, transposed */
         pack_rows(ap, MR, MR, at(A, a16, i0 * lda + k0), a16, lda, m, kc);
-    else /* op(A)[r, k] = A[k0 + k, i0 + r] */
+    } else if (!ta) { /* row r converted, in place */
+        for (int64_t r = 0; r < m; r++)
+            for (int64_t k = 0; k < kc; k += 32)
+                _mm512_mask_storeu_epi32(ap + r * ARS + k / 2, mask16((kc - k + 1) / 2),
+                                         load32(at(A, a16, (i0 + r) * lda + k0 + k), a16, kc - k));
+    } else { /* op(A)[r, k] = A[k0 + k, i0 + r] */
         pack_cols(ap, MR, MR, at(A, a16, k0 * lda + i0), a16, lda, m, kc);
+    }
 }
 
 static void pack_b(uint32_t *bp, bool tb, const void *B, bool b16, int64_t ldb, int64_t k0,
@@ -175,13 +182,24 @@ static void pack_b(uint32_t *bp, bool tb, const void *B, bool b16, int64_t ldb, 
     X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15)
 #define FOR_V(X, r) X(r, 0) X(r, 1) X(r, 2) X(r, 3)
 
+/* word p of row r of a rows-layout panel, r a constant (see tile) */
+#define ROW(r)                                                                                \
+    ((r) < 3 ? p0 : (r) < 6 ? p1 : (r) < 9 ? p2 : (r) < 12 ? p3 : (r) < 15 ? p4 : p5)         \
+        [(r) % 3 == 0 ? o0 : (r) % 3 == 1 ? o1 : o2]
+
 /* C[m, NR masked by mk] = alpha * A-panel . B-panel + beta * C over kp k
  * pairs, m <= MR a compile-time constant after inlining. */
-static inline __attribute__((always_inline)) void tile(const int m, int64_t kp,
+static inline __attribute__((always_inline)) void tile(const int m, const bool rows, int64_t kp,
                                                         const uint32_t *a, const uint32_t *b,
                                                         float *C, int64_t ldc, float alpha,
                                                         float beta, const __mmask16 *mk)
 {
+    /* rows layout: row r at base r / 3 (three rows apart) plus offset r % 3
+     * (0, ARS or 2 ARS, plus p), so the broadcasts address base + index
+     * with six bases and three indexes in registers (as gemm_avx512.c) */
+    const uint32_t *p0 = a, *p1 = a + 3 * ARS, *p2 = a + 6 * ARS, *p3 = a + 9 * ARS;
+    const uint32_t *p4 = a + 12 * ARS, *p5 = a + 15 * ARS;
+    int64_t o0 = 0, o1 = ARS, o2 = 2 * ARS;
     __m512 c[MR][NV];
 #define ZERO(r, v)                                                                            \
     if (v < NV)                                                                               \
@@ -204,15 +222,20 @@ static inline __attribute__((always_inline)) void tile(const int m, int64_t kp,
         c[r][v] = _mm512_dpbf16_ps(c[r][v], av, bv[v]);
 #define STEP(r)                                                                               \
     if (r < m && r < MR) {                                                                              \
-        __m512bh av = (__m512bh)_mm512_set1_epi32((int)a[r]);                                 \
+        __m512bh av = (__m512bh)_mm512_set1_epi32((int)(rows ? ROW(r) : a[r]));               \
         FOR_V(DOT, r)                                                                         \
     }
         FOR_ROWS(STEP)
 #undef STEP
 #undef DOT
-        a += MR;
+        if (rows) {
+            o0++, o1++, o2++;
+        } else {
+            a += MR;
+        }
         b += NR;
     }
+    (void)p5;
     __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
     if (beta == 0.0f) {
 #define PUTV(r, v)                                                                            \
@@ -243,26 +266,41 @@ static inline __attribute__((always_inline)) void tile(const int m, int64_t kp,
     }
 }
 
-#define CASE(M)                                                                               \
+/* One function per A layout, each switching to a tile of constant height
+ * (as gemm_avx512.c: one loop selecting the layout at every step is slower). */
+#define CASE(M, ROWS)                                                                         \
     case M:                                                                                   \
         if (M <= MR)                                                                          \
-            tile(M <= MR ? M : MR, kp, a, b, C, ldc, alpha, beta, mk);                        \
+            tile(M <= MR ? M : MR, ROWS, kp, a, b, C, ldc, alpha, beta, mk);                  \
         break;
-
-static void micro(int64_t m, int64_t n, int64_t kp, const uint32_t *a, const uint32_t *b,
-                  float *C, int64_t ldc, float alpha, float beta)
-{
-    __mmask16 mk[4];
-    for (int v = 0; v < 4; v++)
-        mk[v] = mask16(n - 16 * v);
-    switch (m) {
-        CASE(16) CASE(15) CASE(14) CASE(13) CASE(12) CASE(11) CASE(10) CASE(9)
-        CASE(8) CASE(7) CASE(6) CASE(5) CASE(4) CASE(3) CASE(2) CASE(1)
-    default:
-        break;
+#define MICRO(NAME, ROWS)                                                                     \
+    static __attribute__((noinline)) void NAME(int64_t m, int64_t n, int64_t kp,             \
+                                               const uint32_t *a, const uint32_t *b,          \
+                                               float *C, int64_t ldc, float alpha,            \
+                                               float beta)                                    \
+    {                                                                                         \
+        __mmask16 mk[4];                                                                      \
+        for (int v = 0; v < 4; v++)                                                           \
+            mk[v] = mask16(n - 16 * v);                                                       \
+        switch (m) {                                                                          \
+            CASE(16, ROWS) CASE(15, ROWS) CASE(14, ROWS) CASE(13, ROWS) CASE(12, ROWS)        \
+            CASE(11, ROWS) CASE(10, ROWS) CASE(9, ROWS) CASE(8, ROWS) CASE(7, ROWS)           \
+            CASE(6, ROWS) CASE(5, ROWS) CASE(4, ROWS) CASE(3, ROWS) CASE(2, ROWS)             \
+            CASE(1, ROWS)                                                                     \
+        default:                                                                              \
+            break;                                                                            \
+        }                                                                                     \
     }
-}
+MICRO(micro_rows, true)
+MICRO(micro_cols, false)
+#undef MICRO
 #undef CASE
+
+static void micro(int64_t m, int64_t n, int64_t kp, const uint32_t *a, bool a_rows,
+                  const uint32_t *b, float *C, int64_t ldc, float alpha, float beta)
+{
+    (a_rows ? micro_rows : micro_cols)(m, n, kp, a, b, C, ldc, alpha, beta);
+}
 
 /* ---------------------------------------------------------------- one row */
 

@@ -9,9 +9,13 @@
  * (gemm_kernel.h), packs each B block once per thread into nr-wide panels
  * and each mr-row micro-panel of A into L1, converting FP32 operands to bf16
  * (round to nearest even) as it packs:
- *   A micro-panel: ap[p * mr + r]         = (op(A)[r, 2p], op(A)[r, 2p+1])
- *   B panel:       bp[p * nr + j]         = (op(B)[2p, j], op(B)[2p+1, j])
- * with rows past m and columns past n zero. */
+ *   A micro-panel, rows layout (A not transposed, few B panels: each row
+ *   converted in place): ap[r * AG_GEMM_BF16_ARS + p] = (op(A)[r, 2p], op(A)[r, 2p+1])
+ *   A micro-panel, cols layout (A transposed: two rows of A interleaved;
+ *   else 16 x 16 blocks of pairs transposed):
+ *                ap[p * mr + r]          = (op(A)[r, 2p], op(A)[r, 2p+1])
+ *   B panel:     bp[p * nr + j]          = (op(B)[2p, j], op(B)[2p+1, j])
+ * with columns past n zero (rows past m are not read). */
 #ifndef AG_GEMM_BF16_KERNEL_H
 #define AG_GEMM_BF16_KERNEL_H
 
@@ -25,18 +29,22 @@
 #ifndef AG_GEMM_BF16_KC
 #define AG_GEMM_BF16_KC 512
 #endif
+/* Words from one row of a rows-layout A micro-panel to the next: the 16
+ * past a block's pairs keep the rows off the same L1 set. */
+#define AG_GEMM_BF16_ARS (AG_GEMM_BF16_KC / 2 + 16)
 
 /* C[m, n] = alpha * sum_p a-pairs . b-pairs + beta * C for m <= mr, n <= nr
- * over kp k pairs, a and b packed as above. beta 0 writes C without reading
- * it (NaN there is overwritten). */
+ * over kp k pairs, a and b packed as above (a in the rows layout when
+ * a_rows). beta 0 writes C without reading it (NaN there is overwritten). */
 typedef void ag_gemm_bf16_micro_fn(int64_t m, int64_t n, int64_t kp, const uint32_t *a,
-                                   const uint32_t *b, float *C, int64_t ldc, float alpha,
-                                   float beta);
+                                   bool a_rows, const uint32_t *b, float *C, int64_t ldc,
+                                   float alpha, float beta);
 
-/* op(A)[i0 .. i0+m, k0 .. k0+kc] into ap (m <= mr); A is FP32, or bf16
- * when a16, lda in its own elements. */
-typedef void ag_gemm_bf16_pack_a_fn(uint32_t *ap, bool ta, const void *A, bool a16, int64_t lda,
-                                    int64_t i0, int64_t k0, int64_t m, int64_t kc);
+/* op(A)[i0 .. i0+m, k0 .. k0+kc] into ap (m <= mr), the rows layout when
+ * rows (only when !ta), else the cols layout; A is FP32, or bf16 when a16,
+ * lda in its own elements. */
+typedef void ag_gemm_bf16_pack_a_fn(uint32_t *ap, bool ta, bool rows, const void *A, bool a16,
+                                    int64_t lda, int64_t i0, int64_t k0, int64_t m, int64_t kc);
 
 /* op(B)[k0 .. k0+kc, j0 .. j0+n] into one nr-wide panel at bp (n <= nr). */
 typedef void ag_gemm_bf16_pack_b_fn(uint32_t *bp, bool tb, const void *B, bool b16, int64_t ldb,
