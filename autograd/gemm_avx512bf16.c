@@ -182,11 +182,6 @@ static void pack_b(uint32_t *bp, bool tb, const void *B, bool b16, int64_t ldb, 
     X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15)
 #define FOR_V(X, r) X(r, 0) X(r, 1) X(r, 2) X(r, 3)
 
-/* word p of row r of a rows-layout panel, r a constant (see tile) */
-#define ROW(r)                                                                                \
-    ((r) < 3 ? p0 : (r) < 6 ? p1 : (r) < 9 ? p2 : (r) < 12 ? p3 : (r) < 15 ? p4 : p5)         \
-        [(r) % 3 == 0 ? o0 : (r) % 3 == 1 ? o1 : o2]
-
 /* C[m, NR masked by mk] = alpha * A-panel . B-panel + beta * C over kp k
  * pairs, m <= MR a compile-time constant after inlining. */
 static inline __attribute__((always_inline)) void tile(const int m, const bool rows, int64_t kp,
@@ -194,12 +189,9 @@ static inline __attribute__((always_inline)) void tile(const int m, const bool r
                                                         float *C, int64_t ldc, float alpha,
                                                         float beta, const __mmask16 *mk)
 {
-    /* rows layout: row r at base r / 3 (three rows apart) plus offset r % 3
-     * (0, ARS or 2 ARS, plus p), so the broadcasts address base + index
-     * with six bases and three indexes in registers (as gemm_avx512.c) */
-    const uint32_t *p0 = a, *p1 = a + 3 * ARS, *p2 = a + 6 * ARS, *p3 = a + 9 * ARS;
-    const uint32_t *p4 = a + 12 * ARS, *p5 = a + 15 * ARS;
-    int64_t o0 = 0, o1 = ARS, o2 = 2 * ARS;
+    /* pair p of row r: a[r * ARS] (rows layout; ARS a constant, so each
+     * broadcast is one pointer plus a displacement) or a[r], with a
+     * stepping one pair or one column of pairs */
     __m512 c[MR][NV];
 #define ZERO(r, v)                                                                            \
     if (v < NV)                                                                               \
@@ -222,20 +214,15 @@ static inline __attribute__((always_inline)) void tile(const int m, const bool r
         c[r][v] = _mm512_dpbf16_ps(c[r][v], av, bv[v]);
 #define STEP(r)                                                                               \
     if (r < m && r < MR) {                                                                              \
-        __m512bh av = (__m512bh)_mm512_set1_epi32((int)(rows ? ROW(r) : a[r]));               \
+        __m512bh av = (__m512bh)_mm512_set1_epi32((int)a[rows ? r * ARS : r]);                \
         FOR_V(DOT, r)                                                                         \
     }
         FOR_ROWS(STEP)
 #undef STEP
 #undef DOT
-        if (rows) {
-            o0++, o1++, o2++;
-        } else {
-            a += MR;
-        }
+        a += rows ? 1 : MR;
         b += NR;
     }
-    (void)p5;
     __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
     if (beta == 0.0f) {
 #define PUTV(r, v)                                                                            \
