@@ -13,4 +13,8 @@
  * "avx512", "avx2" or "generic". */
 double fma_peak_gflops(int nthreads, bool cpu_clock, int tries, const char **isa);
 
+/* The same for the bf16 dot product (vdpbf16ps: 64 flops a zmm instruction,
+ * 2 per bf16 multiply-add); 0 without AVX512_BF16. */
+double bf16_peak_gflops(int nthreads, bool cpu_clock, int tries);
+
 #endif

@@ -57,7 +57,11 @@ void ag_gemm_bf16_naive(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float
 
 /* What runs the bf16 products: "avx512_bf16" (vdpbf16ps) where the CPU has
  * it, else "emulated" (operands rounded to bf16, then FP32 kernels: the same
- * products, at FP32 speed). */
+ * products, at FP32 speed). AG_BF16_KERNEL=emulated forces the emulation.
+ * The two differ only in FP32 summation order, and in denormals: the kernel
+ * reads denormal operands as zero (vcvtne2ps2bf16 and vdpbf16ps do) and
+ * flushes denormal results, so a product's terms below 2^-126 may be lost
+ * (gemm_avx512bf16.c, tests/test_gemm_bf16.c). */
 const char *ag_gemm_bf16_kernel(void);
 
 #endif
