@@ -11,7 +11,6 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <unistd.h>
 
 /* ---------------------------------------------------------------- choice */
 
@@ -143,57 +142,11 @@ static void gemm_run(const gemm_job *g, int id)
     }
 }
 
-/* The rectangle grid (tr x tc = nt) whose slowest thread finishes first:
- * its tiles plus its packing, as gemm_blocked.c's pick_grid weighs them. */
-static bool pick_grid(const ag_gemm_bf16_kernel_t *k, int nt, int64_t M, int64_t N, int64_t mp,
-                      int64_t np, bool tb, int *tr, int *tc)
-{
-    double best = -1, ca = 0.15, cb = tb ? 0.4 : 0.15;
-    for (int c = 1; c <= nt; c++) {
-        int r = nt / c;
-        if (r * c != nt || r > mp || c > np)
-            continue;
-        double cost = (double)(cdiv(mp, r) * cdiv(np, c) * k->mr * k->nr) / 32.0 +
-                      ca * (double)cdiv(M, r) + cb * (double)cdiv(N, c);
-        if (best < 0 || cost < best) {
-            best = cost;
-            *tr = r;
-            *tc = c;
-        }
-    }
-    return best >= 0;
-}
-
-static void scale_rows(float *C, int64_t ldc, int64_t M, int64_t N, float beta)
-{
-    if (beta == 1.0f)
-        return;
-    for (int64_t i = 0; i < M; i++)
-        for (int64_t j = 0; j < N; j++)
-            C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
-}
-
-/* Bytes of L2 per core (0: unknown), asked once. */
-static int64_t l2_bytes(void)
-{
-    static atomic_llong cached = -1;
-    long long v = atomic_load_explicit(&cached, memory_order_relaxed);
-    if (v < 0) {
-        v = 0;
-#ifdef _SC_LEVEL2_CACHE_SIZE
-        long s = sysconf(_SC_LEVEL2_CACHE_SIZE);
-        v = s > 0 ? s : 0;
-#endif
-        atomic_store_explicit(&cached, v, memory_order_relaxed);
-    }
-    return v;
-}
-
 /* Columns of the packed B block: its kc x nc bf16 values fill three
  * quarters of L2 (512 KiB assumed when L2 is unknown). */
 static int64_t block_cols(const ag_gemm_bf16_kernel_t *k, int64_t kc)
 {
-    int64_t l2 = l2_bytes();
+    int64_t l2 = ag_l2_bytes();
     int64_t nc = (l2 ? l2 : 512 * 1024) * 3 / 4 / (kc * 2);
     nc = nc / k->nr * k->nr;
     return nc < 4 * k->nr ? 4 * k->nr : nc > 4096 ? 4096 : nc;
@@ -210,7 +163,7 @@ void ag_gemm_bf16_blocked(const ag_gemm_bf16_kernel_t *k, int nthreads, bool ta,
     if (M <= 0 || N <= 0)
         return;
     if (K <= 0 || alpha == 0.0f) {
-        scale_rows(C, ldc, M, N, beta);
+        ag_gemm_scale_rows(C, ldc, M, N, beta);
         return;
     }
     gemm_job g = {.k = k, .ta = ta, .tb = tb, .a16 = a16, .b16 = b16, .M = M, .N = N, .K = K,
@@ -224,7 +177,8 @@ void ag_gemm_bf16_blocked(const ag_gemm_bf16_kernel_t *k, int nthreads, bool ta,
     g.ncb = cdiv(cdiv(N, cdiv(N, ncmax)), k->nr) * k->nr;
     int64_t mp = cdiv(M, k->mr), np = cdiv(min64(N, g.ncb), k->nr);
     int nt = M * N * K < ag_gemm_par_min || nthreads < 1 ? 1 : nthreads;
-    while (!pick_grid(k, nt, M, N, mp, np, tb, &g.tr, &g.tc)) /* 1 x 1 always fits */
+    /* 1 x 1 always fits */
+    while (!ag_gemm_pick_grid(k->mr, k->nr, 32.0, nt, M, N, mp, np, tb, &g.tr, &g.tc))
         nt--;
     int64_t kp = g.kcb / 2;
     g.apn = cdiv(k->mr * AG_GEMM_BF16_ARS, 16) * 16; /* either layout */
@@ -296,7 +250,7 @@ static void one_row(bool ta, bool tb, int64_t N, int64_t K, float alpha, const v
                     float *C)
 {
     if (K <= 0 || alpha == 0.0f) {
-        scale_rows(C, 1, 1, N, beta);
+        ag_gemm_scale_rows(C, 1, 1, N, beta);
         return;
     }
     const ag_gemm_bf16_kernel_t *kr = ag_gemm_bf16_current();

@@ -135,19 +135,19 @@ static void gemm_run(const gemm_job *g, int id)
 
 /* The rectangle grid (tr x tc = nt) for mp row panels and np column panels
  * whose slowest thread finishes first, in cycles of one depth step: its
- * tiles (mr nr / 16 FMA cycles each, at 16 lanes per cycle) plus its
+ * tiles (mr nr / lanes cycles each: 16 FP32 FMAs a cycle, 32 bf16 pairs) plus its
  * packing (A's rows and B's columns: a copy, about 0.15 cycles a float, or
  * 0.4 for B transposed). Splitting the rows repeats B's packing in every
  * thread; splitting the columns repeats A's. false: no grid of nt fits. */
-static bool pick_grid(const ag_gemm_kernel *k, int nt, int64_t M, int64_t N, int64_t mp,
-                      int64_t np, bool tb, int *tr, int *tc)
+bool ag_gemm_pick_grid(int mr, int nr, double lanes, int nt, int64_t M, int64_t N, int64_t mp,
+                       int64_t np, bool tb, int *tr, int *tc)
 {
     double best = -1, ca = 0.15, cb = tb ? 0.4 : 0.15;
     for (int c = 1; c <= nt; c++) {
         int r = nt / c;
         if (r * c != nt || r > mp || c > np)
             continue;
-        double cost = (double)(cdiv(mp, r) * cdiv(np, c) * k->mr * k->nr) / 16.0 +
+        double cost = (double)(cdiv(mp, r) * cdiv(np, c) * mr * nr) / lanes +
                       ca * (double)cdiv(M, r) + cb * (double)cdiv(N, c);
         if (best < 0 || cost < best) {
             best = cost;
@@ -208,7 +208,7 @@ static void one_row(bool ta, bool tb, int64_t N, int64_t K, float alpha, const f
     }
 }
 
-static void scale_rows(float *C, int64_t ldc, int64_t M, int64_t N, float beta)
+void ag_gemm_scale_rows(float *C, int64_t ldc, int64_t M, int64_t N, float beta)
 {
     if (beta == 1.0f)
         return;
@@ -217,8 +217,7 @@ static void scale_rows(float *C, int64_t ldc, int64_t M, int64_t N, float beta)
             C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
 }
 
-/* Bytes of L2 per core (0: unknown), asked once. */
-static int64_t l2_bytes(void)
+int64_t ag_l2_bytes(void)
 {
     static atomic_llong cached = -1;
     long long v = atomic_load_explicit(&cached, memory_order_relaxed);
@@ -238,7 +237,7 @@ static int64_t l2_bytes(void)
  * A panels and C's lines; the kernel's own guess when L2 is unknown. */
 static int64_t block_cols(const ag_gemm_kernel *k, int64_t kc)
 {
-    int64_t l2 = l2_bytes(), nc = l2 ? l2 * 3 / 4 / (kc * (int64_t)sizeof(float)) : k->nc;
+    int64_t l2 = ag_l2_bytes(), nc = l2 ? l2 * 3 / 4 / (kc * (int64_t)sizeof(float)) : k->nc;
     nc = nc / k->nr * k->nr;
     return nc < 4 * k->nr ? 4 * k->nr : nc > 4096 ? 4096 : nc;
 }
@@ -255,7 +254,7 @@ void ag_gemm_blocked(const ag_gemm_kernel *k, int nthreads, bool ta, bool tb, in
     if (M <= 0 || N <= 0)
         return;
     if (K <= 0 || alpha == 0.0f) {
-        scale_rows(C, ldc, M, N, beta);
+        ag_gemm_scale_rows(C, ldc, M, N, beta);
         return;
     }
     if (M == 1) {
@@ -270,7 +269,8 @@ void ag_gemm_blocked(const ag_gemm_kernel *k, int nthreads, bool ta, bool tb, in
     g.ncb = cdiv(cdiv(N, cdiv(N, ncmax)), k->nr) * k->nr;
     int64_t mp = cdiv(M, k->mr), np = cdiv(min64(N, g.ncb), k->nr);
     int nt = M * N * K < ag_gemm_par_min || nthreads < 1 ? 1 : nthreads;
-    while (!pick_grid(k, nt, M, N, mp, np, tb, &g.tr, &g.tc)) /* 1 x 1 always fits */
+    /* 1 x 1 always fits */
+    while (!ag_gemm_pick_grid(k->mr, k->nr, 16.0, nt, M, N, mp, np, tb, &g.tr, &g.tc))
         nt--;
     /* A panel: mr rows of AG_GEMM_ARS, or kc columns of mr */
     g.apn = cdiv(k->mr * AG_GEMM_ARS, 16) * 16;

@@ -72,6 +72,17 @@ const ag_gemm_kernel *ag_gemm_kernel_best(void);
  * team costs more than it saves. Tests set 0 to split even tiny ones. */
 extern int64_t ag_gemm_par_min;
 
+/* The grid of tr x tc thread rectangles (tr * tc = nt) over mp row and np
+ * column panels of an mr x nr tile whose slowest thread finishes first, the
+ * tiles costing mr nr / lanes cycles a depth step (16 for FP32 FMAs, 32 for
+ * bf16 pairs) plus the packing. false when no grid of nt fits. */
+bool ag_gemm_pick_grid(int mr, int nr, double lanes, int nt, int64_t M, int64_t N, int64_t mp,
+                       int64_t np, bool tb, int *tr, int *tc);
+/* C[M,N] = beta * C (beta 0 writes zeros: NaN there is overwritten). */
+void ag_gemm_scale_rows(float *C, int64_t ldc, int64_t M, int64_t N, float beta);
+/* Bytes of L2 per core (0: unknown), asked once. */
+int64_t ag_l2_bytes(void);
+
 /* C[M,N] = alpha * op(A) @ op(B) + beta * C with kernel k on up to nthreads
  * threads (1: the caller's thread alone, as inside a parallel region). */
 void ag_gemm_blocked(const ag_gemm_kernel *k, int nthreads, bool ta, bool tb, int64_t M,
