@@ -146,7 +146,6 @@ static void pair_backward(const geom *g, int64_t pair, const float *qkv, const f
     const float *go = gout + out_at(g, pair);
     float *gq = gqkv + packed_at(g, pair), *gk = gq + C, *gv = gq + 2 * C;
     bool drop = g->p > 0.0f;
-    float inv = 1.0f / (1.0f - g->p);
     const float *D = drop ? d : P;
     for (int64_t i0 = 0; i0 < T; i0 += RB) {
         int64_t rows = min64(RB, T - i0), cols = i0 + rows;
@@ -155,26 +154,8 @@ static void pair_backward(const geom *g, int64_t pair, const float *qkv, const f
         for (int64_t t = i0; t < cols; t++) {
             const float *pr = P + t * T;
             float *ar = a + t * T;
-            if (drop) {
-                float *dr = d + t * T;
-                uint64_t base = (uint64_t)((pair * T + t) * T);
-                for (int64_t j = 0; j <= t; j++) {
-                    bool kp = ag_dropout_keep(g->seed, (int64_t)base + j, g->p);
-                    ar[j] = kp ? ar[j] * inv : 0.0f;
-                    dr[j] = kp ? pr[j] * inv : 0.0f;
-                }
-                for (int64_t j = t + 1; j < cols; j++)
-                    dr[j] = 0.0f;
-            }
-            float dot = 0.0f;
-#pragma omp simd reduction(+ : dot)
-            for (int64_t j = 0; j <= t; j++)
-                dot += ar[j] * pr[j];
-#pragma omp simd
-            for (int64_t j = 0; j <= t; j++)
-                ar[j] = pr[j] * (ar[j] - dot) * g->scale;
-            for (int64_t j = t + 1; j < cols; j++)
-                ar[j] = 0.0f;
+            softmax_dropout_span_backward(g->p, g->seed, (uint64_t)((pair * T + t) * T), g->scale, pr,
+                                          ar, d + t * T, t + 1, cols);
         }
         ag_gemm_serial(false, false, rows, hs, cols, 1.0f, a + i0 * T,
                        T, k, ld, beta, gq + i0 * ld, ld);
@@ -313,7 +294,6 @@ static void pair_backward16(const geom *g, int64_t pair, ag_operand x, const flo
     const float *go = gout + out_at(g, pair);
     float *gq = gqkv + packed_at(g, pair), *gk = gq + C, *gv = gq + 2 * C;
     bool drop = g->p > 0.0f;
-    float inv = 1.0f / (1.0f - g->p);
     for (int64_t i0 = 0; i0 < T; i0 += RB) {
         int64_t rows = min64(RB, T - i0), cols = i0 + rows;
         scores16(g, q, k, i0, rows, cols, pt);
@@ -328,26 +308,8 @@ static void pair_backward16(const geom *g, int64_t pair, ag_operand x, const flo
                 pr[j] *= r;
             for (int64_t j = t + 1; j < cols; j++)
                 pr[j] = 0.0f;
-            if (drop) {
-                float *dr = d + t * T;
-                uint64_t base = (uint64_t)((pair * T + t) * T);
-                for (int64_t j = 0; j <= t; j++) {
-                    bool kp = ag_dropout_keep(g->seed, (int64_t)base + j, g->p);
-                    ar[j] = kp ? ar[j] * inv : 0.0f;
-                    dr[j] = kp ? pr[j] * inv : 0.0f;
-                }
-                for (int64_t j = t + 1; j < cols; j++)
-                    dr[j] = 0.0f;
-            }
-            float dot = 0.0f;
-#pragma omp simd reduction(+ : dot)
-            for (int64_t j = 0; j <= t; j++)
-                dot += ar[j] * pr[j];
-#pragma omp simd
-            for (int64_t j = 0; j <= t; j++)
-                ar[j] = pr[j] * (ar[j] - dot) * g->scale;
-            for (int64_t j = t + 1; j < cols; j++)
-                ar[j] = 0.0f;
+            softmax_dropout_span_backward(g->p, g->seed, (uint64_t)((pair * T + t) * T), g->scale, pr,
+                                          ar, d + t * T, t + 1, cols);
         }
         ag_gemm_bf16_serial(false, false, rows, hs, cols, 1.0f, a + i0 * T, false, T, k.p, k.h,
                             ld, beta, gq + i0 * ld, ld);

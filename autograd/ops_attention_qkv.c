@@ -142,7 +142,6 @@ static void qpair_backward(const qgeom *g, int64_t pair, const float *q, const f
     int64_t T = g->T, S = g->S, hs = g->hs, hv = g->hv;
     float *gq = gr->q + pair * T * hs, *gk = gr->k + pair * S * hs, *gv = gr->v + pair * S * hv;
     bool drop = g->p > 0.0f;
-    float inv = 1.0f / (1.0f - g->p);
     const float *D = drop ? d : P;
     for (int64_t i0 = 0; i0 < T; i0 += RB) {
         int64_t rows = min64(RB, T - i0), cols = g->causal ? min64(i0 + rows, S) : S;
@@ -152,26 +151,8 @@ static void qpair_backward(const qgeom *g, int64_t pair, const float *q, const f
             const float *pr = P + t * S;
             float *ar = a + t * S;
             int64_t n = kept(g, t);
-            if (drop) {
-                float *dr = d + t * S;
-                uint64_t base = (uint64_t)((pair * T + t) * S);
-                for (int64_t j = 0; j < n; j++) {
-                    bool kp = ag_dropout_keep(g->seed, (int64_t)base + j, g->p);
-                    ar[j] = kp ? ar[j] * inv : 0.0f;
-                    dr[j] = kp ? pr[j] * inv : 0.0f;
-                }
-                for (int64_t j = n; j < cols; j++)
-                    dr[j] = 0.0f;
-            }
-            float dot = 0.0f;
-#pragma omp simd reduction(+ : dot)
-            for (int64_t j = 0; j < n; j++)
-                dot += ar[j] * pr[j];
-#pragma omp simd
-            for (int64_t j = 0; j < n; j++)
-                ar[j] = pr[j] * (ar[j] - dot) * g->scale;
-            for (int64_t j = n; j < cols; j++)
-                ar[j] = 0.0f;
+            softmax_dropout_span_backward(g->p, g->seed, (uint64_t)((pair * T + t) * S), g->scale, pr,
+                                          ar, d + t * S, n, cols);
         }
         ag_gemm_serial(false, false, rows, hs, cols, 1.0f, a + i0 * S, S, k, hs,
                        gr->oq ? 0.0f : 1.0f, gq + i0 * hs, hs);
@@ -320,7 +301,6 @@ static void qpair_backward16(const qgeom *g, int64_t pair, ag_operand q, ag_oper
     int64_t T = g->T, S = g->S, hs = g->hs, hv = g->hv;
     float *gq = gr->q + pair * T * hs, *gk = gr->k + pair * S * hs, *gv = gr->v + pair * S * hv;
     bool drop = g->p > 0.0f;
-    float inv = 1.0f / (1.0f - g->p);
     for (int64_t i0 = 0; i0 < T; i0 += RB) {
         int64_t rows = min64(RB, T - i0), cols = g->causal ? min64(i0 + rows, S) : S;
         if (kp->st)
@@ -341,26 +321,8 @@ static void qpair_backward16(const qgeom *g, int64_t pair, ag_operand q, ag_oper
             } else {
                 ag_bf16_to_f32(pr, kp->P16 + t * S, cols);
             }
-            if (drop) {
-                float *dr = d + t * S;
-                uint64_t base = (uint64_t)((pair * T + t) * S);
-                for (int64_t j = 0; j < n; j++) {
-                    bool keep = ag_dropout_keep(g->seed, (int64_t)base + j, g->p);
-                    ar[j] = keep ? ar[j] * inv : 0.0f;
-                    dr[j] = keep ? pr[j] * inv : 0.0f;
-                }
-                for (int64_t j = n; j < cols; j++)
-                    dr[j] = 0.0f;
-            }
-            float dot = 0.0f;
-#pragma omp simd reduction(+ : dot)
-            for (int64_t j = 0; j < n; j++)
-                dot += ar[j] * pr[j];
-#pragma omp simd
-            for (int64_t j = 0; j < n; j++)
-                ar[j] = pr[j] * (ar[j] - dot) * g->scale;
-            for (int64_t j = n; j < cols; j++)
-                ar[j] = 0.0f;
+            softmax_dropout_span_backward(g->p, g->seed, (uint64_t)((pair * T + t) * S), g->scale, pr,
+                                          ar, d + t * S, n, cols);
         }
         ag_gemm_bf16_serial(false, false, rows, hs, cols, 1.0f, a + i0 * S, false, S, k.p, k.h,
                             hs, gr->oq ? 0.0f : 1.0f, gq + i0 * hs, hs);

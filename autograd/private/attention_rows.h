@@ -67,4 +67,35 @@ static inline void softmax_dropout_span(float p, uint64_t seed, uint64_t base, f
     }
 }
 
+/* Backward through a row's softmax and dropout in a block cols wide whose
+ * first n scores are kept: ar holds dD, the gradient of the dropped row, and
+ * becomes dS = P (dP - sum(dP P)) scale, dP being dD through the dropout
+ * (element j kept as element base + j of ag_dropout's call seeded with
+ * seed); with dropout (p > 0) dr becomes the dropped row D. Both are zero
+ * on [n, cols). */
+static inline void softmax_dropout_span_backward(float p, uint64_t seed, uint64_t base,
+                                                 float scale, const float *pr, float *ar,
+                                                 float *dr, int64_t n, int64_t cols)
+{
+    if (p > 0.0f) {
+        float inv = 1.0f / (1.0f - p);
+        for (int64_t j = 0; j < n; j++) {
+            bool kp = ag_dropout_keep(seed, (int64_t)base + j, p);
+            ar[j] = kp ? ar[j] * inv : 0.0f;
+            dr[j] = kp ? pr[j] * inv : 0.0f;
+        }
+        for (int64_t j = n; j < cols; j++)
+            dr[j] = 0.0f;
+    }
+    float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+    for (int64_t j = 0; j < n; j++)
+        dot += ar[j] * pr[j];
+#pragma omp simd
+    for (int64_t j = 0; j < n; j++)
+        ar[j] = pr[j] * (ar[j] - dot) * scale;
+    for (int64_t j = n; j < cols; j++)
+        ar[j] = 0.0f;
+}
+
 #endif
