@@ -59,7 +59,10 @@ def main():
         out = subprocess.run([os.path.join(args.build, 'tools', 'fma_peak'), str(args.threads)],
                              capture_output=True, text=True).stdout
         print('  ' + out.strip())
-        peak = float(re.search(r'gflops=([\d.]+)', out).group(1))
+        peak = {'fp32': float(re.search(r'fma_peak:.*? gflops=([\d.]+)', out).group(1))}
+        m = re.search(r'bf16_peak:.*? gflops=([\d.]+)', out)
+        if m:  # the bf16 rows' share is of the vdpbf16ps peak
+            peak['bf16'] = float(m.group(1))
     precisions = args.precision.split(',')
     if any(x not in ('fp32', 'bf16') for x in precisions):
         sys.exit(f'bench_compare: --precision {args.precision}: give fp32, bf16 or fp32,bf16')
@@ -87,8 +90,9 @@ def main():
         med = {name: sorted(r, key=lambda x: x['ms'])[len(r) // 2] for name, r in runs.items()}
         for prec in precisions:
             tag = '' if prec == 'fp32' else '/' + prec
-            best = max((v for k, v in med.items() if k.startswith('torch') and k.endswith(tag) and
-                        (tag or '/' not in k)), key=lambda x: x['tps'])
+            best_k = max((k for k in med if k.startswith('torch') and k.endswith(tag) and
+                          (tag or '/' not in k)), key=lambda k: med[k]['tps'])
+            best = dict(med[best_k], threads=best_k[len('torch'):len(best_k) - len(tag)])
             rows.append((p + tag, med['ours' + tag], best, med.get('ours1' + tag)))
             if prec == 'fp32':
                 fp32_ms[p] = med['ours']['ms']
@@ -97,10 +101,11 @@ def main():
           (' | share of peak' if peak else '') + (' | 2 vs 1 thread' if args.scaling else '') + ' |')
     print('|---|---|---|---|---|---|---' + ('|---' if peak else '') + ('|---' if args.scaling else '') + '|')
     for p, o, t, o1 in rows:
-        line = (f"| {p} | {o['ms']:.1f} / {t['ms']:.1f} | {o['tps']:.0f} / {t['tps']:.0f} | {o['tps'] / t['tps']:.2f}x | "
+        line = (f"| {p} | {o['ms']:.1f} / {t['ms']:.1f} ({t['threads']}t) | {o['tps']:.0f} / {t['tps']:.0f} | {o['tps'] / t['tps']:.2f}x | "
                 f"{o['rss']:.0f} / {t['rss']:.0f} | {o['rss'] / t['rss']:.2f} | {o['gflops']:.1f}")
         if peak:
-            line += f" | {100 * o['gflops'] / peak:.0f}%"
+            pk = peak.get(p.split('/')[1] if '/' in p else 'fp32')
+            line += f" | {100 * o['gflops'] / pk:.0f}%" if pk else ' | -'
         if args.scaling:
             line += f" | {o['tps'] / o1['tps']:.2f}x"
         print(line + ' |')
